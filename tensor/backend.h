@@ -1,0 +1,160 @@
+// The kernel interface every device implements: the contract between the dispatch
+// layer (tensor/ops/*.cpp: checks shapes, broadcasts, allocates) and the kernels
+// (tensor/cpu/ and, through tensor/cuda_glue/, cuda/).
+//
+// Conventions, so a kernel never has to re-check what dispatch already did:
+//  - outputs are allocated by the caller, contiguous, of the right shape and dtype;
+//  - "any strides" inputs have exactly the output's shape (broadcast inputs arrive
+//    expanded, with stride 0 along broadcast dims);
+//  - "contiguous" inputs are contiguous;
+//  - a Tensor argument that is optional is passed as an undefined Tensor when absent;
+//  - floating kernels support float32 and float64 (CUDA: float32, plus bf16 where
+//    noted); anything else is a clear mms::Error naming the op and the dtype.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mms {
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Abs, Sign, Reciprocal, Square,
+  Tanh, Sigmoid, Relu,
+  GeluErf,    // x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+  GeluTanh,   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  QuickGelu,  // x * sigmoid(1.702 x), as in OpenAI's CLIP
+  AddScalar,  // x + alpha
+  MulScalar,  // x * alpha
+  PowScalar,  // x ^ alpha
+  RSubScalar, // alpha - x
+  RDivScalar, // alpha / x
+  Clamp,      // min(max(x, alpha), beta); alpha = -inf / beta = +inf to leave a side open
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  // comparisons produce Bool
+  Eq, Ne, Lt, Le, Gt, Ge,
+};
+
+enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, LogSumExp };
+
+enum class RandomKind : uint8_t { Uniform, Normal };
+
+const char* unary_op_name(UnaryOp op);
+const char* binary_op_name(BinaryOp op);
+const char* reduce_op_name(ReduceOp op);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // dst[...] = src[...] elementwise, same shape, any strides on both sides, any dtypes
+  // (values converted; float -> int truncates toward zero, nonzero -> true).
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // dst (contiguous) = value.
+  virtual void fill(Tensor& dst, double value) = 0;
+  // dst (contiguous, 1-D) = start + i * step.
+  virtual void arange(Tensor& dst, double start, double step) = 0;
+  // dst (contiguous, floating) from the Philox stream at (seed, offset + i).
+  // Uniform: a + (b - a) * u, u in [0, 1). Normal: a + b * z (Box-Muller on pairs).
+  virtual void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,
+                      Tensor& dst) = 0;
+
+  // out = op(x); x any strides.
+  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) = 0;
+  // grad_in = grad_out * d op(x) / dx; grad_out and x any strides. For Clamp the
+  // gradient passes where alpha <= x <= beta; for Abs/Relu/Sign the derivative at 0 is 0.
+  virtual void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x,
+                              Tensor& grad_in, double alpha, double beta) = 0;
+  // out = a op b; a, b any strides (already expanded to out's shape).
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // out = cond ? a : b; cond Bool/UInt8, all any strides expanded to out's shape.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) = 0;
+
+  // x contiguous [M, R] -> out [M] (ArgMax: Int64, first maximum wins).
+  virtual void reduce_last(ReduceOp op, const Tensor& x, Tensor& out) = 0;
+
+  // Row-wise over the last dim of contiguous [M, N].
+  virtual void softmax_last(const Tensor& x, Tensor& out, bool log) = 0;
+  // grad_in = y * (g - sum(g*y))  (softmax)   or   g - exp(y) * sum(g)  (log_softmax)
+  virtual void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,
+                                     bool log) = 0;
+
+  // Row-wise over contiguous x [M, N]; weight/bias [N] optional. Saves mean and
+  // rstd = 1/sqrt(var + eps) (biased variance) as [M] for the backward.
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                          Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+  // grad_weight/grad_bias are written (not accumulated) when defined.
+  virtual void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
+                                   const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
+                                   Tensor& grad_weight, Tensor& grad_bias) = 0;
+
+  // Batched GEMM on contiguous 3-D operands:
+  //   out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b]
+  // a is [B, M, K] ([B, K, M] when trans_a), b is [B, K, N] ([B, N, K] when trans_b),
+  // out is [B, M, N]. A batch size of 1 in a or b broadcasts over out's batch.
+  virtual void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
+                   double alpha, double beta) = 0;
+
+  // out[i, :] = table[index[i], :]; table contiguous [N, D], index Int64 [I].
+  virtual void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) = 0;
+  // table_grad[index[i], :] += grad[i, :]; grad contiguous [I, D].
+  virtual void index_add_rows(const Tensor& grad, const Tensor& index, Tensor& table_grad) = 0;
+  // out[m, k] = x[m, index[m, k]]; x contiguous [M, N], index Int64 [M, K].
+  virtual void gather_last(const Tensor& x, const Tensor& index, Tensor& out) = 0;
+  // out[m, index[m, k]] += grad[m, k].
+  virtual void scatter_add_last(const Tensor& grad, const Tensor& index, Tensor& out) = 0;
+
+  // ---- fused training kernels -------------------------------------------------
+  // ListMLE on scores [B, K] (contiguous). order [B, K] Int64 lists, per list, the item
+  // indices sorted by gold rating descending (ties already broken); only the first
+  // lengths[b] (Int64 [B]) entries are valid. Writes the loss of each list [B] and
+  // d loss_b / d scores [B, K] (zero at invalid items; zero loss for lists < 2 items).
+  virtual void listmle(const Tensor& scores, const Tensor& order, const Tensor& lengths,
+                       Tensor& loss, Tensor& grad_scores) = 0;
+
+  // One AdamW step over many tensors at once (decoupled weight decay, bias correction):
+  //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+  //   p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + lr * wd * p
+  // All float32 (or float64 on CPU), contiguous, updated in place.
+  struct AdamWTensor { Tensor param, grad, exp_avg, exp_avg_sq; double weight_decay; };
+  virtual void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1,
+                     double beta2, double eps, int64_t step) = 0;
+  // sum over all tensors of sum(x^2), accumulated in double (global gradient norm^2).
+  virtual double sum_of_squares(const std::vector<Tensor>& tensors) = 0;
+
+  // Scaled dot-product attention on contiguous q [B, H, Lq, D], k, v [B, H, Lk, D]:
+  //   P = softmax(scale * q k^T + mask), out = P v.
+  // key_keep (optional, [B, Lk], Bool/UInt8/Int64: nonzero = attend) masks padded keys;
+  // causal masks key j > query i. A row with no key left gives out = 0 and lse = -inf.
+  // lse [B, H, Lq] (float32 or the input dtype) is saved for the backward.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
+                         bool causal, double scale, Tensor& out, Tensor& lse) = 0;
+  virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& out, const Tensor& lse,
+                                  const Tensor& key_keep, bool causal, double scale,
+                                  Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) = 0;
+};
+
+Backend& cpu_backend();
+// Throws a clear mms::Error when the library was built without CUDA.
+Backend& cuda_backend();
+Backend& backend_for(Device device);
+// True when the library was built with CUDA and a device is present at run time.
+bool cuda_available();
+int cuda_device_count();
+
+// Device memory and transfers, implemented by the CUDA glue (tensor/cuda_glue/) and by
+// stubs that throw a clear error in a CPU-only build.
+void* device_allocate(size_t nbytes, Device device);
+void device_deallocate(void* pointer, Device device);
+// Copies contiguous bytes between any two devices (host<->device, device<->device).
+void device_memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+// Waits for all queued work on the device (no-op on the CPU).
+void device_synchronize(Device device);
+
+}  // namespace mms

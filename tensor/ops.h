@@ -1,0 +1,114 @@
+// Raw (non-differentiable) tensor operations: check shapes, dtypes and devices,
+// broadcast, allocate the output, and call the device's kernel (tensor/backend.h).
+// Autograd's differentiable ops (autograd/api.h) are written on top of these; the
+// backward formulas use them too.
+#pragma once
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/tensor.h"
+#include "tensor/view.h"
+
+namespace mms::ops {
+
+// ---- copies --------------------------------------------------------------------
+void copy_(Tensor& dst, const Tensor& src);  // same shape (src may broadcast); converts dtype
+void fill_(Tensor& dst, double value);       // any strides
+Tensor cast(const Tensor& x, DType dtype);   // always a new contiguous tensor
+
+// ---- elementwise ---------------------------------------------------------------
+Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);
+Tensor unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, double alpha = 0.0,
+                      double beta = 0.0);
+// Both operands must share dtype and device; shapes broadcast.
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+inline Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }
+inline Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x); }
+inline Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x); }
+inline Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, x); }
+inline Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::Rsqrt, x); }
+inline Tensor abs(const Tensor& x) { return unary(UnaryOp::Abs, x); }
+inline Tensor sign(const Tensor& x) { return unary(UnaryOp::Sign, x); }
+inline Tensor square(const Tensor& x) { return unary(UnaryOp::Square, x); }
+inline Tensor tanh(const Tensor& x) { return unary(UnaryOp::Tanh, x); }
+inline Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, x); }
+inline Tensor relu(const Tensor& x) { return unary(UnaryOp::Relu, x); }
+inline Tensor add_scalar(const Tensor& x, double s) { return unary(UnaryOp::AddScalar, x, s); }
+inline Tensor mul_scalar(const Tensor& x, double s) { return unary(UnaryOp::MulScalar, x, s); }
+inline Tensor pow_scalar(const Tensor& x, double s) { return unary(UnaryOp::PowScalar, x, s); }
+Tensor clamp(const Tensor& x, std::optional<double> low, std::optional<double> high);
+
+inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
+inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
+inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
+inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+
+// ---- reductions ----------------------------------------------------------------
+// dims empty = all dims. Negative dims allowed.
+Tensor reduce(ReduceOp op, const Tensor& x, std::vector<int64_t> dims, bool keepdim);
+inline Tensor sum(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false) {
+  return reduce(ReduceOp::Sum, x, std::move(dims), keepdim);
+}
+Tensor mean(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
+inline Tensor amax(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false) {
+  return reduce(ReduceOp::Max, x, std::move(dims), keepdim);
+}
+inline Tensor logsumexp(const Tensor& x, std::vector<int64_t> dims, bool keepdim = false) {
+  return reduce(ReduceOp::LogSumExp, x, std::move(dims), keepdim);
+}
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+// Sums a broadcast result back down to `shape` (the inverse of expand).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- normalisation -------------------------------------------------------------
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+// y is the forward output (softmax probabilities, or log-probabilities when log).
+Tensor softmax_backward(const Tensor& grad_out, const Tensor& y, int64_t dim, bool log);
+
+struct LayerNormResult { Tensor y, mean, rstd; };
+// Normalises over the last dim; weight/bias optional (undefined Tensor).
+LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+struct LayerNormGrads { Tensor grad_x, grad_weight, grad_bias; };
+LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
+                                   const Tensor& mean, const Tensor& rstd, bool need_weight_grads);
+
+// ---- linear algebra ------------------------------------------------------------
+// NumPy matmul semantics: 1-D operands are promoted and squeezed back, batch dims broadcast.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [..., in] @ weight[out, in]^T + bias[out].
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// ---- indexing ------------------------------------------------------------------
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index 1-D Int64
+// Returns zeros(shape of x) with grad rows added at index (the backward of index_select).
+Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& grad);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);  // index same rank as x
+Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& grad);
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);  // views
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);      // views
+Tensor repeat_interleave(const Tensor& x, int64_t repeats, int64_t dim);
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+
+// ---- attention -----------------------------------------------------------------
+struct AttentionResult { Tensor out, lse; };
+AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& key_keep, bool causal, double scale);
+struct AttentionGrads { Tensor grad_q, grad_k, grad_v; };
+AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& out, const Tensor& lse,
+                                  const Tensor& key_keep, bool causal, double scale);
+
+// ---- checks shared by the dispatch files ---------------------------------------
+void check_same_device(const char* op, const Tensor& a, const Tensor& b);
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
+void check_floating(const char* op, const Tensor& x);
+
+}  // namespace mms::ops

@@ -1,0 +1,44 @@
+#include "tensor/storage.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "tensor/backend.h"
+#include "tensor/error.h"
+
+namespace mms {
+
+Device Device::parse(const std::string& text) {
+  if (text == "cpu") return Device::cpu();
+  if (text == "cuda") return Device::cuda(0);
+  if (text.rfind("cuda:", 0) == 0) {
+    const std::string digits = text.substr(5);
+    MMS_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos &&
+                  digits.size() < 4,
+              "device: cannot parse '", text, "' (expected cpu, cuda or cuda:N)");
+    return Device::cuda(std::stoi(digits));
+  }
+  fail("device: cannot parse '", text, "' (expected cpu, cuda or cuda:N)");
+}
+
+Storage::Storage(void* data, size_t nbytes, Device device, Deleter deleter, bool read_only)
+    : data_(data), nbytes_(nbytes), device_(device), deleter_(std::move(deleter)), read_only_(read_only) {}
+
+Storage::~Storage() {
+  if (deleter_ && data_) deleter_(data_);
+}
+
+std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+  if (device.is_cpu()) {
+    // aligned_alloc needs a size that is a multiple of the alignment; never ask for 0.
+    const size_t rounded = ((nbytes + 63) / 64) * 64 + 64 * (nbytes == 0);
+    void* data = std::aligned_alloc(64, rounded);
+    MMS_CHECK(data != nullptr, "allocate: out of host memory asking for ", nbytes, " bytes");
+    return std::make_shared<Storage>(data, nbytes, device, [](void* p) { std::free(p); });
+  }
+  void* data = nbytes == 0 ? nullptr : device_allocate(nbytes, device);
+  return std::make_shared<Storage>(data, nbytes, device,
+                                   [device](void* p) { device_deallocate(p, device); });
+}
+
+}  // namespace mms
