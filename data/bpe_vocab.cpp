@@ -87,9 +87,11 @@ std::pair<std::string, std::string> parse_merge(const std::string& line, const s
   return {a, b};
 }
 
+// A merge may rebuild a string another merge already made (("ab","c") and ("a","bc"));
+// that token keeps its first id so vocab.json stays a one-to-one map.
 void add_token(BpeVocab& v, const std::string& token) {
-  v.token_to_id.emplace(token, static_cast<int32_t>(v.id_to_token.size()));
-  v.id_to_token.push_back(token);
+  if (v.token_to_id.emplace(token, static_cast<int32_t>(v.id_to_token.size())).second)
+    v.id_to_token.push_back(token);
 }
 
 }  // namespace
