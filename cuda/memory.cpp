@@ -1,0 +1,95 @@
+// The stream-ordered device pool (see memory.h). Sizes are tracked on the host so the
+// engine can report bytes in use and the peak without asking the driver.
+#include "cuda/memory.h"
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "cuda/check.h"
+
+namespace mms::cuda {
+
+namespace {
+
+struct PoolState {
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> sizes;
+  PoolStats stats;
+  cudaMemPool_t pool = nullptr;
+};
+
+PoolState& state() {
+  static PoolState* the_state = [] {
+    auto* created = new PoolState();  // never destroyed: tensors may outlive static teardown
+    int device = 0;
+    MMS_CUDA_CHECK(cudaGetDevice(&device));
+    MMS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&created->pool, device));
+    // Keep freed memory cached in the pool instead of returning it at each sync.
+    uint64_t threshold = UINT64_MAX;
+    MMS_CUDA_CHECK(cudaMemPoolSetAttribute(created->pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    return created;
+  }();
+  return *the_state;
+}
+
+}  // namespace
+
+void* pool_allocate(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  PoolState& pool = state();
+  void* pointer = nullptr;
+  const cudaError_t status = cudaMallocAsync(&pointer, nbytes, stream());
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    std::string message = std::string(cudaGetErrorString(status)) + " asking for " +
+                          std::to_string(nbytes) + " bytes (" +
+                          std::to_string(pool_stats().bytes_in_use) + " in use)";
+    report_cuda_error(__FILE__, __LINE__, "cudaMallocAsync", message.c_str());
+  }
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  pool.sizes[pointer] = nbytes;
+  pool.stats.bytes_in_use += nbytes;
+  pool.stats.allocations += 1;
+  if (pool.stats.bytes_in_use > pool.stats.peak_bytes_in_use)
+    pool.stats.peak_bytes_in_use = pool.stats.bytes_in_use;
+  return pointer;
+}
+
+void pool_free(void* pointer) {
+  if (pointer == nullptr) return;
+  PoolState& pool = state();
+  {
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    auto found = pool.sizes.find(pointer);
+    if (found != pool.sizes.end()) {
+      pool.stats.bytes_in_use -= found->second;
+      pool.sizes.erase(found);
+    }
+  }
+  MMS_CUDA_CHECK(cudaFreeAsync(pointer, stream()));
+}
+
+PoolStats pool_stats() {
+  PoolState& pool = state();
+  uint64_t reserved = 0;
+  MMS_CUDA_CHECK(cudaMemPoolGetAttribute(pool.pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  PoolStats stats = pool.stats;
+  stats.bytes_reserved = reserved;
+  return stats;
+}
+
+void pool_reset_peak() {
+  PoolState& pool = state();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  pool.stats.peak_bytes_in_use = pool.stats.bytes_in_use;
+}
+
+void pool_trim() {
+  PoolState& pool = state();
+  synchronize();
+  MMS_CUDA_CHECK(cudaMemPoolTrimTo(pool.pool, 0));
+}
+
+}  // namespace mms::cuda
