@@ -90,7 +90,7 @@ class Tensor {
 
   // ---- autograd (defined in autograd/) -------------------------------------------
   bool requires_grad() const;
-  Tensor& set_requires_grad(bool requires = true);
+  Tensor& set_requires_grad(bool enabled = true);
   Tensor grad() const;                // undefined Tensor when none has been computed
   void set_grad(const Tensor& grad);  // pass Tensor() to clear
   void zero_grad() { set_grad(Tensor()); }
