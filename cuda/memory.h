@@ -29,7 +29,8 @@ void pool_reset_peak();
 // Returns cached blocks to the driver (e.g. before measuring memory of a fresh phase).
 void pool_trim();
 
-// A scoped scratch buffer from the pool, for kernels needing temporary space.
+// A scoped scratch buffer from the pool, for kernels needing temporary space. It is
+// freed on stream(), so the kernels using it must run on stream() too.
 class ScratchBuffer {
  public:
   explicit ScratchBuffer(size_t nbytes) : data_(pool_allocate(nbytes)) {}
