@@ -1,0 +1,31 @@
+// The CPU backend's single instance and the helpers shared by its kernel files.
+#include "tensor/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+namespace mms {
+
+// The registry (tensor/backend.cpp) hands this object out for Device::cpu().
+Backend& cpu_backend() {
+  static cpu::CpuBackend instance;
+  return instance;
+}
+
+namespace cpu {
+
+void unsupported_dtype(const char* op, DType dtype) {
+  fail(op, ": dtype ", dtype_name(dtype), " not supported on cpu");
+}
+
+bool parallel_worth_it(int64_t rows, int64_t elements) {
+  return rows >= 2 && elements >= kParallelGrain && omp_get_max_threads() > 1 &&
+         !omp_in_parallel();
+}
+
+void check_contiguous(const char* op, const char* what, const Tensor& t) {
+  MMS_CHECK(t.is_contiguous(), op, ": ", what, " must be contiguous (shape ",
+            shape_str(t.shape()), ")");
+}
+
+}  // namespace cpu
+}  // namespace mms

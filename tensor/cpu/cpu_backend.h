@@ -1,0 +1,132 @@
+// The CPU backend: every kernel of tensor/backend.h for host memory.
+//
+// The class is declared here and its methods are defined one family per file
+// (copy.cpp, random.cpp, elementwise.cpp, reduce.cpp, softmax.cpp, layer_norm.cpp,
+// gemm.cpp, indexing.cpp, attention.cpp, listmle.cpp, adamw.cpp). This header also
+// holds the small helpers every family shares: dtype dispatch and the OpenMP
+// "is it worth it" thresholds.
+//
+// Math kernels are templates on float/double; other dtypes get a clear mms::Error.
+// Kernels never throw from inside an OpenMP region (an exception cannot cross it):
+// anything that can fail (index bounds, list lengths) is validated before the loop.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/backend.h"
+
+namespace mms::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& dst, double value) override;
+  void arange(Tensor& dst, double start, double step) override;
+  void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,
+              Tensor& dst) override;
+
+  void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) override;
+  void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, Tensor& grad_in,
+                      double alpha, double beta) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  void reduce_last(ReduceOp op, const Tensor& x, Tensor& out) override;
+
+  void softmax_last(const Tensor& x, Tensor& out, bool log) override;
+  void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,
+                             bool log) override;
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                  Tensor& y, Tensor& mean, Tensor& rstd) override;
+  void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
+                           const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
+                           Tensor& grad_weight, Tensor& grad_bias) override;
+
+  void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
+           double alpha, double beta) override;
+
+  void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) override;
+  void index_add_rows(const Tensor& grad, const Tensor& index, Tensor& table_grad) override;
+  void gather_last(const Tensor& x, const Tensor& index, Tensor& out) override;
+  void scatter_add_last(const Tensor& grad, const Tensor& index, Tensor& out) override;
+
+  void listmle(const Tensor& scores, const Tensor& order, const Tensor& lengths, Tensor& loss,
+               Tensor& grad_scores) override;
+
+  void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
+             double eps, int64_t step) override;
+  double sum_of_squares(const std::vector<Tensor>& tensors) override;
+
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
+                 bool causal, double scale, Tensor& out, Tensor& lse) override;
+  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                          const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& key_keep, bool causal, double scale, Tensor& grad_q,
+                          Tensor& grad_k, Tensor& grad_v) override;
+};
+
+// ---- dtype dispatch ------------------------------------------------------------------
+// A type tag: `body(Tag<float>{})` lets a generic lambda recover T as
+// `typename decltype(tag)::type` without constructing a T.
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+[[noreturn]] void unsupported_dtype(const char* op, DType dtype);
+
+// Calls body(Tag<float>) or body(Tag<double>); any other dtype is an error naming op.
+template <typename Body>
+void dispatch_floating(DType dtype, const char* op, Body&& body) {
+  switch (dtype) {
+    case DType::Float32: body(Tag<float>{}); return;
+    case DType::Float64: body(Tag<double>{}); return;
+    default: unsupported_dtype(op, dtype);
+  }
+}
+
+// Floating plus the integer types that have arithmetic (not bool, not the 16-bit floats).
+template <typename Body>
+void dispatch_numeric(DType dtype, const char* op, Body&& body) {
+  switch (dtype) {
+    case DType::Float32: body(Tag<float>{}); return;
+    case DType::Float64: body(Tag<double>{}); return;
+    case DType::Int64: body(Tag<int64_t>{}); return;
+    case DType::Int32: body(Tag<int32_t>{}); return;
+    case DType::UInt8: body(Tag<uint8_t>{}); return;
+    default: unsupported_dtype(op, dtype);
+  }
+}
+
+// All eight dtypes (copies, fills, selects: no arithmetic on the values).
+template <typename Body>
+void dispatch_all(DType dtype, const char* op, Body&& body) {
+  switch (dtype) {
+    case DType::Float32: body(Tag<float>{}); return;
+    case DType::Float64: body(Tag<double>{}); return;
+    case DType::BFloat16: body(Tag<BFloat16>{}); return;
+    case DType::Float16: body(Tag<Float16>{}); return;
+    case DType::Int64: body(Tag<int64_t>{}); return;
+    case DType::Int32: body(Tag<int32_t>{}); return;
+    case DType::UInt8: body(Tag<uint8_t>{}); return;
+    case DType::Bool: body(Tag<bool>{}); return;
+  }
+  unsupported_dtype(op, dtype);
+}
+
+// ---- when to use threads ---------------------------------------------------------------
+// Below ~32K elements of simple work the fork/join of an OpenMP region (a few
+// microseconds) costs more than it saves on 2-16 cores.
+constexpr int64_t kParallelGrain = 1 << 15;
+
+// True when a loop over `rows` independent rows touching `elements` values in total
+// should run on several threads (and we are not already inside a parallel region).
+bool parallel_worth_it(int64_t rows, int64_t elements);
+
+// Requires a contiguous tensor (kernels that index with plain row-major arithmetic).
+void check_contiguous(const char* op, const char* what, const Tensor& t);
+
+}  // namespace mms::cpu
