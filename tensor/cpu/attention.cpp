@@ -1,0 +1,248 @@
+// Scaled dot-product attention, the CPU reference: per (batch, head), with Eigen GEMMs.
+//
+// Shapes: q [B, H, Lq, D], k and v [B, H, Lk, D], out [B, H, Lq, D], lse [B, H, Lq];
+// key_keep [B, Lk] (nonzero = attend), causal hides key j > query i.
+// Forward, per (b, h):
+//   S = scale * Q K^T (masked entries -inf),  lse_i = log sum_j exp(S_ij),
+//   P = exp(S - lse),  O = P V.  A query with no visible key gets O = 0, lse = -inf.
+// Backward (the standard formulas, as in FlashAttention's paper):
+//   dV = P^T dO,  dP = dO V^T,  D_i = sum_d dO_id O_id,  dS = P * (dP - D),
+//   dQ = scale dS K,  dK = scale dS^T Q.
+// The backward recomputes P from q and k with an exact row softmax rather than from the
+// saved lse: one extra pass over S, small beside the four GEMMs, and it keeps float64
+// gradients exact even when lse was saved in float32.
+//
+// (b, h) pairs run in parallel with per-thread [Lq, Lk] scratch; inside a parallel
+// region Eigen keeps each GEMM single-threaded, so threads never oversubscribe. With a
+// single (b, h) the loop stays serial and Eigen threads the GEMMs itself.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "tensor/cpu/cpu_backend.h"
+
+namespace mms::cpu {
+
+namespace {
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ConstMap = Eigen::Map<const RowMatrix<T>>;
+template <typename T>
+using MutMap = Eigen::Map<RowMatrix<T>>;
+
+struct AttentionDims {
+  int64_t batch, heads, lq, lk, d;
+};
+
+AttentionDims check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& key_keep) {
+  MMS_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be 4-D, got ",
+            shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+  check_contiguous(op, "q", q);
+  check_contiguous(op, "k", k);
+  check_contiguous(op, "v", v);
+  const AttentionDims dims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  MMS_CHECK(k.shape() == v.shape() && k.size(0) == dims.batch && k.size(1) == dims.heads &&
+                k.size(3) == dims.d,
+            op, ": q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ",
+            shape_str(v.shape()), " do not agree (need k = v = [B, H, Lk, D])");
+  MMS_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, ": dtypes differ");
+  if (key_keep.defined()) {
+    MMS_CHECK(key_keep.dim() == 2 && key_keep.size(0) == dims.batch && key_keep.size(1) == dims.lk,
+              op, ": key_keep must be [", dims.batch, ", ", dims.lk, "], got ",
+              shape_str(key_keep.shape()));
+    const DType kd = key_keep.dtype();
+    MMS_CHECK(kd == DType::Bool || kd == DType::UInt8 || kd == DType::Int64, op,
+              ": key_keep must be bool, uint8 or int64, got ", dtype_name(kd));
+  }
+  return dims;
+}
+
+// key_keep as a dense [B, Lk] byte mask (all ones when absent); any strides.
+std::vector<uint8_t> key_mask(const Tensor& key_keep, const AttentionDims& dims) {
+  std::vector<uint8_t> mask(dims.batch * dims.lk, 1);
+  if (!key_keep.defined()) return mask;
+  const int64_t s0 = key_keep.stride(0), s1 = key_keep.stride(1);
+  for (int64_t b = 0; b < dims.batch; ++b) {
+    for (int64_t j = 0; j < dims.lk; ++j) {
+      const int64_t at = b * s0 + j * s1;
+      const bool keep = key_keep.dtype() == DType::Int64
+                            ? static_cast<const int64_t*>(key_keep.raw_data())[at] != 0
+                            : static_cast<const uint8_t*>(key_keep.raw_data())[at] != 0;
+      mask[b * dims.lk + j] = keep ? 1 : 0;
+    }
+  }
+  return mask;
+}
+
+// S (already scale * Q K^T) -> P in place, row by row; returns each row's lse through
+// `lse_row` (may be null). Hidden keys and key-less rows become exact zeros.
+template <typename T>
+void masked_softmax_rows(RowMatrix<T>& s, const uint8_t* keep, bool causal, double* lse_row) {
+  const int64_t lq = s.rows(), lk = s.cols();
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < lq; ++i) {
+    T* row = s.data() + i * lk;
+    const int64_t visible = causal ? std::min<int64_t>(i + 1, lk) : lk;
+    double top = kNegInf;
+    for (int64_t j = 0; j < visible; ++j) {
+      if (keep[j] && row[j] > top) top = row[j];
+    }
+    if (top == kNegInf) {  // no key to attend to (or every score -inf)
+      for (int64_t j = 0; j < lk; ++j) row[j] = T(0);
+      if (lse_row) lse_row[i] = kNegInf;
+      continue;
+    }
+    double total = 0.0;
+    for (int64_t j = 0; j < lk; ++j) {
+      const T p = (j < visible && keep[j]) ? static_cast<T>(std::exp(row[j] - top)) : T(0);
+      row[j] = p;
+      total += p;
+    }
+    const T inv = static_cast<T>(1.0 / total);
+    for (int64_t j = 0; j < lk; ++j) row[j] *= inv;
+    if (lse_row) lse_row[i] = top + std::log(total);
+  }
+}
+
+// Runs body(bh, scratch) for every (b, h), in parallel when there are several.
+template <typename Scratch, typename Body>
+void for_each_head(int64_t count, int64_t work, Scratch make_scratch, Body body) {
+  if (parallel_worth_it(count, work)) {
+#pragma omp parallel
+    {
+      auto scratch = make_scratch();
+#pragma omp for schedule(static)
+      for (int64_t bh = 0; bh < count; ++bh) body(bh, scratch);
+    }
+  } else {
+    auto scratch = make_scratch();
+    for (int64_t bh = 0; bh < count; ++bh) body(bh, scratch);
+  }
+}
+
+template <typename T, typename L>
+void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const uint8_t* keep_all,
+                     bool causal, T scale, Tensor& out, Tensor& lse, const AttentionDims& n) {
+  const T* pq = q.data<T>();
+  const T* pk = k.data<T>();
+  const T* pv = v.data<T>();
+  T* po = out.data<T>();
+  L* pl = lse.data<L>();
+  struct Scratch {
+    RowMatrix<T> s;
+    std::vector<double> lse;
+  };
+  auto make = [&] { return Scratch{RowMatrix<T>(n.lq, n.lk), std::vector<double>(n.lq)}; };
+  const int64_t heads = n.batch * n.heads;
+  for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
+    const int64_t b = bh / n.heads;
+    ConstMap<T> Q(pq + bh * n.lq * n.d, n.lq, n.d);
+    ConstMap<T> K(pk + bh * n.lk * n.d, n.lk, n.d);
+    ConstMap<T> V(pv + bh * n.lk * n.d, n.lk, n.d);
+    MutMap<T> O(po + bh * n.lq * n.d, n.lq, n.d);
+    sc.s.noalias() = scale * Q * K.transpose();
+    masked_softmax_rows<T>(sc.s, keep_all + b * n.lk, causal, sc.lse.data());
+    O.noalias() = sc.s * V;
+    for (int64_t i = 0; i < n.lq; ++i) pl[bh * n.lq + i] = static_cast<L>(sc.lse[i]);
+  });
+}
+
+template <typename T>
+void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& out, const uint8_t* keep_all,
+                              bool causal, T scale, Tensor& grad_q, Tensor& grad_k,
+                              Tensor& grad_v, const AttentionDims& n) {
+  const T* pg = grad_out.data<T>();
+  const T* pq = q.data<T>();
+  const T* pk = k.data<T>();
+  const T* pv = v.data<T>();
+  const T* po = out.data<T>();
+  T* pgq = grad_q.data<T>();
+  T* pgk = grad_k.data<T>();
+  T* pgv = grad_v.data<T>();
+  struct Scratch {
+    RowMatrix<T> p, dp;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> row_dot;
+  };
+  auto make = [&] {
+    return Scratch{RowMatrix<T>(n.lq, n.lk), RowMatrix<T>(n.lq, n.lk),
+                   Eigen::Matrix<T, Eigen::Dynamic, 1>(n.lq)};
+  };
+  const int64_t heads = n.batch * n.heads;
+  for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
+    const int64_t b = bh / n.heads;
+    const int64_t q_at = bh * n.lq * n.d, k_at = bh * n.lk * n.d;
+    ConstMap<T> Q(pq + q_at, n.lq, n.d), dO(pg + q_at, n.lq, n.d), O(po + q_at, n.lq, n.d);
+    ConstMap<T> K(pk + k_at, n.lk, n.d), V(pv + k_at, n.lk, n.d);
+    MutMap<T> dQ(pgq + q_at, n.lq, n.d), dK(pgk + k_at, n.lk, n.d), dV(pgv + k_at, n.lk, n.d);
+    sc.p.noalias() = scale * Q * K.transpose();
+    masked_softmax_rows<T>(sc.p, keep_all + b * n.lk, causal, nullptr);
+    dV.noalias() = sc.p.transpose() * dO;
+    sc.dp.noalias() = dO * V.transpose();
+    sc.row_dot = dO.cwiseProduct(O).rowwise().sum();
+    // dS = P * (dP - D), in place in dp; hidden entries have P = 0 and stay 0
+    sc.dp = sc.p.cwiseProduct(sc.dp.colwise() - sc.row_dot);
+    dQ.noalias() = scale * sc.dp * K;
+    dK.noalias() = scale * sc.dp.transpose() * Q;
+  });
+}
+
+void check_output(const char* op, const char* what, const Tensor& t, const Shape& shape,
+                  DType dtype) {
+  MMS_CHECK(t.defined(), op, ": ", what, " is required");
+  check_contiguous(op, what, t);
+  MMS_CHECK(t.shape() == shape && t.dtype() == dtype, op, ": ", what, " must be ",
+            dtype_name(dtype), " ", shape_str(shape), ", got ", dtype_name(t.dtype()), " ",
+            shape_str(t.shape()));
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& key_keep, bool causal, double scale, Tensor& out,
+                           Tensor& lse) {
+  const char* op = "attention";
+  const AttentionDims n = check_attention(op, q, k, v, key_keep);
+  check_output(op, "out", out, q.shape(), q.dtype());
+  MMS_CHECK(lse.defined() && lse.is_contiguous() &&
+                lse.shape() == Shape({n.batch, n.heads, n.lq}) &&
+                (lse.dtype() == q.dtype() || lse.dtype() == DType::Float32),
+            op, ": lse must be contiguous float32 or ", dtype_name(q.dtype()), " [", n.batch, ", ",
+            n.heads, ", ", n.lq, "]");
+  if (n.batch * n.heads * n.lq == 0) return;  // no query rows: nothing to write
+  const std::vector<uint8_t> keep = key_mask(key_keep, n);
+  dispatch_floating(q.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (lse.dtype() == q.dtype()) {
+      attention_typed<T, T>(q, k, v, keep.data(), causal, static_cast<T>(scale), out, lse, n);
+    } else {
+      attention_typed<T, float>(q, k, v, keep.data(), causal, static_cast<T>(scale), out, lse, n);
+    }
+  });
+}
+
+void CpuBackend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                    const Tensor& v, const Tensor& out, const Tensor& lse,
+                                    const Tensor& key_keep, bool causal, double scale,
+                                    Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
+  const char* op = "attention_backward";
+  const AttentionDims n = check_attention(op, q, k, v, key_keep);
+  check_output(op, "grad_out", grad_out, q.shape(), q.dtype());
+  check_output(op, "out", out, q.shape(), q.dtype());
+  check_output(op, "grad_q", grad_q, q.shape(), q.dtype());
+  check_output(op, "grad_k", grad_k, k.shape(), q.dtype());
+  check_output(op, "grad_v", grad_v, v.shape(), q.dtype());
+  const std::vector<uint8_t> keep = key_mask(key_keep, n);
+  dispatch_floating(q.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    attention_backward_typed<T>(grad_out, q, k, v, out, keep.data(), causal,
+                                static_cast<T>(scale), grad_q, grad_k, grad_v, n);
+  });
+}
+
+}  // namespace mms::cpu
