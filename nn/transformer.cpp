@@ -1,0 +1,79 @@
+#include "nn/transformer.h"
+
+#include "autograd/api.h"
+
+namespace mms::nn {
+
+MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads, double init_std)
+    : Module("MultiHeadAttention"), embed_dim(dim), num_heads(heads) {
+  MMS_CHECK(heads > 0 && dim > 0 && dim % heads == 0, "MultiHeadAttention: embed_dim ", dim,
+            " must be a positive multiple of num_heads ", heads);
+  head_dim = dim / heads;
+  // Registration order matches HF's CLIPAttention (k, v, q, out) so ordered state
+  // dicts list the same sequence as a torch state_dict().
+  k_proj = register_module("k_proj", std::make_shared<Linear>(dim, dim, true, init_std));
+  v_proj = register_module("v_proj", std::make_shared<Linear>(dim, dim, true, init_std));
+  q_proj = register_module("q_proj", std::make_shared<Linear>(dim, dim, true, init_std));
+  out_proj = register_module("out_proj", std::make_shared<Linear>(dim, dim, true, init_std));
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  MMS_CHECK(x.dim() == 3 && x.size(2) == embed_dim, "MultiHeadAttention: x must be [batch, length, ",
+            embed_dim, "], got ", shape_str(x.shape()));
+  const int64_t batch = x.size(0), length = x.size(1);
+  // [B, L, D] -> [B, L, H, Dh] -> [B, H, L, Dh]
+  auto heads = [&](const Tensor& t) {
+    return transpose(reshape(t, {batch, length, num_heads, head_dim}), 1, 2);
+  };
+  Tensor q = heads(q_proj->forward(x));
+  Tensor k = heads(k_proj->forward(x));
+  Tensor v = heads(v_proj->forward(x));
+  Tensor attended = scaled_dot_product_attention(q, k, v, key_keep, causal);  // [B, H, L, Dh]
+  Tensor merged = reshape(contiguous(transpose(attended, 1, 2)), {batch, length, embed_dim});
+  return out_proj->forward(merged);
+}
+
+MLP::MLP(int64_t hidden, int64_t intermediate, Activation act, double init_std)
+    : Module("MLP"), activation(act) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(hidden, intermediate, true, init_std));
+  fc2 = register_module("fc2", std::make_shared<Linear>(intermediate, hidden, true, init_std));
+}
+
+Tensor MLP::forward(const Tensor& x) const {
+  return fc2->forward(apply_activation(activation, fc1->forward(x)));
+}
+
+EncoderLayer::EncoderLayer(const TransformerConfig& c) : Module("EncoderLayer") {
+  self_attn = register_module("self_attn",
+                              std::make_shared<MultiHeadAttention>(c.hidden_size, c.num_heads, c.init_std));
+  layer_norm1 = register_module("layer_norm1", std::make_shared<LayerNorm>(c.hidden_size, c.layer_norm_eps));
+  mlp = register_module("mlp", std::make_shared<MLP>(c.hidden_size, c.intermediate_size,
+                                                      c.activation, c.init_std));
+  layer_norm2 = register_module("layer_norm2", std::make_shared<LayerNorm>(c.hidden_size, c.layer_norm_eps));
+}
+
+Tensor EncoderLayer::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  Tensor h = add(x, self_attn->forward(layer_norm1->forward(x), key_keep, causal));
+  return add(h, mlp->forward(layer_norm2->forward(h)));
+}
+
+Encoder::Encoder(const TransformerConfig& c) : Module("Encoder"), config(c) {
+  MMS_CHECK(c.num_layers >= 0, "Encoder: num_layers must be >= 0, got ", c.num_layers);
+  layers = register_module("layers", std::make_shared<ModuleList>());
+  for (int64_t i = 0; i < c.num_layers; ++i) layers->push_back(std::make_shared<EncoderLayer>(c));
+}
+
+Tensor Encoder::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  Tensor h = x;
+  for (size_t i = 0; i < layers->size(); ++i) h = layer(i)->forward(h, key_keep, causal);
+  return h;
+}
+
+std::vector<Tensor> Encoder::forward_all(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  std::vector<Tensor> states{x};
+  for (size_t i = 0; i < layers->size(); ++i)
+    states.push_back(layer(i)->forward(states.back(), key_keep, causal));
+  return states;
+}
+
+}  // namespace mms::nn
