@@ -1,0 +1,36 @@
+// CLIP image preprocessing, identical to transformers' CLIPImageProcessorPil:
+//   shortest edge -> size with Pillow bicubic (long side int(size * long / short)),
+//   center crop crop_size x crop_size at floor offsets, x / 255, (x - mean) / std in
+//   float32 (numpy's order of operations), laid out CHW.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+
+namespace mms::data {
+
+struct ClipImageConfig {
+  int64_t size = 224;       // shortest edge after the resize
+  int64_t crop_size = 224;  // side of the square center crop (<= size)
+  std::array<double, 3> mean{0.48145466, 0.4578275, 0.40821073};
+  std::array<double, 3> std{0.26862954, 0.26130258, 0.27577711};
+};
+
+// (width, height) after the shortest-edge resize.
+std::pair<int64_t, int64_t> shortest_edge_size(int64_t width, int64_t height, int64_t size);
+
+// The exact uint8 stage: resize + center crop, HWC.
+ImageU8 clip_resize_and_crop(const ImageU8& rgb, const ClipImageConfig& config);
+
+// Rescale + normalise a crop_size x crop_size RGB crop into out[3 * S * S] (CHW).
+void clip_normalize_chw(const ImageU8& crop, const ClipImageConfig& config, float* out);
+
+// The whole pipeline: [3, S, S] float32, S = crop_size.
+std::vector<float> clip_preprocess(const ImageU8& rgb, const ClipImageConfig& config);
+std::vector<float> clip_preprocess_file(const std::string& path, const ClipImageConfig& config);
+
+}  // namespace mms::data
