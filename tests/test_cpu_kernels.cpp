@@ -1,0 +1,894 @@
+// The CPU kernels (tensor/cpu/), called directly through cpu_backend() with known values.
+//
+// Expected numbers come from outside the engine: hand arithmetic, IEEE bit patterns,
+// Random123's published Philox answers, and tools-free Python (mpmath at 30-40 digits
+// or numpy float64) for the transcendental ones; the attention gradients are central
+// finite differences of a numpy reference. None is the kernel compared with itself.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/tensor.h"
+
+using namespace mms;
+
+namespace {
+
+Backend& cpu() { return cpu_backend(); }
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+Tensor f64(const std::vector<double>& values, const Shape& shape) {
+  return from_vector<double>(values, shape);
+}
+Tensor f32(const std::vector<float>& values, const Shape& shape) {
+  return from_vector<float>(values, shape);
+}
+Tensor i64(const std::vector<int64_t>& values, const Shape& shape) {
+  return from_vector<int64_t>(values, shape);
+}
+
+// Values of a contiguous float32/float64 tensor, read without going through any op.
+std::vector<double> values(const Tensor& t) {
+  std::vector<double> out(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    out[i] = t.dtype() == DType::Float64 ? t.data<double>()[i] : t.data<float>()[i];
+  }
+  return out;
+}
+
+// |got - want| <= tol * max(1, |want|) elementwise; NaN never passes; infinities must match.
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element ", i, ": got ", got[i], ", want ", want[i]);
+    CHECK_FALSE(std::isnan(got[i]));
+    if (std::isinf(want[i])) {
+      CHECK(got[i] == want[i]);
+    } else {
+      CHECK(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
+    }
+  }
+}
+void check_close(const Tensor& got, const std::vector<double>& want, double tol) {
+  check_close(values(got), want, tol);
+}
+
+// The message of the mms::Error thrown by fn (empty when nothing is thrown).
+template <typename Fn>
+std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+uint16_t bits_of(BFloat16 v) { return v.bits; }
+uint16_t bits_of(Float16 v) { return v.bits; }
+
+}  // namespace
+
+// ---- copy, fill, arange --------------------------------------------------------------
+
+TEST_CASE("copy converts between dtypes with truncation, saturation and nonzero -> true") {
+  Tensor src = f64({-2.7, 3.9, 0.0, kNaN, 1e20, -1e20, 0.25, 255.5}, {8});
+  Tensor as_int = empty({8}, DType::Int64);
+  cpu().copy(src, as_int);
+  const int64_t* i = as_int.data<int64_t>();
+  CHECK(i[0] == -2);  // toward zero
+  CHECK(i[1] == 3);
+  CHECK(i[2] == 0);
+  CHECK(i[3] == 0);  // NaN -> 0 (defined, not UB)
+  CHECK(i[4] == std::numeric_limits<int64_t>::max());
+  CHECK(i[5] == std::numeric_limits<int64_t>::min());
+  CHECK(i[6] == 0);
+  CHECK(i[7] == 255);
+
+  Tensor as_bool = empty({8}, DType::Bool);
+  cpu().copy(src, as_bool);
+  const bool* b = as_bool.data<bool>();
+  CHECK(b[0]);
+  CHECK_FALSE(b[2]);
+  CHECK(b[3]);  // NaN is nonzero
+  CHECK(b[6]);
+
+  Tensor as_u8 = empty({8}, DType::UInt8);
+  cpu().copy(src, as_u8);
+  CHECK(as_u8.data<uint8_t>()[4] == 255);  // saturates
+  CHECK(as_u8.data<uint8_t>()[0] == 0);
+
+  Tensor ints = i64({-3, 7}, {2});
+  Tensor back = empty({2}, DType::Float32);
+  cpu().copy(ints, back);
+  check_close(back, {-3.0, 7.0}, 0.0);
+}
+
+TEST_CASE("copy reads transposed and stride-0 (broadcast) sources") {
+  // x = [[1, 2, 3], [4, 5, 6]]; its transpose is [3, 2] with strides [1, 3]
+  Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor xt = make_view(x, {3, 2}, {1, 3}, 0);
+  Tensor out = empty({3, 2}, DType::Float64);
+  cpu().copy(xt, out);
+  check_close(out, {1, 4, 2, 5, 3, 6}, 0.0);
+
+  // a row [10, 20] broadcast to 3 rows (stride 0 on dim 0), with an offset view
+  Tensor row = f32({0, 10, 20}, {3});
+  Tensor expanded = make_view(row, {3, 2}, {0, 1}, 1);
+  Tensor out2 = empty({3, 2}, DType::Float32);
+  cpu().copy(expanded, out2);
+  check_close(out2, {10, 20, 10, 20, 10, 20}, 0.0);
+
+  // a non-contiguous destination: write into every other element
+  Tensor dst = zeros({6}, DType::Float32);
+  Tensor strided_dst = make_view(dst, {3}, {2}, 1);
+  cpu().copy(f32({7, 8, 9}, {3}), strided_dst);
+  check_close(dst, {0, 7, 0, 8, 0, 9}, 0.0);
+
+  // a large strided copy takes the multi-threaded path: [400, 300] transposed
+  const int64_t rows = 400, cols = 300;
+  std::vector<double> big(rows * cols);
+  for (int64_t k = 0; k < rows * cols; ++k) big[k] = static_cast<double>(k);
+  Tensor m = f64(big, {rows, cols});
+  Tensor mt = make_view(m, {cols, rows}, {1, cols}, 0);
+  Tensor out3 = empty({cols, rows}, DType::Float64);
+  cpu().copy(mt, out3);
+  const double* o = out3.data<double>();
+  bool all = true;
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) all = all && o[c * rows + r] == static_cast<double>(r * cols + c);
+  CHECK(all);
+}
+
+TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
+  Tensor src = f32({1.0f / 3.0f, 1.0f + 1.0f / 256.0f, 1.0f + 3.0f / 256.0f, -0.0f}, {4});
+  Tensor bf = empty({4}, DType::BFloat16);
+  cpu().copy(src, bf);
+  const BFloat16* pb = bf.data<BFloat16>();
+  CHECK(bits_of(pb[0]) == 0x3EAB);  // 0x3EAAAAAB: the dropped 0xAAAB > half rounds up
+  CHECK(bits_of(pb[1]) == 0x3F80);  // exactly halfway between 1 and 1 + 2^-7: even (down)
+  CHECK(bits_of(pb[2]) == 0x3F82);  // halfway between 1 + 2^-7 and 1 + 2^-6: even (up)
+  CHECK(bits_of(pb[3]) == 0x8000);
+
+  const float tiny = std::ldexp(1.0f, -24);  // the smallest float16 subnormal
+  Tensor hsrc = f32({65504.0f, 65519.0f, 65520.0f, tiny, std::ldexp(1.0f, -25),
+                     3 * std::ldexp(1.0f, -25), 1.0f / 3.0f, -2.0f},
+                    {8});
+  Tensor h = empty({8}, DType::Float16);
+  cpu().copy(hsrc, h);
+  const Float16* ph = h.data<Float16>();
+  CHECK(bits_of(ph[0]) == 0x7BFF);  // the largest finite half
+  CHECK(bits_of(ph[1]) == 0x7BFF);  // below the overflow threshold 65520
+  CHECK(bits_of(ph[2]) == 0x7C00);  // rounds to infinity
+  CHECK(bits_of(ph[3]) == 0x0001);
+  CHECK(bits_of(ph[4]) == 0x0000);  // half of the smallest subnormal: ties to even 0
+  CHECK(bits_of(ph[5]) == 0x0002);  // 1.5 units: ties to even 2
+  CHECK(bits_of(ph[6]) == 0x3555);
+  CHECK(bits_of(ph[7]) == 0xC000);
+
+  Tensor back = empty({8}, DType::Float64);
+  cpu().copy(h, back);
+  const double* pd = back.data<double>();
+  CHECK(pd[0] == 65504.0);
+  CHECK(pd[2] == kInf);
+  CHECK(pd[3] == std::ldexp(1.0, -24));
+  CHECK(pd[6] == 0.333251953125);  // 0x3555 = 1365/4096
+
+  // every finite float16 survives half -> float32 -> half unchanged
+  std::vector<uint16_t> all_bits;
+  for (uint32_t v = 0; v < 65536; ++v) {
+    if ((v & 0x7C00u) != 0x7C00u) all_bits.push_back(static_cast<uint16_t>(v));
+  }
+  const int64_t n = static_cast<int64_t>(all_bits.size());
+  Tensor halves = from_blob(all_bits.data(), {n}, DType::Float16);
+  Tensor as_float = empty({n}, DType::Float32);
+  Tensor again = empty({n}, DType::Float16);
+  cpu().copy(halves, as_float);
+  cpu().copy(as_float, again);
+  CHECK(std::memcmp(again.raw_data(), all_bits.data(), n * 2) == 0);
+  // and every bfloat16 pattern that is not NaN likewise
+  std::vector<uint16_t> bf_bits;
+  for (uint32_t v = 0; v < 65536; ++v) {
+    if ((v & 0x7F80u) != 0x7F80u || (v & 0x7Fu) == 0) bf_bits.push_back(static_cast<uint16_t>(v));
+  }
+  const int64_t nb = static_cast<int64_t>(bf_bits.size());
+  Tensor bfs = from_blob(bf_bits.data(), {nb}, DType::BFloat16);
+  Tensor bf_float = empty({nb}, DType::Float32);
+  Tensor bf_again = empty({nb}, DType::BFloat16);
+  cpu().copy(bfs, bf_float);
+  cpu().copy(bf_float, bf_again);
+  CHECK(std::memcmp(bf_again.raw_data(), bf_bits.data(), nb * 2) == 0);
+}
+
+TEST_CASE("fill and arange") {
+  Tensor t = empty({2, 3}, DType::Int32);
+  cpu().fill(t, -7.9);
+  for (int k = 0; k < 6; ++k) CHECK(t.data<int32_t>()[k] == -7);
+  Tensor f = empty({3}, DType::Float64);
+  cpu().fill(f, 2.5);
+  check_close(f, {2.5, 2.5, 2.5}, 0.0);
+  Tensor a = empty({5}, DType::Float32);
+  cpu().arange(a, 1.0, 0.5);
+  check_close(a, {1.0, 1.5, 2.0, 2.5, 3.0}, 0.0);
+  Tensor ai = empty({4}, DType::Int64);
+  cpu().arange(ai, 10.0, -3.0);
+  CHECK(ai.to_vector<int64_t>() == std::vector<int64_t>{10, 7, 4, 1});
+}
+
+// ---- random --------------------------------------------------------------------------
+
+TEST_CASE("random follows the Philox stream contract") {
+  // Random123 known answer: philox4x32_10(counter 0, key 0) =
+  //   {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}; u = (word >> 8) / 2^24.
+  Tensor u = empty({4}, DType::Float64);
+  cpu().random(RandomKind::Uniform, 0, 0, 0.0, 1.0, u);
+  check_close(u, {0.3990464210510254, 0.8805201649665833, 0.7357127666473389, 0.6054818034172058},
+              0.0);
+  // a + (b - a) u, and an offset slice reproduces the tail of the stream (float32)
+  Tensor scaled = empty({3}, DType::Float32);
+  cpu().random(RandomKind::Uniform, 0, 1, -1.0, 3.0, scaled);
+  check_close(scaled, {-1 + 4 * 0.8805201649665833, -1 + 4 * 0.7357127666473389,
+                       -1 + 4 * 0.6054818034172058},
+              1e-7);
+  // Box-Muller on pairs: z0 = r cos(2 pi u2), z1 = r sin(2 pi u2), r = sqrt(-2 ln(1 - u0))
+  Tensor z = empty({4}, DType::Float64);
+  cpu().random(RandomKind::Normal, 0, 0, 0.0, 1.0, z);
+  check_close(z, {0.7379256600714554, -0.6884336528957417, -1.2860191680107422, -1.003788933905129},
+              1e-14);
+  // an odd offset lands mid-pair and still gives the same element; mean/std applied
+  Tensor z_odd = empty({1}, DType::Float32);
+  cpu().random(RandomKind::Normal, 0, 3, 2.0, 0.5, z_odd);
+  check_close(z_odd, {2.0 + 0.5 * -1.003788933905129}, 1e-7);
+
+  // a large draw is split across threads and stays the same stream
+  const int64_t n = 100000;
+  Tensor big = empty({n}, DType::Float32);
+  cpu().random(RandomKind::Uniform, 42, 0, 0.0, 1.0, big);
+  Tensor tail = empty({10}, DType::Float32);
+  cpu().random(RandomKind::Uniform, 42, n - 10, 0.0, 1.0, tail);
+  CHECK(std::memcmp(big.data<float>() + n - 10, tail.data<float>(), 40) == 0);
+  double mean = 0;
+  for (int64_t k = 0; k < n; ++k) mean += big.data<float>()[k];
+  CHECK(std::abs(mean / n - 0.5) < 0.01);
+}
+
+// ---- elementwise ---------------------------------------------------------------------
+
+TEST_CASE("unary forward and derivative at known points") {
+  struct Case {
+    UnaryOp op;
+    std::vector<double> forward, derivative;  // at x = -1.5, 0.5, 2 (mpmath, 17 digits)
+  };
+  const std::vector<Case> cases = {
+      {UnaryOp::GeluErf,
+       {-0.1002108019032871, 0.34573123063700655, 1.9544997361036416},
+       {-0.12746919222997953, 0.86749512465616284, 1.0852318010781969}},
+      {UnaryOp::GeluTanh,
+       {-0.10042842301976708, 0.34571400982514392, 1.954597694087775},
+       {-0.12771079315143308, 0.86736990353464231, 1.0860992566236184}},
+      {UnaryOp::QuickGelu,
+       {-0.10833780155292343, 0.35038843660638012, 1.9356586231442081},
+       {-0.098848064624102926, 0.87922191196541427, 1.0738153543085419}},
+      {UnaryOp::Sigmoid,
+       {0.18242552380635634, 0.62245933120185456, 0.88079707797788244},
+       {0.14914645207033286, 0.23500371220159449, 0.10499358540350652}},
+      {UnaryOp::Tanh,
+       {-0.90514825364486644, 0.46211715726000976, 0.96402758007581688},
+       {0.18070663892364853, 0.78644773296592741, 0.070650824853164466}},
+      {UnaryOp::Square, {2.25, 0.25, 4.0}, {-3.0, 1.0, 4.0}},
+      {UnaryOp::Reciprocal, {-2.0 / 3.0, 2.0, 0.5}, {-1.0 / 2.25, -4.0, -0.25}},
+      {UnaryOp::Neg, {1.5, -0.5, -2.0}, {-1.0, -1.0, -1.0}},
+      {UnaryOp::Abs, {1.5, 0.5, 2.0}, {-1.0, 1.0, 1.0}},
+      {UnaryOp::Relu, {0.0, 0.5, 2.0}, {0.0, 1.0, 1.0}},
+  };
+  for (const Case& c : cases) {
+    INFO("op ", unary_op_name(c.op));
+    for (DType dtype : {DType::Float64, DType::Float32}) {
+      const double tol = dtype == DType::Float64 ? 1e-14 : 2e-7;
+      Tensor x = f64({-1.5, 0.5, 2.0}, {3});
+      if (dtype == DType::Float32) x = f32({-1.5f, 0.5f, 2.0f}, {3});
+      Tensor y = empty({3}, dtype);
+      cpu().unary(c.op, x, y, 0, 0);
+      check_close(y, c.forward, tol);
+      Tensor ones_grad = full({3}, 1.0, dtype);
+      Tensor dx = empty({3}, dtype);
+      cpu().unary_backward(c.op, ones_grad, x, dx, 0, 0);
+      check_close(dx, c.derivative, tol);
+    }
+  }
+}
+
+TEST_CASE("unary scalar ops, clamp, pow and the derivatives at 0") {
+  Tensor x = f64({-2.0, 0.0, 0.5, 3.0}, {4});
+  Tensor y = empty({4}, DType::Float64), g = full({4}, 2.0, DType::Float64);
+  Tensor dx = empty({4}, DType::Float64);
+  const double inf = kInf;
+
+  cpu().unary(UnaryOp::Clamp, x, y, -1.0, 0.5);
+  check_close(y, {-1.0, 0.0, 0.5, 0.5}, 0);
+  cpu().unary_backward(UnaryOp::Clamp, g, x, dx, -1.0, 0.5);
+  check_close(dx, {0.0, 2.0, 2.0, 0.0}, 0);  // passes where low <= x <= high, edges included
+  cpu().unary(UnaryOp::Clamp, x, y, 0.0, inf);  // open upper side
+  check_close(y, {0.0, 0.0, 0.5, 3.0}, 0);
+
+  for (UnaryOp op : {UnaryOp::Abs, UnaryOp::Relu, UnaryOp::Sign}) {
+    cpu().unary_backward(op, g, x, dx, 0, 0);
+    CHECK(values(dx)[1] == 0.0);  // derivative at 0 is 0
+  }
+  cpu().unary(UnaryOp::Sign, x, y, 0, 0);
+  check_close(y, {-1.0, 0.0, 1.0, 1.0}, 0);
+
+  cpu().unary(UnaryOp::PowScalar, x, y, 3.0, 0);
+  check_close(y, {-8.0, 0.0, 0.125, 27.0}, 1e-15);
+  cpu().unary_backward(UnaryOp::PowScalar, g, x, dx, 3.0, 0);
+  check_close(dx, {2 * 12.0, 0.0, 2 * 0.75, 2 * 27.0}, 1e-15);  // 2 * 3 x^2
+  cpu().unary_backward(UnaryOp::PowScalar, g, x, dx, 0.0, 0);
+  check_close(dx, {0, 0, 0, 0}, 0);  // x^0: exactly zero gradient, even at x = 0
+
+  cpu().unary(UnaryOp::AddScalar, x, y, 1.5, 0);
+  check_close(y, {-0.5, 1.5, 2.0, 4.5}, 0);
+  cpu().unary(UnaryOp::MulScalar, x, y, -2.0, 0);
+  check_close(y, {4.0, 0.0, -1.0, -6.0}, 0);
+  cpu().unary(UnaryOp::RSubScalar, x, y, 1.0, 0);
+  check_close(y, {3.0, 1.0, 0.5, -2.0}, 0);
+  Tensor pos = f64({0.25, 4.0}, {2}), py = empty({2}, DType::Float64);
+  Tensor pg = full({2}, 1.0, DType::Float64), pd = empty({2}, DType::Float64);
+  cpu().unary(UnaryOp::RDivScalar, pos, py, 3.0, 0);
+  check_close(py, {12.0, 0.75}, 1e-15);
+  cpu().unary_backward(UnaryOp::RDivScalar, pg, pos, pd, 3.0, 0);
+  check_close(pd, {-48.0, -3.0 / 16.0}, 1e-15);
+  cpu().unary(UnaryOp::Rsqrt, pos, py, 0, 0);
+  check_close(py, {2.0, 0.5}, 1e-15);
+  cpu().unary_backward(UnaryOp::Rsqrt, pg, pos, pd, 0, 0);
+  check_close(pd, {-0.5 * 8.0, -0.5 / 8.0}, 1e-15);  // -1/2 x^-3/2: 0.25^-1.5 = 8
+  cpu().unary_backward(UnaryOp::Sqrt, pg, pos, pd, 0, 0);
+  check_close(pd, {1.0, 0.25}, 1e-15);  // 1 / (2 sqrt x)
+  cpu().unary(UnaryOp::Log1p, pos, py, 0, 0);
+  check_close(py, {std::log(1.25), std::log(5.0)}, 1e-15);
+
+  // sigmoid never overflows, and its derivative there is 0, not NaN
+  Tensor extreme = f32({-1000.0f, 1000.0f}, {2}), ey = empty({2}, DType::Float32);
+  Tensor eg = full({2}, 1.0), ed = empty({2}, DType::Float32);
+  cpu().unary(UnaryOp::Sigmoid, extreme, ey, 0, 0);
+  check_close(ey, {0.0, 1.0}, 0);
+  cpu().unary_backward(UnaryOp::Sigmoid, eg, extreme, ed, 0, 0);
+  check_close(ed, {0.0, 0.0}, 0);
+  cpu().unary(UnaryOp::QuickGelu, extreme, ey, 0, 0);
+  check_close(ey, {0.0, 1000.0}, 0);
+}
+
+TEST_CASE("unary on non-contiguous input and integer dtype errors") {
+  // the transpose of [[1, 2], [3, 4]]
+  Tensor x = f64({1, 2, 3, 4}, {2, 2});
+  Tensor xt = make_view(x, {2, 2}, {1, 2}, 0);
+  Tensor y = empty({2, 2}, DType::Float64);
+  cpu().unary(UnaryOp::Square, xt, y, 0, 0);
+  check_close(y, {1, 9, 4, 16}, 0);
+  Tensor ints = i64({1, 2}, {2}), out = empty({2}, DType::Int64);
+  const std::string msg = error_of([&] { cpu().unary(UnaryOp::Exp, ints, out, 0, 0); });
+  CHECK(msg == "exp: dtype int64 not supported on cpu");
+}
+
+TEST_CASE("binary ops broadcast through stride 0 and compare into bool") {
+  Tensor a = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor row = f32({10, 20, 30}, {3});
+  Tensor b = make_view(row, {2, 3}, {0, 1}, 0);  // row broadcast over 2 rows
+  Tensor out = empty({2, 3}, DType::Float32);
+  cpu().binary(BinaryOp::Add, a, b, out);
+  check_close(out, {11, 22, 33, 14, 25, 36}, 0);
+  cpu().binary(BinaryOp::Div, a, b, out);
+  check_close(out, {0.1, 0.1, 0.1, 0.4, 0.25, 0.2}, 1e-7);
+  cpu().binary(BinaryOp::Sub, b, a, out);
+  check_close(out, {9, 18, 27, 6, 15, 24}, 0);
+  Tensor scalar = f32({2}, {1});
+  Tensor s = make_view(scalar, {2, 3}, {0, 0}, 0);
+  cpu().binary(BinaryOp::Pow, a, s, out);
+  check_close(out, {1, 4, 9, 16, 25, 36}, 1e-7);
+
+  Tensor cmp = empty({2, 3}, DType::Bool);
+  Tensor three = make_view(f32({3}, {1}), {2, 3}, {0, 0}, 0);
+  cpu().binary(BinaryOp::Ge, a, three, cmp);
+  CHECK(cmp.to_vector<bool>() == std::vector<bool>{false, false, true, true, true, true});
+  cpu().binary(BinaryOp::Eq, a, three, cmp);
+  CHECK(cmp.to_vector<bool>() == std::vector<bool>{false, false, true, false, false, false});
+
+  // maximum/minimum propagate NaN from either side
+  Tensor p = f64({1.0, kNaN, 3.0}, {3}), q = f64({2.0, 0.0, kNaN}, {3});
+  Tensor m = empty({3}, DType::Float64);
+  cpu().binary(BinaryOp::Maximum, p, q, m);
+  CHECK(values(m)[0] == 2.0);
+  CHECK(std::isnan(values(m)[1]));
+  CHECK(std::isnan(values(m)[2]));
+  cpu().binary(BinaryOp::Minimum, p, q, m);
+  CHECK(values(m)[0] == 1.0);
+
+  // integers: exact arithmetic and comparisons; division is refused
+  Tensor ia = i64({5, -3}, {2}), ib = i64({2, 7}, {2}), io = empty({2}, DType::Int64);
+  cpu().binary(BinaryOp::Mul, ia, ib, io);
+  CHECK(io.to_vector<int64_t>() == std::vector<int64_t>{10, -21});
+  CHECK(error_of([&] { cpu().binary(BinaryOp::Div, ia, ib, io); }) ==
+        "div: dtype int64 not supported on cpu");
+}
+
+TEST_CASE("where selects with a broadcast bool mask, for any dtype") {
+  Tensor mask_row = from_vector<bool>({true, false, true}, {3});
+  Tensor cond = make_view(mask_row, {2, 3}, {0, 1}, 0);
+  Tensor a = i64({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = make_view(i64({-1}, {1}), {2, 3}, {0, 0}, 0);
+  Tensor out = empty({2, 3}, DType::Int64);
+  cpu().where(cond, a, b, out);
+  CHECK(out.to_vector<int64_t>() == std::vector<int64_t>{1, -1, 3, 4, -1, 6});
+  Tensor fa = f64({1, 2, 3, 4, 5, 6}, {2, 3}), fb = zeros({2, 3}, DType::Float64);
+  Tensor fo = empty({2, 3}, DType::Float64);
+  cpu().where(cond, fa, fb, fo);
+  check_close(fo, {1, 0, 3, 4, 0, 6}, 0);
+}
+
+// ---- reductions ----------------------------------------------------------------------
+
+TEST_CASE("reduce_last: sums in double, first argmax, stable logsumexp") {
+  // 1e8 + sixteen 1s: float32 accumulation would lose every 1 (ulp at 1e8 is 8)
+  std::vector<float> row(17, 1.0f);
+  row[0] = 1e8f;
+  Tensor x = f32(row, {1, 17});
+  Tensor s = empty({1}, DType::Float32);
+  cpu().reduce_last(ReduceOp::Sum, x, s);
+  CHECK(values(s)[0] == 100000016.0);
+
+  Tensor ties = f64({1, 3, 3, 2, /**/ -1, -1, -1, -1, /**/ 0, 5, 1, 5}, {3, 4});
+  Tensor am = empty({3}, DType::Int64);
+  cpu().reduce_last(ReduceOp::ArgMax, ties, am);
+  CHECK(am.to_vector<int64_t>() == std::vector<int64_t>{1, 0, 1});
+  Tensor mx = empty({3}, DType::Float64), mn = empty({3}, DType::Float64);
+  cpu().reduce_last(ReduceOp::Max, ties, mx);
+  cpu().reduce_last(ReduceOp::Min, ties, mn);
+  check_close(mx, {3, -1, 5}, 0);
+  check_close(mn, {1, -1, 0}, 0);
+
+  Tensor lx = f64({1, 2, 3, /**/ -kInf, -kInf, -kInf, /**/ 1000, 999, 998, /**/ -kInf, 0, -kInf},
+                  {4, 3});
+  Tensor lse = empty({4}, DType::Float64);
+  cpu().reduce_last(ReduceOp::LogSumExp, lx, lse);
+  check_close(lse, {3.40760596444438, -kInf, 1000.4076059644444, 0.0}, 1e-15);
+  Tensor lx32 = f32({1000, 999, 998}, {1, 3}), lse32 = empty({1}, DType::Float32);
+  cpu().reduce_last(ReduceOp::LogSumExp, lx32, lse32);
+  check_close(lse32, {1000.4076059644444}, 1e-7);
+
+  Tensor nan_row = f64({1, kNaN, 5}, {1, 3}), nm = empty({1}, DType::Float64);
+  cpu().reduce_last(ReduceOp::Max, nan_row, nm);
+  CHECK(std::isnan(values(nm)[0]));
+  Tensor nam = empty({1}, DType::Int64);
+  cpu().reduce_last(ReduceOp::ArgMax, nan_row, nam);
+  CHECK(nam.to_vector<int64_t>()[0] == 1);
+
+  // many rows take the threaded path: row r holds r, r+1, ..., r+99 -> sum 100 r + 4950
+  const int64_t rows = 1000, width = 100;
+  std::vector<double> big(rows * width);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < width; ++j) big[r * width + j] = static_cast<double>(r + j);
+  Tensor bx = f64(big, {rows, width}), bs = empty({rows}, DType::Float64);
+  cpu().reduce_last(ReduceOp::Sum, bx, bs);
+  bool all = true;
+  for (int64_t r = 0; r < rows; ++r) all = all && values(bs)[r] == 100.0 * r + 4950.0;
+  CHECK(all);
+}
+
+// ---- softmax and layer norm ----------------------------------------------------------
+
+TEST_CASE("softmax and log_softmax forward and backward") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-15 : 2e-7;
+    Tensor x = f64({1, 2, 3}, {1, 3});
+    Tensor g = f64({0.5, -1.0, 2.0}, {1, 3});
+    if (dtype == DType::Float32) {
+      x = f32({1, 2, 3}, {1, 3});
+      g = f32({0.5f, -1.0f, 2.0f}, {1, 3});
+    }
+    Tensor p = empty({1, 3}, dtype), lp = empty({1, 3}, dtype), gi = empty({1, 3}, dtype);
+    cpu().softmax_last(x, p, false);
+    check_close(p, {0.09003057317038046, 0.24472847105479767, 0.6652409557748219}, tol);
+    cpu().softmax_last(x, lp, true);
+    check_close(lp, {-2.40760596444438, -1.4076059644443801, -0.4076059644443803}, tol);
+    cpu().softmax_last_backward(g, p, gi, false);
+    check_close(gi, {-0.05678847003696696, -0.5214597727496748, 0.5782482427866417}, tol);
+    cpu().softmax_last_backward(g, lp, gi, true);
+    check_close(gi, {0.3649541402444293, -1.3670927065821965, 1.002138566337767}, tol);
+  }
+  // shifting a row by 1000 changes nothing (the max is subtracted first)
+  Tensor big = f32({1001, 1002, 1003}, {1, 3}), pb = empty({1, 3}, DType::Float32);
+  cpu().softmax_last(big, pb, false);
+  check_close(pb, {0.09003057317038046, 0.24472847105479767, 0.6652409557748219}, 2e-7);
+}
+
+TEST_CASE("layer_norm forward and backward against a reference") {
+  // numpy float64 forward; gradients by 40-digit mpmath central differences
+  Tensor x = f64({1, 2, 3, 4, -1, 0.5, 2, 0}, {2, 4});
+  Tensor w = f64({0.5, 1, 1.5, 2}, {4}), b = f64({0.1, 0.2, 0.3, 0.4}, {4});
+  Tensor gy = f64({0.1, -0.2, 0.3, 0.4, 1, 0, -1, 0.5}, {2, 4});
+  Tensor y = empty({2, 4}, DType::Float64);
+  Tensor mean = empty({2}, DType::Float64), rstd = empty({2}, DType::Float64);
+  cpu().layer_norm(x, w, b, 1e-5, y, mean, rstd);
+  check_close(y, {-0.5708177099844635, -0.24721180665630899, 0.9708177099844635, 3.0832708399378537,
+                  -0.5350825864286669, 0.31546956116884856, 2.551656442792546, -0.29281736701309113},
+              1e-14);
+  check_close(mean, {2.5, 0.375}, 1e-15);
+  check_close(rstd, {0.894423613312618, 0.9237564893507882}, 1e-14);
+
+  Tensor gx = empty({2, 4}, DType::Float64), gw = full({4}, 99.0, DType::Float64);
+  Tensor gb = full({4}, 99.0, DType::Float64);
+  cpu().layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
+  check_close(gx, {0.18782584622637602, -0.2951608299162552, 0.026833745922469773,
+                   0.08050123776740942, -0.48650365819917724, 0.08621653662496104,
+                   -0.2648197579016889, 0.6651068794759051},
+              1e-13);
+  // written, not accumulated onto the 99s
+  check_close(gw, {-1.4043287148542265, 0.08944236133126181, -1.3669407531981381,
+                   0.36344982623429806},
+              1e-13);
+  check_close(gb, {1.1, -0.2, -0.7, 0.9}, 1e-15);
+
+  // without affine parameters: y = xhat, each row mean 0 and biased variance 1 / (1 + eps/var)
+  Tensor y2 = empty({2, 4}, DType::Float64);
+  cpu().layer_norm(x, Tensor(), Tensor(), 0.0, y2, mean, rstd);
+  const double r = 1 / std::sqrt(1.25);  // row 0: var = 1.25
+  const std::vector<double> y2_values = values(y2);
+  check_close(std::vector<double>(y2_values.begin(), y2_values.begin() + 4),
+              {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r}, 1e-15);
+}
+
+TEST_CASE("layer_norm float32 over many rows (threaded path, per-thread partials)") {
+  const int64_t rows = 512, width = 96;
+  std::vector<float> xs(rows * width), gs(rows * width, 1.0f), ws(width, 1.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < width; ++j) xs[r * width + j] = static_cast<float>((j % 2) ? r : -r) + 3;
+  // every row is mean 3 +- r: xhat = +-1 (row 0 is constant: xhat = 0)
+  Tensor x = f32(xs, {rows, width}), g = f32(gs, {rows, width}), w = f32(ws, {width});
+  Tensor y = empty({rows, width}, DType::Float32);
+  Tensor mean = empty({rows}, DType::Float32), rstd = empty({rows}, DType::Float32);
+  cpu().layer_norm(x, w, Tensor(), 1e-12, y, mean, rstd);
+  CHECK(values(y)[5 * width] == doctest::Approx(-1.0).epsilon(1e-6));
+  CHECK(values(y)[5 * width + 1] == doctest::Approx(1.0).epsilon(1e-6));
+  CHECK(values(mean)[7] == 3.0);
+  Tensor gx = empty({rows, width}, DType::Float32), gw = empty({width}, DType::Float32);
+  Tensor gb = empty({width}, DType::Float32);
+  cpu().layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb);
+  // grad_bias = number of rows; grad_weight = sum of xhat = -(rows - 1) or +(rows - 1)
+  CHECK(values(gb)[0] == 512.0);
+  CHECK(values(gw)[0] == doctest::Approx(-511.0).epsilon(1e-5));
+  CHECK(values(gw)[1] == doctest::Approx(511.0).epsilon(1e-5));
+  // a constant upstream gradient through the normalisation is exactly zero
+  double worst = 0;
+  for (double v : values(gx)) worst = std::max(worst, std::abs(v));
+  CHECK(worst < 1e-5);
+}
+
+// ---- GEMM ----------------------------------------------------------------------------
+
+namespace {
+// out[b] = alpha op(a) op(b) + beta out, with three plain loops
+std::vector<double> naive_bmm(const std::vector<double>& a, const std::vector<double>& b,
+                              const std::vector<double>& c, int64_t batches, int64_t a_batches,
+                              int64_t b_batches, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                              double alpha, double beta) {
+  std::vector<double> out(batches * m * n);
+  for (int64_t z = 0; z < batches; ++z) {
+    const double* pa = a.data() + (a_batches == 1 ? 0 : z * m * k);
+    const double* pb = b.data() + (b_batches == 1 ? 0 : z * k * n);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          const double av = ta ? pa[p * m + i] : pa[i * k + p];
+          const double bv = tb ? pb[j * k + p] : pb[p * n + j];
+          acc += av * bv;
+        }
+        const int64_t at = z * m * n + i * n + j;
+        out[at] = alpha * acc + (beta == 0 ? 0.0 : beta * c[at]);
+      }
+  }
+  return out;
+}
+std::vector<double> ramp(int64_t n, double scale, double shift) {
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = std::sin(scale * i + shift);  // non-zero, varied
+  return v;
+}
+}  // namespace
+
+TEST_CASE("bmm matches a naive triple loop: transposes, alpha/beta, batch broadcast") {
+  struct Shape3 {
+    int64_t batches, a_batches, b_batches, m, n, k;
+  };
+  for (Shape3 s : {Shape3{3, 3, 3, 5, 7, 4}, Shape3{4, 1, 4, 6, 3, 9}, Shape3{2, 2, 1, 67, 45, 33},
+                   Shape3{1, 1, 1, 130, 140, 150}, Shape3{16, 16, 16, 40, 40, 64}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (DType dtype : {DType::Float64, DType::Float32}) {
+        INFO("batches ", s.batches, " m ", s.m, " n ", s.n, " k ", s.k, " ta ", ta, " tb ", tb,
+             " dtype ", dtype_name(dtype));
+        const auto av = ramp(s.a_batches * s.m * s.k, 0.37, 0.1);
+        const auto bv = ramp(s.b_batches * s.k * s.n, 0.53, 0.7);
+        const auto cv = ramp(s.batches * s.m * s.n, 0.11, 0.3);
+        const Shape a_shape = ta ? Shape{s.a_batches, s.k, s.m} : Shape{s.a_batches, s.m, s.k};
+        const Shape b_shape = tb ? Shape{s.b_batches, s.n, s.k} : Shape{s.b_batches, s.k, s.n};
+        Tensor a = f64(av, a_shape).to(dtype), b = f64(bv, b_shape).to(dtype);
+        for (double beta : {0.0, 0.5}) {
+          Tensor out = f64(cv, {s.batches, s.m, s.n}).to(dtype);
+          if (beta == 0.0) cpu().fill(out, kNaN);  // beta = 0 must never read out
+          cpu().bmm(a, b, out, ta, tb, 1.5, beta);
+          const auto want = naive_bmm(av, bv, cv, s.batches, s.a_batches, s.b_batches, s.m, s.n,
+                                      s.k, ta, tb, 1.5, beta);
+          check_close(values(out.contiguous()), want, dtype == DType::Float64 ? 1e-12 : 2e-5);
+        }
+      }
+    }
+  }
+  Tensor a = zeros({1, 2, 3}), b = zeros({1, 4, 5}), out = empty({1, 2, 5});
+  const std::string msg = error_of([&] { cpu().bmm(a, b, out, false, false, 1, 0); });
+  CHECK(msg.find("bmm") != std::string::npos);
+  CHECK(msg.find("[1, 4, 5]") != std::string::npos);
+}
+
+// ---- indexing ------------------------------------------------------------------------
+
+TEST_CASE("index_select_rows / index_add_rows with repeats and bounds checks") {
+  Tensor table = f32({0, 1, 10, 11, 20, 21, 30, 31}, {4, 2});
+  Tensor index = i64({2, 0, 2}, {3});
+  Tensor out = empty({3, 2}, DType::Float32);
+  cpu().index_select_rows(table, index, out);
+  check_close(out, {20, 21, 0, 1, 20, 21}, 0);
+
+  // a strided index (every other element of [3, 9, 1, 9])
+  Tensor idx_storage = i64({3, 9, 1, 9}, {4});
+  Tensor strided_index = make_view(idx_storage, {2}, {2}, 0);
+  Tensor out2 = empty({2, 2}, DType::Float32);
+  cpu().index_select_rows(table, strided_index, out2);
+  check_close(out2, {30, 31, 10, 11}, 0);
+
+  Tensor grad = f64({1, 2, 3, 4, 5, 6}, {3, 2});
+  Tensor table_grad = zeros({4, 2}, DType::Float64);
+  cpu().index_add_rows(grad, index, table_grad);
+  check_close(table_grad, {3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0}, 0);
+
+  Tensor bad = i64({1, 4}, {2});
+  Tensor out3 = empty({2, 2}, DType::Float32);
+  const std::string msg = error_of([&] { cpu().index_select_rows(table, bad, out3); });
+  CHECK(msg.find("index_select_rows") != std::string::npos);
+  CHECK(msg.find("index 4") != std::string::npos);
+  const std::string neg = error_of([&] {
+    Tensor g2 = zeros({1, 2}, DType::Float64);
+    cpu().index_add_rows(g2, i64({-1}, {1}), table_grad);
+  });
+  CHECK(neg.find("index_add_rows: index -1") != std::string::npos);
+
+  // a wide table takes the column-split threaded path; repeats still add up
+  const int64_t width = 4096;
+  Tensor wide_grad = full({3, width}, 1.0, DType::Float32);
+  Tensor wide = zeros({2, width}, DType::Float32);
+  cpu().index_add_rows(wide_grad, i64({1, 1, 0}, {3}), wide);
+  CHECK(values(wide)[0] == 1.0);
+  CHECK(values(wide)[width + width - 1] == 2.0);
+}
+
+TEST_CASE("gather_last / scatter_add_last") {
+  Tensor x = f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor index = i64({2, 0, 1, 1}, {2, 2});
+  Tensor out = empty({2, 2}, DType::Float64);
+  cpu().gather_last(x, index, out);
+  check_close(out, {3, 1, 5, 5}, 0);
+
+  Tensor grad = f64({0.5, 1.5, 2.0, 3.0}, {2, 2});
+  Tensor acc = zeros({2, 3}, DType::Float64);
+  cpu().scatter_add_last(grad, index, acc);
+  check_close(acc, {1.5, 0, 0.5, 0, 5.0, 0}, 0);
+
+  Tensor bad = i64({0, 3, 0, 0}, {2, 2});
+  const std::string msg = error_of([&] { cpu().gather_last(x, bad, out); });
+  CHECK(msg.find("gather_last: index 3") != std::string::npos);
+  CHECK(msg.find("0..2") != std::string::npos);
+}
+
+// ---- attention -----------------------------------------------------------------------
+
+namespace {
+// B = 2, H = 1, L = 3, D = 2 inputs shared by the attention tests (see tools-free numpy)
+Tensor att_q() {
+  return f64({0.1, 0.2, 0.3, -0.1, -0.5, 0.4, 1.0, 0.0, 0.0, 1.0, 0.5, 0.5}, {2, 1, 3, 2});
+}
+Tensor att_k() {
+  return f64({0.2, -0.3, 0.4, 0.1, -0.2, 0.5, 0.3, 0.3, -0.6, 0.2, 0.1, -0.4}, {2, 1, 3, 2});
+}
+Tensor att_v() {
+  return f64({1.0, 2.0, -1.0, 0.5, 0.3, -0.7, 0.5, 0.5, 2.0, -1.0, -0.3, 0.8}, {2, 1, 3, 2});
+}
+Tensor att_keep() { return from_vector<uint8_t>({1, 1, 0, 0, 1, 1}, {2, 3}); }
+}  // namespace
+
+TEST_CASE("attention forward with key padding, causal, and a query with no key") {
+  struct Case {
+    bool causal, keep;
+    std::vector<double> out, lse;
+  };
+  const std::vector<Case> cases = {
+      {false, true,
+       {-0.03498571533277944, 1.2237607135004156, -0.006999885668907524, 1.2447500857483194,
+        -0.020996913544449602, 1.2342523148416629, 0.5737552056108928, 0.11619157821756225,
+        1.0880114746888703, -0.28626984975650727, 0.8298770541754472, -0.08425160761556738},
+       {0.7007595555486972, 0.7631716803598645, 0.5603676643551009, 0.5478641506062616,
+        0.6450369938177538, 0.5708002977448283}},
+      {true, false,
+       {1.0, 2.0, -0.006999885668907524, 1.2447500857483194, 0.11166894931838887,
+        0.4348388578416211, 0.5, 0.5, 1.2237607135004154, -0.22376071350041538,
+        0.6943748255426918, 0.15573900074021677},
+       {-0.028, 0.7631716803598645, 1.093597850182317, 0.21, 0.8687595555486971,
+        1.0997319342782372}},
+      // both: batch 1's first query sees only key 0, which is padded -> out 0, lse -inf
+      {true, true,
+       {1.0, 2.0, -0.006999885668907524, 1.2447500857483194, -0.020996913544449602,
+        1.2342523148416629, 0.0, 0.0, 2.0, -1.0, 0.8298770541754472, -0.08425160761556738},
+       {-0.028, 0.7631716803598645, 0.5603676643551009, -kInf, 0.14, 0.5708002977448283}},
+  };
+  for (const Case& c : cases) {
+    INFO("causal ", c.causal, " key_keep ", c.keep);
+    Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float64);
+    cpu().attention(att_q(), att_k(), att_v(), c.keep ? att_keep() : Tensor(), c.causal, 0.7, out,
+                    lse);
+    check_close(out, c.out, 1e-14);
+    check_close(lse, c.lse, 1e-14);
+    // float32 inputs with a float32 lse
+    Tensor out32 = empty({2, 1, 3, 2}, DType::Float32), lse32 = empty({2, 1, 3}, DType::Float32);
+    cpu().attention(att_q().to(DType::Float32), att_k().to(DType::Float32),
+                    att_v().to(DType::Float32), c.keep ? att_keep() : Tensor(), c.causal, 0.7,
+                    out32, lse32);
+    check_close(out32, c.out, 1e-6);
+    check_close(lse32, c.lse, 1e-6);
+  }
+  // an int64 key_keep means the same as the uint8 one
+  Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float32);
+  cpu().attention(att_q(), att_k(), att_v(), i64({1, 1, 0, 0, 1, 1}, {2, 3}), false, 0.7, out, lse);
+  check_close(lse, {0.7007595555486972, 0.7631716803598645, 0.5603676643551009,
+                    0.5478641506062616, 0.6450369938177538, 0.5708002977448283},
+              1e-6);
+}
+
+TEST_CASE("attention backward matches finite differences of a reference") {
+  // numpy central differences (h = 1e-6) of sum(grad_out * out): accurate to ~1e-9
+  Tensor go = f64({0.3, -0.2, 0.1, 0.4, -0.5, 0.2, 0.2, 0.2, -0.1, 0.3, 0.6, -0.4}, {2, 1, 3, 2});
+  struct Case {
+    bool causal;
+    std::vector<double> dq, dk, dv;
+  };
+  const std::vector<Case> cases = {
+      {false,
+       {-0.010487148013882397, -0.020974295972253643, -0.02799862801605713, -0.055997256082074294,
+        0.024489198680033297, 0.04897839734341325, -0.011543147798720454, 0.00989412669016865,
+        0.09028457615967156, -0.0773867796066696, -0.2571712332755105, 0.22043248570080556},
+       {0.1084645127408246, -0.05249056336531499, -0.1084645127408246, 0.05249056336531499, 0.0,
+        0.0, 0.0, 0.0, 0.20018394921161867, 0.05471577210758305, -0.20018394921161867,
+        -0.05471577210758305},
+       {-0.050348623195639576, 0.19999890306099388, -0.0496513768016415, 0.20000109697271284,
+        0.0, 0.0, 0.0, 0.0, 0.310380924417597, 0.06052333124673125, 0.3896190755470208,
+        0.039476668760307615}},
+      {true,
+       {0.0, 0.0, -0.02799862801605713, -0.055997256082074294, 0.024489198680033297,
+        0.04897839734341325, 0.0, 0.0, 0.0, 0.0, -0.2571712332755105, 0.22043248570080556},
+       {0.10322093874637339, -0.06297771137919739, -0.10322093874637339, 0.06297771137919739, 0.0,
+        0.0, 0.0, 0.0, 0.18369373807058945, 0.18369373807058945, -0.18369373807058945,
+        -0.18369373807058945},
+       {0.10489923409906508, 0.09650033150343518, -0.20489923409738703, 0.3034996685080671, 0.0,
+        0.0, 0.0, 0.0, 0.19475053587569846, 0.10349964275069287, 0.3052494641053727,
+        -0.2034996427591196}},
+  };
+  for (const Case& c : cases) {
+    INFO("causal ", c.causal);
+    Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float64);
+    cpu().attention(att_q(), att_k(), att_v(), att_keep(), c.causal, 0.7, out, lse);
+    Tensor dq = empty({2, 1, 3, 2}, DType::Float64), dk = empty({2, 1, 3, 2}, DType::Float64);
+    Tensor dv = empty({2, 1, 3, 2}, DType::Float64);
+    cpu().attention_backward(go, att_q(), att_k(), att_v(), out, lse, att_keep(), c.causal, 0.7,
+                             dq, dk, dv);
+    check_close(dq, c.dq, 1e-8);
+    check_close(dk, c.dk, 1e-8);
+    check_close(dv, c.dv, 1e-8);
+  }
+}
+
+TEST_CASE("attention over many heads runs threaded and agrees with one head at a time") {
+  // 8 (b, h) pairs, each a copy of batch 0 of the reference with head-specific scaling
+  const int64_t heads = 8, len = 3, dim = 2;
+  std::vector<double> q(heads * len * dim), k(q.size()), v(q.size());
+  const auto q0 = values(att_q()), k0 = values(att_k()), v0 = values(att_v());
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t e = 0; e < len * dim; ++e) {
+      q[h * len * dim + e] = q0[e] * (1 + 0.1 * h);
+      k[h * len * dim + e] = k0[e];
+      v[h * len * dim + e] = v0[e];
+    }
+  Tensor out = empty({1, heads, len, dim}, DType::Float64), lse = empty({1, heads, len}, DType::Float64);
+  cpu().attention(f64(q, {1, heads, len, dim}), f64(k, {1, heads, len, dim}),
+                  f64(v, {1, heads, len, dim}), Tensor(), false, 0.7, out, lse);
+  for (int64_t h = 0; h < heads; ++h) {
+    // head h equals batch 0 of the reference with scale 0.7 (1 + 0.1 h)
+    Tensor o1 = empty({1, 1, len, dim}, DType::Float64), l1 = empty({1, 1, len}, DType::Float64);
+    cpu().attention(make_view(att_q(), {1, 1, len, dim}, {6, 6, 2, 1}, 0),
+                    make_view(att_k(), {1, 1, len, dim}, {6, 6, 2, 1}, 0),
+                    make_view(att_v(), {1, 1, len, dim}, {6, 6, 2, 1}, 0), Tensor(), false,
+                    0.7 * (1 + 0.1 * h), o1, l1);
+    const auto all = values(out);
+    check_close(std::vector<double>(all.begin() + h * len * dim, all.begin() + (h + 1) * len * dim),
+                values(o1), 1e-14);
+  }
+}
+
+// ---- ListMLE -------------------------------------------------------------------------
+
+TEST_CASE("listmle matches the closed-form vectors") {
+  // three lists padded to K = 4; expected values from 30-digit mpmath
+  Tensor scores = f64({0.6, 0.8, 0, 0,  //
+                       0.5, 0.8, 0.4, 0,  //
+                       50, -40, 3, 3},
+                      {3, 4});
+  Tensor order = i64({0, 1, 0, 0, /**/ 1, 0, 2, 0, /**/ 0, 1, 2, 3}, {3, 4});
+  Tensor lengths = i64({2, 3, 4}, {3});
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO("dtype ", dtype_name(dtype));
+    const double tol = dtype == DType::Float64 ? 1e-14 : 1e-6;
+    Tensor loss = empty({3}, dtype), grad = full({3, 4}, 99.0, dtype);
+    cpu().listmle(scores.to(dtype), order, lengths, loss, grad);
+    check_close(loss, {0.798138869381591876, 1.52449560591417648, 44.3862943611198906}, tol);
+    check_close(grad, {-0.549833997312477925, 0.549833997312477925, 0, 0,  //
+                       -0.167772476368897167, -0.585258127331930468, 0.753030603700827635, 0,  //
+                       -7.7479952584976331e-21, -1.0, -4.9004278311047053e-20, 1.0},
+                tol);
+  }
+}
+
+TEST_CASE("listmle: partial lists, single items, and bad orders") {
+  // K = 4 but only 3 valid items, in the order [2, 0, 3]; item 1 is padding
+  Tensor scores = f64({1.0, 2.0, 0.5, -1.0, /**/ 7.0, 8.0, 9.0, 1.0}, {2, 4});
+  Tensor order = i64({2, 0, 3, 1, /**/ 1, 0, 0, 0}, {2, 4});
+  Tensor lengths = i64({3, 1}, {2});
+  Tensor loss = empty({2}, DType::Float64), grad = empty({2, 4}, DType::Float64);
+  cpu().listmle(scores, order, lengths, loss, grad);
+  check_close(loss, {1.18188493068496314, 0.0}, 1e-14);
+  check_close(grad, {0.454894070945577004, 0.0, -0.651792572116265148, 0.196898501170688144,  //
+                     0, 0, 0, 0},
+              1e-14);
+
+  Tensor dup = i64({2, 2, 3, 1, 1, 0, 0, 0}, {2, 4});
+  const std::string msg = error_of([&] { cpu().listmle(scores, dup, lengths, loss, grad); });
+  CHECK(msg.find("listmle: list 0 names item 2 twice") != std::string::npos);
+  Tensor too_long = i64({5, 1}, {2});
+  CHECK(error_of([&] { cpu().listmle(scores, order, too_long, loss, grad); })
+            .find("length 5") != std::string::npos);
+}
+
+// ---- AdamW ---------------------------------------------------------------------------
+
+TEST_CASE("adamw two steps by hand, and sum_of_squares") {
+  Tensor p = f64({1.0, -2.0}, {2}), g = f64({0.5, 0.0}, {2});
+  Tensor m = zeros({2}, DType::Float64), v = zeros({2}, DType::Float64);
+  std::vector<Backend::AdamWTensor> group{{p, g, m, v, 0.01}};
+  // step 1: m = 0.05, v = 0.00025, m^ = 0.5, v^ = 0.25:
+  //   p = 1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * 0.01 * 1
+  cpu().adamw(group, 0.1, 0.9, 0.999, 1e-8, 1);
+  check_close(p, {0.8990000019999999, -2.0 + 0.1 * 0.01 * 2.0}, 1e-15);
+  // step 2 with g = -0.25
+  g.data<double>()[0] = -0.25;
+  cpu().adamw(group, 0.1, 0.9, 0.999, 1e-8, 2);
+  check_close(m, {0.02, 0.0}, 1e-15);
+  check_close(v, {0.00031225, 0.0}, 1e-15);
+  CHECK(values(p)[0] == doctest::Approx(0.8714672987058462).epsilon(1e-14));
+
+  Tensor a = f32({1, 2, 3}, {3}), b = f64({0.5, -0.5}, {2});
+  CHECK(cpu().sum_of_squares({a, b}) == 14.5);
+  std::vector<float> many(100000, 0.5f);
+  CHECK(cpu().sum_of_squares({f32(many, {100000})}) == 25000.0);
+}
