@@ -1,0 +1,191 @@
+#include "nn/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "autograd/api.h"
+#include "tensor/backend.h"
+
+namespace mms::nn {
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
+    : groups_(std::move(groups)), options_(options) {
+  MMS_CHECK(options_.lr >= 0 && options_.eps >= 0 && options_.beta1 >= 0 && options_.beta1 < 1 &&
+                options_.beta2 >= 0 && options_.beta2 < 1,
+            "AdamW: invalid options lr=", options_.lr, " betas=(", options_.beta1, ", ",
+            options_.beta2, ") eps=", options_.eps);
+  std::set<std::string> names;
+  for (const ParamGroup& g : groups_) {
+    MMS_CHECK(g.weight_decay >= 0 && g.lr_scale >= 0, "AdamW: group '", g.name,
+              "' has negative weight_decay or lr_scale");
+    for (const auto& [name, p] : g.params) {
+      MMS_CHECK(names.insert(name).second, "AdamW: parameter '", name, "' appears in more than one group");
+      MMS_CHECK(p.defined() && is_floating(p.dtype()), "AdamW: parameter '", name,
+                "' must be a defined floating tensor");
+    }
+  }
+}
+
+void AdamW::step() {
+  // Bucket the work by what one fused call shares: device, lr and step count.
+  struct Key {
+    int device_type, device_index;
+    double lr;
+    int64_t step;
+    bool operator<(const Key& o) const {
+      return std::tie(device_type, device_index, lr, step) < std::tie(o.device_type, o.device_index, o.lr, o.step);
+    }
+  };
+  std::map<Key, std::vector<Backend::AdamWTensor>> calls;
+  for (const ParamGroup& g : groups_) {
+    for (const auto& [name, p] : g.params) {
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      MMS_CHECK(p.is_contiguous() && !p.storage()->read_only(), "AdamW: parameter '", name,
+                "' must be contiguous and writable");
+      MMS_CHECK(grad.shape() == p.shape() && grad.device() == p.device(), "AdamW: gradient of '", name,
+                "' is ", shape_str(grad.shape()), " on ", grad.device().str(), ", parameter is ",
+                shape_str(p.shape()), " on ", p.device().str());
+      grad = grad.to(p.dtype()).contiguous();
+      AdamWState& s = state_[name];
+      if (!s.exp_avg.defined()) {
+        s.exp_avg = zeros_like(p);
+        s.exp_avg_sq = zeros_like(p);
+      }
+      s.step += 1;
+      const Key key{static_cast<int>(p.device().type), p.device().index, options_.lr * g.lr_scale, s.step};
+      calls[key].push_back({p.detach(), grad, s.exp_avg, s.exp_avg_sq, g.weight_decay});
+    }
+  }
+  for (const auto& [key, tensors] : calls) {
+    const Device device = tensors.front().param.device();
+    backend_for(device).adamw(tensors, key.lr, options_.beta1, options_.beta2, options_.eps, key.step);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (const ParamGroup& g : groups_)
+    for (const auto& [_, p] : g.params) Tensor(p).set_grad(Tensor());
+}
+
+const AdamWState& AdamW::state(const std::string& param_name) const {
+  auto it = state_.find(param_name);
+  MMS_CHECK(it != state_.end(), "AdamW: no state for parameter '", param_name, "' (not updated yet?)");
+  return it->second;
+}
+
+NamedTensors AdamW::state_dict() const {
+  NamedTensors out;
+  for (const ParamGroup& g : groups_) {
+    for (const auto& [name, _] : g.params) {
+      auto it = state_.find(name);
+      if (it == state_.end()) continue;
+      out.emplace_back("exp_avg." + name, it->second.exp_avg);
+      out.emplace_back("exp_avg_sq." + name, it->second.exp_avg_sq);
+      out.emplace_back("step." + name, scalar_tensor(static_cast<double>(it->second.step), DType::Int64));
+    }
+  }
+  return out;
+}
+
+void AdamW::load_state_dict(const StateDict& state) {
+  std::map<std::string, Tensor> params;
+  for (const ParamGroup& g : groups_)
+    for (const auto& [name, p] : g.params) params.emplace(name, p);
+
+  std::vector<std::string> problems;
+  std::map<std::string, AdamWState> loaded;
+  std::set<std::string> used;
+  for (const auto& [key, tensor] : state) {
+    const size_t dot = key.find('.');
+    const std::string kind = key.substr(0, dot);
+    const std::string name = dot == std::string::npos ? "" : key.substr(dot + 1);
+    if ((kind != "exp_avg" && kind != "exp_avg_sq" && kind != "step") || !params.count(name)) {
+      problems.push_back("unexpected: " + key);
+      continue;
+    }
+    const Tensor& p = params.at(name);
+    AdamWState& s = loaded[name];
+    if (kind == "step") {
+      if (tensor.numel() != 1 || tensor.item() < 1) {
+        problems.push_back("bad step: " + key + " (need one value >= 1)");
+        continue;
+      }
+      s.step = static_cast<int64_t>(tensor.item());
+    } else if (tensor.shape() != p.shape()) {
+      problems.push_back("shape mismatch: " + key + " (parameter " + shape_str(p.shape()) + ", state " +
+                         shape_str(tensor.shape()) + ")");
+      continue;
+    } else {
+      // A fresh, writable copy in the parameter's dtype and device (the source may be
+      // a read-only memory map).
+      Tensor copy = tensor.to(p.device()).to(p.dtype()).clone();
+      (kind == "exp_avg" ? s.exp_avg : s.exp_avg_sq) = copy;
+    }
+  }
+  for (const auto& [name, s] : loaded)
+    if (!s.exp_avg.defined() || !s.exp_avg_sq.defined() || s.step == 0)
+      problems.push_back("incomplete: " + name + " needs exp_avg, exp_avg_sq and step");
+  if (!problems.empty()) {
+    std::sort(problems.begin(), problems.end());
+    std::ostringstream os;
+    os << "AdamW.load_state_dict: " << problems.size() << " problem(s):";
+    for (const auto& p : problems) os << "\n  " << p;
+    throw Error(os.str());
+  }
+  state_ = std::move(loaded);
+}
+
+bool is_no_decay(const std::string& name, const Tensor& param, const Module* owner) {
+  if (param.dim() <= 1) return true;
+  if (owner) {
+    const std::string& type = owner->type_name();
+    if (type.size() >= 4 && type.compare(type.size() - 4, 4, "Norm") == 0) return true;
+  }
+  return false;
+}
+
+std::vector<ParamGroup> decay_param_groups(const Module& module, double weight_decay, const std::string& prefix) {
+  ParamGroup decay{"decay", {}, weight_decay, 1.0};
+  ParamGroup no_decay{"no_decay", {}, 0.0, 1.0};
+  // Walk modules so each parameter is seen with its owner.
+  std::map<std::string, const Module*> owner_of;
+  for (const auto& [path, m] : module.named_modules(prefix))
+    for (const auto& [local, _] : m->named_parameters())
+      if (local.find('.') == std::string::npos)
+        owner_of[path.empty() ? local : path + "." + local] = m.get();
+  for (const auto& [name, p] : module.named_parameters(prefix)) {
+    auto it = owner_of.find(name);
+    (is_no_decay(name, p, it == owner_of.end() ? nullptr : it->second) ? no_decay : decay)
+        .params.emplace_back(name, p);
+  }
+  return {decay, no_decay};
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  MMS_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
+  std::map<std::pair<int, int>, std::vector<Tensor>> by_device;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    by_device[{static_cast<int>(g.device().type), g.device().index}].push_back(g.contiguous());
+  }
+  double total_sq = 0.0;
+  for (const auto& [_, grads] : by_device)
+    total_sq += backend_for(grads.front().device()).sum_of_squares(grads);
+  const double norm = std::sqrt(total_sq);
+  if (!std::isfinite(norm)) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) {
+    for (const Tensor& p : params) {
+      Tensor g = p.grad();
+      if (g.defined()) Tensor(p).set_grad(ops::mul_scalar(g, coef));
+    }
+  }
+  return norm;
+}
+
+}  // namespace mms::nn

@@ -1,0 +1,85 @@
+// AdamW (decoupled weight decay, bias-corrected moments) with parameter groups, and
+// global-norm gradient clipping.
+//
+// The update runs as one fused Backend::adamw call per (device, learning rate, step)
+// -- in a normal run exactly one call per optimizer step. Per element:
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + lr * wd * p
+// which is torch.optim.AdamW's update. As in torch, a parameter without a gradient is
+// skipped (its moments and step do not advance), so each parameter keeps its own step.
+//
+// State for checkpointing: state_dict() gives named tensors "exp_avg.<param>",
+// "exp_avg_sq.<param>" and "step.<param>" (int64, shape []), ready for
+// save_safetensors; load_state_dict() takes them back (strict, all problems listed).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace mms::nn {
+
+struct ParamGroup {
+  std::string name;      // "decay", "no_decay", "head", ... (messages only)
+  NamedTensors params;   // (dotted name, parameter); names key the optimizer state
+  double weight_decay = 0.0;
+  double lr_scale = 1.0;  // this group's lr = optimizer lr * lr_scale
+};
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+struct AdamWState {
+  Tensor exp_avg;     // first moment, like the parameter
+  Tensor exp_avg_sq;  // second moment
+  int64_t step = 0;   // updates applied to this parameter
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
+
+  // Applies one update to every parameter that has a gradient.
+  void step();
+  void zero_grad();  // clears the gradients of every parameter in every group
+
+  double lr() const { return options_.lr; }
+  void set_lr(double lr) { options_.lr = lr; }
+  const AdamWOptions& options() const { return options_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+
+  // The state of one parameter (by its name in the groups); throws when it has none yet.
+  const AdamWState& state(const std::string& param_name) const;
+  bool has_state(const std::string& param_name) const { return state_.count(param_name) > 0; }
+
+  NamedTensors state_dict() const;
+  void load_state_dict(const StateDict& state);
+
+ private:
+  std::vector<ParamGroup> groups_;
+  AdamWOptions options_;
+  std::map<std::string, AdamWState> state_;
+};
+
+// True for parameters that should not be weight-decayed: tensors of rank <= 1 (biases,
+// norm weights, CLIP's class_embedding and logit_scale) and any parameter owned by a
+// module whose type name ends in "Norm" (LayerNorm, ...).
+bool is_no_decay(const std::string& name, const Tensor& param, const Module* owner);
+
+// Two groups over module's parameters, in registration order: "decay" (weight_decay)
+// and "no_decay" (0), split by is_no_decay. Names are prefixed with `prefix.` if given.
+std::vector<ParamGroup> decay_param_groups(const Module& module, double weight_decay,
+                                           const std::string& prefix = "");
+
+// Scales all gradients in place so that their global L2 norm is at most max_norm
+// (coefficient max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_). Returns
+// the norm before clipping. Parameters without a gradient are ignored; a non-finite
+// norm is returned and nothing is scaled.
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+
+}  // namespace mms::nn
