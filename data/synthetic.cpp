@@ -9,6 +9,7 @@
 #include <set>
 
 #include "data/image.h"
+#include "data/rng.h"
 #include "tensor/error.h"
 
 namespace mms::data {
@@ -17,28 +18,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// splitmix64: tiny, portable, and the same stream on every platform.
-class Rng {
+// The synthetic generator's stream; pick() is the only extra it needs.
+class Rng : public SplitMix64 {
  public:
-  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-  int64_t below(int64_t n) { return static_cast<int64_t>(uniform() * static_cast<double>(n)); }
-  double normal() {  // Box-Muller
-    double u1 = uniform(), u2 = uniform();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
+  using SplitMix64::SplitMix64;
   template <typename T, size_t N>
   const T& pick(const std::array<T, N>& items) { return items[static_cast<size_t>(below(N))]; }
-
- private:
-  uint64_t state_;
 };
 
 using Rgb = std::array<int, 3>;
