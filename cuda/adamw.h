@@ -1,0 +1,37 @@
+// The optimizer's kernels: one fused AdamW step over every parameter tensor, and the
+// global sum of squares of the gradients (for clipping by global norm).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common.h"
+
+namespace mms::cuda {
+
+struct AdamWPointers {
+  float* param;
+  const float* grad;
+  float* exp_avg;
+  float* exp_avg_sq;
+  int64_t numel;
+  float weight_decay;
+};
+
+// For each tensor and element (step >= 1; bias corrections computed in double):
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p -= lr * (m / (1-b1^t)) / (sqrt(v) / sqrt(1-b2^t) + eps) + lr * wd * p
+// Multi-tensor: each launch carries up to 36 tensors' pointers as kernel arguments and
+// maps each block to a 64K-element chunk of one of them, so ~200 CLIP tensors take a
+// handful of launches instead of 200.
+void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double beta1, double beta2,
+               double eps, int64_t step, cudaStream_t stream);
+// Baseline: one launch per tensor, same math.
+void adamw_f32_per_tensor(const AdamWPointers* tensors, int64_t count, double lr, double beta1,
+                          double beta2, double eps, int64_t step, cudaStream_t stream);
+
+// sum over tensors of sum(x^2): per-chunk partials in double, then one final reduction;
+// returns to the host (synchronises the stream).
+double sum_of_squares_f32(const float* const* tensors, const int64_t* numels, int64_t count,
+                          cudaStream_t stream);
+
+}  // namespace mms::cuda
