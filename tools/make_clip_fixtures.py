@@ -21,8 +21,9 @@ The same goes for pixel_values. Files per variant:
     upstream.safetensors upstream_image_embeds [N,P], upstream_text_embeds [M,P] f64
     expected.safetensors the model outputs (f64) and grad.<name> for every parameter of
                          sum(image_embeds*U_i) + sum(text_embeds*U_t) (logit_scale: zeros)
-HF applies its causal + padding masks additively with the dtype's min and our kernel
-masks hard; they agree because no row is fully masked (key 0 is always visible).
+HF masks causal + padding keys (additively with the dtype's min in eager mode, a boolean
+mask under sdpa) and our kernel masks hard; they agree because no row is fully masked
+(key 0 is always visible). The reference uses sdpa: eager runs its softmax in float32.
 """
 import json
 import os
@@ -56,7 +57,7 @@ def randomise(model, gen):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name == "logit_scale":
-                p.fill_(1.7)
+                p.fill_(torch.tensor(1.7).float().double())  # non-default, float32-exact
                 continue
             r = torch.randn(p.shape, generator=gen, dtype=torch.float64)
             if "layer_norm" in name or "layrnorm" in name or "layernorm" in name:
@@ -93,7 +94,9 @@ def make_inputs(gen, eos_token_id):
 def build(variant, hidden_act, eos_token_id, seed):
     gen = torch.Generator().manual_seed(seed)
     config = make_config(hidden_act, eos_token_id)
-    config._attn_implementation = "eager"
+    # "sdpa", not "eager": HF's eager attention runs its softmax in float32 even for a
+    # float64 model, which would cap the reference at ~1e-7 relative accuracy.
+    config._attn_implementation = "sdpa"
     model = CLIPModel(config).double().eval()
     randomise(model, gen)
     pixel_values, input_ids, attention_mask = make_inputs(gen, eos_token_id)
