@@ -77,7 +77,7 @@ PredictionSet read_predictions(std::istream& in, const std::string& name) {
 
 PredictionSet read_predictions(const std::string& path) {
   std::ifstream in(path);
-  if (!in) fail("evaluate: cannot open predictions file '", path, "'");
+  if (!in) fail("cannot open predictions file '", path, "'");
   return read_predictions(in, path);
 }
 

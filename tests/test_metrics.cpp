@@ -184,3 +184,20 @@ TEST_CASE("predictions reader: fields, null predictions, and errors that name th
   CHECK_THROWS_WITH_AS(read_predictions(std::string("/nonexistent/p.jsonl")),
                        doctest::Contains("cannot open predictions file '/nonexistent/p.jsonl'"), Error);
 }
+
+TEST_CASE("predictions fixtures: the sample file end to end, the malformed file by line") {
+  const std::string dir = std::string(MMS_SOURCE_DIR) + "/tests/fixtures/losses/";
+  PredictionSet set = read_predictions(dir + "sample_predictions.jsonl");
+  CHECK(set.records.size() == 33);
+  CHECK(set.n_null_predictions == 1);
+  Metrics m = compute_metrics(set.records);
+  CHECK(m.n_image_groups == 8);  // img_999 has one item
+  // scipy.stats.kendalltau per image (mean over 8) and sklearn roc_auc_score on the same
+  // file, computed once by tools/make_metrics_reference.py (its last line).
+  CHECK(m.kendall_tau == doctest::Approx(0.6563419645684874).epsilon(kTol));
+  CHECK(m.kendall_tau_n == 8);
+  CHECK(m.auc_acceptability == doctest::Approx(0.8602941176470588).epsilon(kTol));
+  CHECK(m.mae == doctest::Approx(0.6635242424242425).epsilon(kTol));
+  CHECK_THROWS_WITH_AS(read_predictions(dir + "malformed_predictions.jsonl"),
+                       doctest::Contains("malformed_predictions.jsonl:3: not valid JSON"), Error);
+}

@@ -7,9 +7,12 @@
 Prints C++ constants to paste into the test: Kendall tau-b (scipy.stats.kendalltau,
 variant 'b', the default) on lists with ties on either or both sides, and ROC AUC
 (sklearn.metrics.roc_auc_score) with tied scores. The inputs here and in the test must
-stay identical.
+stay identical. Also scores tests/fixtures/losses/sample_predictions.jsonl (a synthetic
+file: 8 images of 3-6 items plus a single-item image and one null prediction).
 """
+import json
 import math
+import os
 
 import numpy as np
 import scipy
@@ -29,6 +32,26 @@ AUC_GOLD = [1, 3, 2.5, 2, 4, 1.5, 3, 2.4, 4.5, 1.2]
 AUC_PRED = [1.2, 3.0, 2.0, 2.0, 3.0, 2.5, 1.2, 3.0, 4.1, 2.5]
 
 
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "losses", "sample_predictions.jsonl")
+
+
+def sample_file():
+    """Kendall tau-b (mean over images with >= 2 items where defined), AUC and MAE of
+    the sample predictions file (null predictions skipped)."""
+    rows = [json.loads(line) for line in open(SAMPLE) if line.strip()]
+    rows = [r for r in rows if r["prediction"] is not None]
+    gold = np.array([r["gold_rating"] for r in rows])
+    pred = np.array([r["prediction"] for r in rows])
+    images = {}
+    for r in rows:
+        images.setdefault(r["image_id"], []).append(r)
+    taus = [float(kendalltau([r["gold_rating"] for r in v], [r["prediction"] for r in v])[0])
+            for v in images.values() if len(v) >= 2]
+    taus = [t for t in taus if not math.isnan(t)]
+    print(f"sample file: {len(rows)} rows, kendall_tau {float(np.mean(taus))!r} over {len(taus)}, "
+          f"auc {float(roc_auc_score(gold >= 2.5, pred))!r}, mae {float(np.mean(np.abs(pred - gold)))!r}")
+
+
 def main():
     print(f"// scipy {scipy.__version__}, scikit-learn {sklearn.__version__}")
     for x, y in KENDALL_CASES:
@@ -38,6 +61,7 @@ def main():
     print(f"auc labels {labels}: {float(roc_auc_score(labels, AUC_PRED))!r}")
     const = kendalltau([2, 2, 2], [1, 2, 3])
     print(f"kendall constant x: {float(const[0])!r} (nan expected: {math.isnan(const[0])})")
+    sample_file()
 
 
 if __name__ == "__main__":
