@@ -1,0 +1,152 @@
+// CudaBackend: row-wise ops (reductions, softmax, layer norm) and batched GEMM
+// (cuda/reduce.h, cuda/softmax.h, cuda/layernorm.h, cuda/gemm.h).
+#include "cuda/gemm.h"
+#include "cuda/layernorm.h"
+#include "cuda/reduce.h"
+#include "cuda/runtime.h"
+#include "cuda/softmax.h"
+#include "tensor/cuda_glue/cuda_glue.h"
+
+namespace mms {
+
+using namespace cuda_glue;
+
+namespace {
+
+struct Rows {
+  int64_t rows, cols;
+};
+
+// [..., cols] viewed as [rows, cols]; a 0-d tensor is one row of one element.
+Rows rows_of(const Tensor& x) {
+  if (x.dim() == 0) return {1, 1};
+  const Shape leading(x.shape().begin(), x.shape().end() - 1);
+  return {shape_numel(leading), x.size(-1)};
+}
+
+}  // namespace
+
+void CudaBackend::reduce_last(ReduceOp op, const Tensor& x, Tensor& out) {
+  const char* name = reduce_op_name(op);
+  check_f32(name, "input", x);
+  check_contiguous(name, "input", x);
+  check_cuda(name, "output", out);
+  const DType expected = op == ReduceOp::ArgMax ? DType::Int64 : DType::Float32;
+  MMS_CHECK(out.dtype() == expected, name, ": output is ", dtype_name(out.dtype()), ", expected ",
+            dtype_name(expected));
+  const Rows r = rows_of(x);
+  MMS_CHECK(out.numel() == r.rows, name, ": output has ", out.numel(), " elements for ", r.rows, " rows");
+  cuda::reduce_last_f32(static_cast<cuda::ReduceKind>(op), static_cast<const float*>(x.raw_data()), r.rows,
+                        r.cols, out.raw_data(), cuda::stream());
+}
+
+void CudaBackend::softmax_last(const Tensor& x, Tensor& out, bool log) {
+  const char* name = log ? "log_softmax" : "softmax";
+  check_f32(name, "input", x);
+  check_contiguous(name, "input", x);
+  check_f32(name, "output", out);
+  check_shape(name, "output", out, x.shape());
+  const Rows r = rows_of(x);
+  cuda::softmax_forward_f32(static_cast<const float*>(x.raw_data()), static_cast<float*>(out.raw_data()),
+                            r.rows, r.cols, log, cuda::stream());
+}
+
+void CudaBackend::softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in, bool log) {
+  const char* name = log ? "log_softmax_backward" : "softmax_backward";
+  check_f32(name, "grad_out", grad_out);
+  check_f32(name, "y", y);
+  check_f32(name, "grad_in", grad_in);
+  check_contiguous(name, "grad_out", grad_out);
+  check_contiguous(name, "y", y);
+  check_shape(name, "grad_out", grad_out, y.shape());
+  check_shape(name, "grad_in", grad_in, y.shape());
+  const Rows r = rows_of(y);
+  cuda::softmax_backward_f32(static_cast<const float*>(grad_out.raw_data()), static_cast<const float*>(y.raw_data()),
+                             static_cast<float*>(grad_in.raw_data()), r.rows, r.cols, log, cuda::stream());
+}
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,
+                             Tensor& mean, Tensor& rstd) {
+  const char* name = "layer_norm";
+  check_f32(name, "input", x);
+  check_contiguous(name, "input", x);
+  const Rows r = rows_of(x);
+  for (const Tensor* param : {&weight, &bias}) {
+    if (!param->defined()) continue;
+    check_f32(name, param == &weight ? "weight" : "bias", *param);
+    check_contiguous(name, param == &weight ? "weight" : "bias", *param);
+    MMS_CHECK(param->numel() == r.cols, name, ": ", param == &weight ? "weight" : "bias", " has ",
+              param->numel(), " elements for rows of ", r.cols);
+  }
+  check_f32(name, "y", y);
+  check_shape(name, "y", y, x.shape());
+  check_f32(name, "mean", mean);
+  check_f32(name, "rstd", rstd);
+  MMS_CHECK(mean.numel() == r.rows && rstd.numel() == r.rows, name, ": mean/rstd need ", r.rows, " elements");
+  cuda::layer_norm_forward_f32(static_cast<const float*>(x.raw_data()), f32_or_null(weight), f32_or_null(bias),
+                               static_cast<float*>(y.raw_data()), static_cast<float*>(mean.raw_data()),
+                               static_cast<float*>(rstd.raw_data()), r.rows, r.cols, float(eps), cuda::stream());
+}
+
+void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
+                                      const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
+                                      Tensor& grad_weight, Tensor& grad_bias) {
+  const char* name = "layer_norm_backward";
+  check_f32(name, "grad_y", grad_y);
+  check_f32(name, "input", x);
+  check_contiguous(name, "grad_y", grad_y);
+  check_contiguous(name, "input", x);
+  check_shape(name, "grad_y", grad_y, x.shape());
+  const Rows r = rows_of(x);
+  if (weight.defined()) {
+    check_f32(name, "weight", weight);
+    check_contiguous(name, "weight", weight);
+    MMS_CHECK(weight.numel() == r.cols, name, ": weight has ", weight.numel(), " elements for rows of ", r.cols);
+  }
+  check_f32(name, "mean", mean);
+  check_f32(name, "rstd", rstd);
+  MMS_CHECK(mean.numel() == r.rows && rstd.numel() == r.rows, name, ": mean/rstd need ", r.rows, " elements");
+  if (grad_x.defined()) {
+    check_f32(name, "grad_x", grad_x);
+    check_shape(name, "grad_x", grad_x, x.shape());
+  }
+  for (const Tensor* g : {&grad_weight, &grad_bias}) {
+    if (!g->defined()) continue;
+    check_f32(name, "parameter gradient", *g);
+    MMS_CHECK(g->numel() == r.cols, name, ": parameter gradient has ", g->numel(), " elements for rows of ", r.cols);
+  }
+  cuda::layer_norm_backward_f32(static_cast<const float*>(grad_y.raw_data()), static_cast<const float*>(x.raw_data()),
+                                f32_or_null(weight), static_cast<const float*>(mean.raw_data()),
+                                static_cast<const float*>(rstd.raw_data()), f32_or_null(grad_x),
+                                f32_or_null(grad_weight), f32_or_null(grad_bias), r.rows, r.cols, cuda::stream());
+}
+
+void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,
+                      double beta) {
+  const char* name = "bmm";
+  check_f32(name, "a", a);
+  check_f32(name, "b", b);
+  check_f32(name, "out", out);
+  check_contiguous(name, "a", a);
+  check_contiguous(name, "b", b);
+  check_contiguous(name, "out", out);
+  MMS_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, name, ": expected 3-D operands, got a ",
+            shape_str(a.shape()), ", b ", shape_str(b.shape()), ", out ", shape_str(out.shape()));
+  const int64_t batch = out.size(0), m = out.size(1), n = out.size(2);
+  const int64_t k = trans_a ? a.size(1) : a.size(2);
+  const int64_t a_m = trans_a ? a.size(2) : a.size(1);
+  const int64_t b_k = trans_b ? b.size(2) : b.size(1);
+  const int64_t b_n = trans_b ? b.size(1) : b.size(2);
+  MMS_CHECK(a_m == m && b_k == k && b_n == n && (a.size(0) == batch || a.size(0) == 1) &&
+                (b.size(0) == batch || b.size(0) == 1),
+            name, ": shapes a ", shape_str(a.shape()), (trans_a ? "^T" : ""), ", b ", shape_str(b.shape()),
+            (trans_b ? "^T" : ""), " do not give out ", shape_str(out.shape()));
+  const int64_t stride_a = a.size(0) == 1 ? 0 : m * k;
+  const int64_t stride_b = b.size(0) == 1 ? 0 : k * n;
+  cuda::gemm_strided_batched_f32(trans_a, trans_b, batch, m, n, k, float(alpha),
+                                 static_cast<const float*>(a.raw_data()), stride_a,
+                                 static_cast<const float*>(b.raw_data()), stride_b, float(beta),
+                                 static_cast<float*>(out.raw_data()), m * n, cuda::stream());
+}
+
+}  // namespace mms

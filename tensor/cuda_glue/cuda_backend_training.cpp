@@ -1,0 +1,164 @@
+// CudaBackend: the fused training kernels: ListMLE, AdamW, the global gradient norm and
+// attention (cuda/listmle.h, cuda/adamw.h, cuda/attention.h).
+#include <vector>
+
+#include "cuda/adamw.h"
+#include "cuda/attention.h"
+#include "cuda/listmle.h"
+#include "cuda/runtime.h"
+#include "tensor/cuda_glue/cuda_glue.h"
+
+namespace mms {
+
+using namespace cuda_glue;
+
+namespace {
+
+// Key-padding masks arrive as bool, uint8 or int64; the kernels read one byte per key.
+Tensor key_keep_bytes(const char* op, const Tensor& key_keep, int64_t batch, int64_t key_len) {
+  if (!key_keep.defined()) return key_keep;
+  check_cuda(op, "key_keep", key_keep);
+  check_shape(op, "key_keep", key_keep, {batch, key_len});
+  if ((key_keep.dtype() == DType::Bool || key_keep.dtype() == DType::UInt8) && key_keep.is_contiguous())
+    return key_keep;
+  MMS_CHECK(key_keep.dtype() == DType::Bool || key_keep.dtype() == DType::UInt8 ||
+                key_keep.dtype() == DType::Int64 || key_keep.dtype() == DType::Int32,
+            op, ": key_keep must be bool, uint8, int32 or int64, got ", dtype_name(key_keep.dtype()));
+  Tensor bytes = empty(key_keep.shape(), DType::Bool, key_keep.device());  // nonzero -> true
+  cuda_backend().copy(key_keep, bytes);
+  return bytes;
+}
+
+cuda::AttentionShape attention_shape(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+  check_f32(op, "q", q);
+  check_f32(op, "k", k);
+  check_f32(op, "v", v);
+  check_contiguous(op, "q", q);
+  check_contiguous(op, "k", k);
+  check_contiguous(op, "v", v);
+  MMS_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": expected q, k, v as [B, H, L, D], got ",
+            shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+  MMS_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+            op, ": q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()),
+            " do not agree");
+  return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+}
+
+const float* cf(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
+float* mf(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
+
+}  // namespace
+
+void CudaBackend::listmle(const Tensor& scores, const Tensor& order, const Tensor& lengths, Tensor& loss,
+                          Tensor& grad_scores) {
+  const char* op = "listmle";
+  check_f32(op, "scores", scores);
+  check_contiguous(op, "scores", scores);
+  MMS_CHECK(scores.dim() == 2, op, ": scores must be [B, K], got ", shape_str(scores.shape()));
+  const int64_t lists = scores.size(0), width = scores.size(1);
+  check_cuda(op, "order", order);
+  check_cuda(op, "lengths", lengths);
+  check_contiguous(op, "order", order);
+  check_contiguous(op, "lengths", lengths);
+  MMS_CHECK(order.dtype() == DType::Int64 && order.shape() == scores.shape(), op, ": order must be int64 ",
+            shape_str(scores.shape()), ", got ", dtype_name(order.dtype()), " ", shape_str(order.shape()));
+  MMS_CHECK(lengths.dtype() == DType::Int64 && lengths.numel() == lists, op, ": lengths must be int64 [",
+            lists, "], got ", dtype_name(lengths.dtype()), " ", shape_str(lengths.shape()));
+  check_f32(op, "loss", loss);
+  MMS_CHECK(loss.numel() == lists, op, ": loss must have ", lists, " elements");
+  check_f32(op, "grad_scores", grad_scores);
+  check_shape(op, "grad_scores", grad_scores, scores.shape());
+  // The same validation as the CPU kernel, on a host copy of the (small) index tensors:
+  // the kernel trusts that each list names distinct items in range.
+  const std::vector<int64_t> host_lengths = lengths.to_vector<int64_t>();
+  const std::vector<int64_t> host_order = order.to_vector<int64_t>();
+  std::vector<int64_t> seen(size_t(width), -1);
+  for (int64_t b = 0; b < lists; ++b) {
+    const int64_t n = host_lengths[size_t(b)];
+    MMS_CHECK(n >= 0 && n <= width, op, ": list ", b, " has length ", n, " outside 0..", width);
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t item = host_order[size_t(b * width + k)];
+      MMS_CHECK(item >= 0 && item < width, op, ": list ", b, " order[", k, "] = ", item,
+                " is out of range 0..", width - 1);
+      MMS_CHECK(seen[size_t(item)] != b, op, ": list ", b, " names item ", item, " twice in its order");
+      seen[size_t(item)] = b;
+    }
+  }
+  cuda::listmle_f32(cf(scores), static_cast<const int64_t*>(order.raw_data()),
+                    static_cast<const int64_t*>(lengths.raw_data()), lists, width, mf(loss), mf(grad_scores),
+                    cuda::stream());
+}
+
+void CudaBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
+                        double eps, int64_t step) {
+  const char* op = "adamw";
+  MMS_CHECK(step >= 1, op, ": step must be >= 1 (bias correction), got ", step);
+  std::vector<cuda::AdamWPointers> pointers;
+  pointers.reserve(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const AdamWTensor& t = tensors[i];
+    const Tensor* parts[] = {&t.param, &t.grad, &t.exp_avg, &t.exp_avg_sq};
+    const char* names[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+    for (int j = 0; j < 4; ++j) {
+      check_f32(op, names[j], *parts[j]);
+      check_contiguous(op, names[j], *parts[j]);
+      MMS_CHECK(parts[j]->shape() == t.param.shape(), op, ": tensor ", i, " ", names[j], " ",
+                shape_str(parts[j]->shape()), " does not match param ", shape_str(t.param.shape()));
+    }
+    pointers.push_back({mf(t.param), cf(t.grad), mf(t.exp_avg), mf(t.exp_avg_sq), t.param.numel(),
+                        float(t.weight_decay)});
+  }
+  cuda::adamw_f32(pointers.data(), int64_t(pointers.size()), lr, beta1, beta2, eps, step, cuda::stream());
+}
+
+double CudaBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
+  std::vector<const float*> pointers;
+  std::vector<int64_t> numels;
+  for (const Tensor& t : tensors) {
+    check_f32("sum_of_squares", "tensor", t);
+    check_contiguous("sum_of_squares", "tensor", t);
+    pointers.push_back(cf(t));
+    numels.push_back(t.numel());
+  }
+  return cuda::sum_of_squares_f32(pointers.data(), numels.data(), int64_t(pointers.size()), cuda::stream());
+}
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep, bool causal,
+                            double scale, Tensor& out, Tensor& lse) {
+  const char* op = "attention";
+  const cuda::AttentionShape shape = attention_shape(op, q, k, v);
+  check_f32(op, "out", out);
+  check_shape(op, "out", out, q.shape());
+  check_f32(op, "lse", lse);
+  check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
+  const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
+  cuda::attention_forward_f32(cf(q), cf(k), cf(v), keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr,
+                              causal, float(scale), mf(out), mf(lse), shape, cuda::stream());
+}
+
+void CudaBackend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
+                                     double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
+  const char* op = "attention_backward";
+  const cuda::AttentionShape shape = attention_shape(op, q, k, v);
+  for (const Tensor* t : {&grad_out, &out}) {
+    check_f32(op, t == &out ? "out" : "grad_out", *t);
+    check_contiguous(op, t == &out ? "out" : "grad_out", *t);
+    check_shape(op, t == &out ? "out" : "grad_out", *t, q.shape());
+  }
+  check_f32(op, "lse", lse);
+  check_contiguous(op, "lse", lse);
+  check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
+  check_f32(op, "grad_q", grad_q);
+  check_f32(op, "grad_k", grad_k);
+  check_f32(op, "grad_v", grad_v);
+  check_shape(op, "grad_q", grad_q, q.shape());
+  check_shape(op, "grad_k", grad_k, k.shape());
+  check_shape(op, "grad_v", grad_v, v.shape());
+  const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
+  cuda::attention_backward_f32(cf(grad_out), cf(q), cf(k), cf(v), cf(out), cf(lse),
+                               keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr, causal,
+                               float(scale), mf(grad_q), mf(grad_k), mf(grad_v), shape, cuda::stream());
+}
+
+}  // namespace mms
