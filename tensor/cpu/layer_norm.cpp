@@ -7,7 +7,8 @@
 //   grad_x = rstd * (h - mean(h) - xhat * mean(h * xhat))
 //   grad_weight = sum over rows of grad_y * xhat,  grad_bias = sum over rows of grad_y
 // The column sums are per-thread partials in double, added at the end, so rows can run
-// in parallel without atomics.
+// in parallel without atomics. Row sums are `omp simd` reductions: without them the
+// compiler must keep the sequential order and runs one add per add-latency.
 #include <omp.h>
 
 #include <cmath>
@@ -40,9 +41,11 @@ void layer_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
     const T* row = px + m * width;
     T* out = py + m * width;
     double total = 0.0;
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < width; ++j) total += row[j];
     const double mu = total / static_cast<double>(width);
     double squares = 0.0;
+#pragma omp simd reduction(+ : squares)
     for (int64_t j = 0; j < width; ++j) {
       const double d = row[j] - mu;
       squares += d * d;
@@ -101,6 +104,7 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
       if (!pgx) continue;
       // mean(h) and mean(h * xhat) over the row, h = grad_y * weight
       double sum_h = 0.0, sum_h_xhat = 0.0;
+#pragma omp simd reduction(+ : sum_h, sum_h_xhat)
       for (int64_t j = 0; j < width; ++j) {
         const double h = pw ? static_cast<double>(g[j]) * pw[j] : static_cast<double>(g[j]);
         sum_h += h;

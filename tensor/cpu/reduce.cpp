@@ -30,6 +30,7 @@ inline bool is_nan(T v) {
 template <typename T>
 T row_sum(const T* row, int64_t n) {
   Accumulator<T> total = 0;
+#pragma omp simd reduction(+ : total)
   for (int64_t j = 0; j < n; ++j) total += row[j];
   return static_cast<T>(total);
 }
@@ -75,6 +76,7 @@ T row_logsumexp(const T* row, int64_t n) {
   if (std::isnan(top)) return top;
   if (std::isinf(top)) return top;  // -inf: nothing to add; +inf: the sum is +inf
   double total = 0.0;
+#pragma omp simd reduction(+ : total)
   for (int64_t j = 0; j < n; ++j) total += std::exp(static_cast<double>(row[j]) - top);
   return static_cast<T>(static_cast<double>(top) + std::log(total));
 }

@@ -3,9 +3,13 @@
 // Forward per row: m = max, s = sum exp(x - m) (accumulated in double),
 //   softmax = exp(x - m) / s,  log_softmax = x - m - log s.
 // A row that is all -inf gives NaN, as in PyTorch (0/0: there is no distribution).
+// exp runs through Eigen's vectorised array exp (within 1-2 ulp; libm's scalar exp
+// does not vectorise and made this kernel ~4x slower); the max and the sums use
+// `omp simd` reductions, which allow the reordering the compiler may not do alone.
 // Backward per row (y is the forward output):
 //   softmax:      grad_in = y * (g - sum(g * y))
 //   log_softmax:  grad_in = g - exp(y) * sum(g)
+#include <Eigen/Core>
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -17,18 +21,19 @@ namespace {
 template <typename T>
 void softmax_row(const T* x, T* y, int64_t n, bool log) {
   T top = x[0];
-  for (int64_t j = 1; j < n; ++j) top = x[j] > top ? x[j] : top;
+#pragma omp simd reduction(max : top)
+  for (int64_t j = 0; j < n; ++j) top = x[j] > top ? x[j] : top;
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Eigen::Map<const Array> in(x, n);
+  Eigen::Map<Array> out(y, n);
+  out = (in - top).exp();  // exp once, into y
   double total = 0.0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t j = 0; j < n; ++j) total += y[j];
   if (log) {
-    for (int64_t j = 0; j < n; ++j) total += std::exp(static_cast<double>(x[j] - top));
     const T shift = top + static_cast<T>(std::log(total));
     for (int64_t j = 0; j < n; ++j) y[j] = x[j] - shift;
   } else {
-    // exp once, into y, then scale: one exp per element
-    for (int64_t j = 0; j < n; ++j) {
-      y[j] = std::exp(x[j] - top);
-      total += y[j];
-    }
     const T inv = static_cast<T>(1.0 / total);
     for (int64_t j = 0; j < n; ++j) y[j] *= inv;
   }
@@ -38,10 +43,12 @@ template <typename T>
 void softmax_backward_row(const T* g, const T* y, T* gi, int64_t n, bool log) {
   double total = 0.0;
   if (log) {
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) total += g[j];
     const T sum_g = static_cast<T>(total);
     for (int64_t j = 0; j < n; ++j) gi[j] = g[j] - std::exp(y[j]) * sum_g;
   } else {
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) total += static_cast<double>(g[j]) * y[j];
     const T dot = static_cast<T>(total);
     for (int64_t j = 0; j < n; ++j) gi[j] = y[j] * (g[j] - dot);
