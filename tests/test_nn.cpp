@@ -491,3 +491,54 @@ TEST_CASE("save_module / load_module round trip through safetensors") {
   CHECK(contains(message, dir.path.string()));
   CHECK(contains(message, "missing (16)"));
 }
+
+TEST_CASE("nn::Encoder matches transformers' CLIPEncoder in float64, forward and backward") {
+  // Fixtures from tools/make_nn_fixtures.py (HF CLIPEncoder, sdpa, float64).
+  for (const char* act : {"quick_gelu", "gelu"}) {
+    INFO(act);
+    const std::string path = std::string(MMS_SOURCE_DIR) + "/tests/fixtures/nn/encoder_" + act + ".safetensors";
+    SafetensorsContents f = load_safetensors_with_metadata(path);
+    REQUIRE(f.metadata.at("hidden_act") == act);
+    TransformerConfig c;
+    c.hidden_size = 8;
+    c.num_heads = 2;
+    c.intermediate_size = 16;
+    c.num_layers = 2;
+    c.activation = parse_activation(act);
+    Encoder encoder(c);
+    encoder.to(DType::Float64);
+    StateDict weights;
+    for (const auto& [name, t] : f.tensors)
+      if (name.rfind("param.", 0) == 0) weights[name.substr(6)] = t;
+    encoder.load_state_dict(weights);  // strict: the HF names match exactly
+
+    Tensor x = f.tensors.at("x").clone().set_requires_grad(true);
+    Tensor y = encoder.forward(x, f.tensors.at("key_keep"), /*causal=*/true);
+    sum(mul(y, f.tensors.at("upstream"))).backward();
+
+    // Relative to max |ref| of each tensor; a gradient that is zero in exact arithmetic
+    // (k_proj.bias: softmax ignores a shift shared by all keys) is compared against the
+    // largest gradient instead, so rounding noise on both sides is not "validated".
+    double max_grad = 0;
+    for (const auto& [name, t] : f.tensors)
+      if (name.rfind("grad.", 0) == 0)
+        for (double v : t.to_vector<double>()) max_grad = std::max(max_grad, std::abs(v));
+    auto check_close = [&](const std::string& what, const Tensor& got, const Tensor& ref) {
+      INFO(what);
+      REQUIRE(got.defined());
+      REQUIRE(got.shape() == ref.shape());
+      std::vector<double> a = got.to_vector<double>(), b = ref.to_vector<double>();
+      double scale = 0, err = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        scale = std::max(scale, std::abs(b[i]));
+        err = std::max(err, std::abs(a[i] - b[i]));
+      }
+      if (what.find("k_proj.bias") != std::string::npos) scale = max_grad;
+      CHECK(scale > 0);
+      CHECK(err <= 1e-12 * scale);
+    };
+    check_close("y", y, f.tensors.at("y"));
+    check_close("grad.x", x.grad(), f.tensors.at("grad.x"));
+    for (const auto& [name, p] : encoder.named_parameters()) check_close("grad." + name, p.grad(), f.tensors.at("grad." + name));
+  }
+}
