@@ -1,0 +1,525 @@
+// CUDA vs CPU parity: every op of the CUDA backend against the CPU implementation on
+// random non-zero inputs (odd sizes, broadcasting, non-contiguous views), forward and
+// backward, at DESIGN.md's float32 tolerance (1e-4 relative to max |ref|). Skips with a
+// visible message on a machine without a GPU (and in a build without CUDA).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+#include "tensor/view.h"
+
+#ifdef MMS_WITH_CUDA
+#include "cuda/attention.h"
+#include "cuda/gemm.h"
+#include "cuda/layernorm.h"
+#include "cuda/reduce.h"
+#include "cuda/runtime.h"
+#include "cuda/softmax.h"
+#endif
+
+using namespace mms;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                           \
+  do {                                               \
+    if (!cuda_available()) {                         \
+      MESSAGE("CUDA tests skipped: no GPU");         \
+      return;                                        \
+    }                                                \
+  } while (0)
+
+const Device kGpu = Device::cuda(0);
+constexpr double kF32Tolerance = 1e-4;
+
+// max |got - ref| / max |ref| over all elements; equal infinities match; NaN fails.
+double relative_error(const Tensor& got, const Tensor& ref) {
+  REQUIRE(got.shape() == ref.shape());
+  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
+  const std::vector<double> r = ref.to(Device::cpu()).to_vector<double>();
+  double max_ref = 0.0, max_diff = 0.0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (std::isnan(g[i]) || std::isnan(r[i])) return std::numeric_limits<double>::infinity();
+    if (std::isinf(g[i]) || std::isinf(r[i])) {
+      if (g[i] != r[i]) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    max_ref = std::max(max_ref, std::abs(r[i]));
+    max_diff = std::max(max_diff, std::abs(g[i] - r[i]));
+  }
+  return max_ref == 0.0 ? max_diff : max_diff / max_ref;
+}
+
+#define CHECK_CLOSE(got, ref, what)                                           \
+  do {                                                                        \
+    const double error_ = relative_error((got), (ref));                       \
+    INFO(what << ": relative error " << error_);                              \
+    CHECK(error_ <= kF32Tolerance);                                           \
+  } while (0)
+
+Tensor random_normal(const Shape& shape, uint64_t seed) { return randn(shape, seed, 0, DType::Float32); }
+// Strictly positive, away from 0 (for log, sqrt, reciprocal, pow).
+Tensor random_positive(const Shape& shape, uint64_t seed) {
+  return ops::add_scalar(ops::abs(random_normal(shape, seed)), 0.5);
+}
+Tensor gpu(const Tensor& t) { return t.to(kGpu); }
+
+const std::vector<Shape> kShapes = {{1}, {7}, {3, 5}, {4, 33, 7}, {2, 3, 129}, {1000}};
+
+}  // namespace
+
+TEST_CASE("cuda: availability and transfers round-trip") {
+  SKIP_WITHOUT_GPU();
+  CHECK(cuda_device_count() >= 1);
+  Tensor x = random_normal({3, 17}, 1);
+  Tensor back = x.to(kGpu).to(Device::cpu());
+  CHECK(relative_error(back, x) == 0.0);
+  Tensor i = arange(0, 11, 1, DType::Int64);
+  CHECK(i.to(kGpu).to(Device::cpu()).to_vector<int64_t>() == i.to_vector<int64_t>());
+  device_synchronize(kGpu);
+}
+
+TEST_CASE("cuda: copy with dtype conversion and strides, fill, arange") {
+  SKIP_WITHOUT_GPU();
+  Tensor x = ops::mul_scalar(random_normal({5, 6, 7}, 2), 40.0);
+  Tensor xt = ops::transpose(x, 0, 2);  // non-contiguous
+  for (DType dtype : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::Int64,
+                      DType::Int32, DType::UInt8, DType::Bool}) {
+    INFO("to dtype " << dtype_name(dtype));
+    Tensor ref = ops::cast(xt, dtype);
+    Tensor got = ops::cast(gpu(x).contiguous(), dtype);  // contiguous source
+    Tensor got_strided = ops::cast(ops::transpose(gpu(x), 0, 2), dtype);
+    CHECK(relative_error(ops::cast(got_strided, DType::Float64), ops::cast(ref, DType::Float64)) == 0.0);
+    CHECK(relative_error(ops::cast(ops::transpose(got, 0, 2), DType::Float64),
+                         ops::cast(ref, DType::Float64)) == 0.0);
+    // and back to float32 from that dtype
+    CHECK(relative_error(ops::cast(gpu(ref), DType::Float32), ops::cast(ref, DType::Float32)) == 0.0);
+  }
+  // strided destination: copy into a transposed view
+  Tensor dst_cpu = zeros({7, 6, 5});
+  Tensor dst_gpu = zeros({7, 6, 5}, DType::Float32, kGpu);
+  Tensor view_cpu = ops::transpose(dst_cpu, 0, 2);
+  Tensor view_gpu = ops::transpose(dst_gpu, 0, 2);
+  ops::copy_(view_cpu, x);
+  ops::copy_(view_gpu, gpu(x));
+  CHECK(relative_error(dst_gpu, dst_cpu) == 0.0);
+
+  for (DType dtype : {DType::Float32, DType::Int64, DType::BFloat16, DType::Bool}) {
+    CHECK(relative_error(ops::cast(full({9, 3}, 2.5, dtype, kGpu), DType::Float64),
+                         ops::cast(full({9, 3}, 2.5, dtype), DType::Float64)) == 0.0);
+    CHECK(relative_error(ops::cast(arange(-3, 14, 0.5, dtype == DType::Bool ? DType::Float32 : dtype, kGpu), DType::Float64),
+                         ops::cast(arange(-3, 14, 0.5, dtype == DType::Bool ? DType::Float32 : dtype), DType::Float64)) == 0.0);
+  }
+}
+
+TEST_CASE("cuda: Philox random streams match the CPU") {
+  SKIP_WITHOUT_GPU();
+  for (uint64_t offset : {0ull, 1ull, 3ull, 4ull, 1001ull}) {
+    for (int64_t n : {1, 5, 1023}) {
+      INFO("offset " << offset << " n " << n);
+      // uniform: bit-exact (24-bit uniforms, affine map in double on both sides)
+      CHECK(relative_error(rand({n}, 1234, offset, DType::Float32, kGpu), rand({n}, 1234, offset)) == 0.0);
+      CHECK(relative_error(uniform({n}, -2.0, 3.0, 99, offset, DType::Float64, kGpu),
+                           uniform({n}, -2.0, 3.0, 99, offset, DType::Float64)) == 0.0);
+      // normal: double math on both sides, float32 results within an ulp
+      CHECK(relative_error(randn({n}, 77, offset, DType::Float32, kGpu), randn({n}, 77, offset)) <= 1e-6);
+      CHECK(relative_error(normal({n}, 1.0, 2.0, 5, offset, DType::Float64, kGpu),
+                           normal({n}, 1.0, 2.0, 5, offset, DType::Float64)) <= 1e-12);
+    }
+  }
+}
+
+TEST_CASE("cuda: unary ops and their backward, contiguous and strided") {
+  SKIP_WITHOUT_GPU();
+  const std::vector<UnaryOp> all = {
+      UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Log1p, UnaryOp::Sqrt, UnaryOp::Rsqrt,
+      UnaryOp::Abs, UnaryOp::Sign, UnaryOp::Reciprocal, UnaryOp::Square, UnaryOp::Tanh,
+      UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::GeluErf, UnaryOp::GeluTanh, UnaryOp::QuickGelu,
+      UnaryOp::AddScalar, UnaryOp::MulScalar, UnaryOp::PowScalar, UnaryOp::RSubScalar,
+      UnaryOp::RDivScalar, UnaryOp::Clamp};
+  uint64_t seed = 10;
+  for (UnaryOp op : all) {
+    const bool needs_positive = op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
+                                op == UnaryOp::PowScalar || op == UnaryOp::Reciprocal ||
+                                op == UnaryOp::RDivScalar || op == UnaryOp::Log1p;
+    const double alpha = op == UnaryOp::Clamp ? -0.5 : (op == UnaryOp::PowScalar ? 1.7 : 0.75);
+    const double beta = op == UnaryOp::Clamp ? 0.8 : 0.0;
+    for (const Shape& shape : kShapes) {
+      INFO(unary_op_name(op) << " on " << shape_str(shape));
+      Tensor x = needs_positive ? random_positive(shape, ++seed) : random_normal(shape, ++seed);
+      Tensor g = random_normal(shape, ++seed);
+      CHECK_CLOSE(ops::unary(op, gpu(x), alpha, beta), ops::unary(op, x, alpha, beta), "forward");
+      CHECK_CLOSE(ops::unary_backward(op, gpu(g), gpu(x), alpha, beta),
+                  ops::unary_backward(op, g, x, alpha, beta), "backward");
+    }
+    // non-contiguous input: a transposed view
+    Tensor x = needs_positive ? random_positive({6, 9}, ++seed) : random_normal({6, 9}, ++seed);
+    Tensor g = random_normal({9, 6}, ++seed);
+    CHECK_CLOSE(ops::unary(op, ops::transpose(gpu(x), 0, 1), alpha, beta),
+                ops::unary(op, ops::transpose(x, 0, 1), alpha, beta), "strided forward");
+    CHECK_CLOSE(ops::unary_backward(op, gpu(g), ops::transpose(gpu(x), 0, 1), alpha, beta),
+                ops::unary_backward(op, g, ops::transpose(x, 0, 1), alpha, beta), "strided backward");
+  }
+}
+
+TEST_CASE("cuda: binary ops with broadcasting, comparisons and where") {
+  SKIP_WITHOUT_GPU();
+  const std::vector<BinaryOp> all = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div,
+                                     BinaryOp::Pow, BinaryOp::Maximum, BinaryOp::Minimum,
+                                     BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le,
+                                     BinaryOp::Gt, BinaryOp::Ge};
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{7}, {7}}, {{1001}, {1001}}, {{4, 5, 6}, {5, 1}}, {{3, 1, 7}, {1, 4, 1}}, {{8}, {}}};
+  uint64_t seed = 100;
+  for (BinaryOp op : all) {
+    for (const auto& [sa, sb] : shapes) {
+      INFO(binary_op_name(op) << " " << shape_str(sa) << " with " << shape_str(sb));
+      Tensor a = op == BinaryOp::Pow ? random_positive(sa, ++seed) : random_normal(sa, ++seed);
+      Tensor b = random_normal(sb, ++seed);
+      if (op >= BinaryOp::Eq) b = ops::binary(BinaryOp::Maximum, b, ops::neg(b));  // some ties below
+      CHECK_CLOSE(ops::cast(ops::binary(op, gpu(a), gpu(b)), DType::Float32),
+                  ops::cast(ops::binary(op, a, b), DType::Float32), "forward");
+      // ties for comparisons: a against itself
+      if (op >= BinaryOp::Eq)
+        CHECK_CLOSE(ops::cast(ops::binary(op, gpu(a), gpu(a)), DType::Float32),
+                    ops::cast(ops::binary(op, a, a), DType::Float32), "ties");
+    }
+    // non-contiguous operands
+    Tensor a = op == BinaryOp::Pow ? random_positive({5, 8}, ++seed) : random_normal({5, 8}, ++seed);
+    Tensor b = random_normal({8, 5}, ++seed);
+    CHECK_CLOSE(ops::cast(ops::binary(op, ops::transpose(gpu(a), 0, 1), gpu(b)), DType::Float32),
+                ops::cast(ops::binary(op, ops::transpose(a, 0, 1), b), DType::Float32), "strided");
+  }
+  // integer arithmetic
+  Tensor ia = ops::cast(ops::mul_scalar(random_normal({33}, 7), 50.0), DType::Int64);
+  Tensor ib = ops::cast(ops::mul_scalar(random_normal({33}, 8), 50.0), DType::Int64);
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Maximum, BinaryOp::Lt}) {
+    INFO("int64 " << binary_op_name(op));
+    CHECK(relative_error(ops::cast(ops::binary(op, gpu(ia), gpu(ib)), DType::Float64),
+                         ops::cast(ops::binary(op, ia, ib), DType::Float64)) == 0.0);
+  }
+  // where with a broadcast condition, float and int64 payloads
+  Tensor cond = ops::binary(BinaryOp::Gt, random_normal({4, 1, 6}, 9), full({}, 0.0));
+  Tensor a = random_normal({4, 3, 6}, 10), b = random_normal({3, 6}, 11);
+  CHECK_CLOSE(ops::where(gpu(cond), gpu(a), gpu(b)), ops::where(cond, a, b), "where");
+  Tensor ia3 = ops::cast(ops::mul_scalar(a, 100.0), DType::Int64);
+  Tensor ib3 = ops::cast(ops::mul_scalar(b, 100.0), DType::Int64);
+  CHECK(relative_error(ops::cast(ops::where(gpu(cond), gpu(ia3), gpu(ib3)), DType::Float64),
+                       ops::cast(ops::where(cond, ia3, ib3), DType::Float64)) == 0.0);
+}
+
+TEST_CASE("cuda: reductions (sum, max, min, argmax, logsumexp, mean) over dims") {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
+      {{7}, {}}, {{3, 5}, {1}}, {{3, 5}, {0}}, {{4, 33, 7}, {1}}, {{2, 3, 129}, {-1}},
+      {{2, 3, 129}, {0, 2}}, {{5000}, {}}, {{2, 9000}, {1}}, {{100000}, {}}};
+  uint64_t seed = 300;
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::LogSumExp}) {
+    for (const auto& [shape, dims] : cases) {
+      INFO(reduce_op_name(op) << " of " << shape_str(shape) << " over " << dims.size() << " dims");
+      Tensor x = random_normal(shape, ++seed);
+      CHECK_CLOSE(ops::reduce(op, gpu(x), dims, false), ops::reduce(op, x, dims, false), "reduce");
+      CHECK_CLOSE(ops::reduce(op, gpu(x), dims, true), ops::reduce(op, x, dims, true), "keepdim");
+    }
+  }
+  for (const auto& [shape, dims] : cases) {
+    if (dims.size() != 1) continue;
+    Tensor x = random_normal(shape, ++seed);
+    INFO("argmax/mean of " << shape_str(shape));
+    CHECK(ops::argmax(gpu(x), dims[0]).to(Device::cpu()).to_vector<int64_t>() ==
+          ops::argmax(x, dims[0]).to_vector<int64_t>());
+    CHECK_CLOSE(ops::mean(gpu(x), dims), ops::mean(x, dims), "mean");
+  }
+  // first maximum wins on ties
+  Tensor ties = from_vector<float>({1, 3, 3, 0, 2, 2}, {2, 3});
+  CHECK(ops::argmax(gpu(ties), 1).to(Device::cpu()).to_vector<int64_t>() == std::vector<int64_t>{1, 1});
+  // non-contiguous input (dispatch makes it contiguous or permutes)
+  Tensor x = random_normal({6, 10}, ++seed);
+  CHECK_CLOSE(ops::sum(ops::transpose(gpu(x), 0, 1), {1}), ops::sum(ops::transpose(x, 0, 1), {1}), "strided sum");
+}
+
+TEST_CASE("cuda: softmax and log_softmax forward and backward") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 500;
+  for (const Shape& shape : std::vector<Shape>{{1, 1}, {3, 5}, {96, 50}, {4, 33, 77}, {2, 5000}, {3, 10001}}) {
+    for (bool log : {false, true}) {
+      for (int64_t dim : {int64_t(-1), int64_t(0)}) {
+        INFO((log ? "log_softmax " : "softmax ") << shape_str(shape) << " dim " << dim);
+        Tensor x = ops::mul_scalar(random_normal(shape, ++seed), 3.0);
+        Tensor g = random_normal(shape, ++seed);
+        Tensor y_ref = log ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
+        Tensor y_gpu = log ? ops::log_softmax(gpu(x), dim) : ops::softmax(gpu(x), dim);
+        CHECK_CLOSE(y_gpu, y_ref, "forward");
+        CHECK_CLOSE(ops::softmax_backward(gpu(g), y_gpu, dim, log), ops::softmax_backward(g, y_ref, dim, log),
+                    "backward");
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: layer_norm forward and backward, with and without affine") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 700;
+  for (const Shape& shape : std::vector<Shape>{{1, 8}, {7, 33}, {400, 768}, {3, 5, 129}, {2, 2000}}) {
+    for (bool affine : {true, false}) {
+      INFO("layer_norm " << shape_str(shape) << (affine ? " affine" : " plain"));
+      const int64_t width = shape.back();
+      Tensor x = ops::add_scalar(ops::mul_scalar(random_normal(shape, ++seed), 2.0), 0.3);
+      Tensor w = affine ? random_normal({width}, ++seed) : Tensor();
+      Tensor b = affine ? random_normal({width}, ++seed) : Tensor();
+      Tensor g = random_normal(shape, ++seed);
+      auto ref = ops::layer_norm(x, w, b, 1e-5);
+      auto got = ops::layer_norm(gpu(x), affine ? gpu(w) : w, affine ? gpu(b) : b, 1e-5);
+      CHECK_CLOSE(got.y, ref.y, "y");
+      CHECK_CLOSE(got.mean, ref.mean, "mean");
+      CHECK_CLOSE(got.rstd, ref.rstd, "rstd");
+      auto ref_grads = ops::layer_norm_backward(g, x, w, ref.mean, ref.rstd, affine);
+      auto got_grads = ops::layer_norm_backward(gpu(g), gpu(x), affine ? gpu(w) : w, got.mean, got.rstd, affine);
+      CHECK_CLOSE(got_grads.grad_x, ref_grads.grad_x, "grad_x");
+      if (affine) {
+        CHECK_CLOSE(got_grads.grad_weight, ref_grads.grad_weight, "grad_weight");
+        CHECK_CLOSE(got_grads.grad_bias, ref_grads.grad_bias, "grad_bias");
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: matmul, linear and batched GEMM with transposes and broadcast") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 900;
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{1, 1}, {1, 1}}, {{3, 5}, {5, 7}}, {{400, 768}, {768, 96}}, {{2, 3, 17, 9}, {2, 3, 9, 13}},
+      {{4, 6, 5}, {5, 3}}, {{5}, {5, 2}}, {{7, 5}, {5}}, {{1, 33, 65}, {3, 65, 31}}};
+  for (const auto& [sa, sb] : cases) {
+    INFO("matmul " << shape_str(sa) << " @ " << shape_str(sb));
+    Tensor a = random_normal(sa, ++seed), b = random_normal(sb, ++seed);
+    CHECK_CLOSE(ops::matmul(gpu(a), gpu(b)), ops::matmul(a, b), "matmul");
+  }
+  // transposed operands (views) go through the GEMM's transpose flags or a copy
+  Tensor a = random_normal({9, 6}, ++seed), b = random_normal({11, 9}, ++seed);
+  CHECK_CLOSE(ops::matmul(ops::transpose(gpu(a), 0, 1), ops::transpose(gpu(b), 0, 1)),
+              ops::matmul(ops::transpose(a, 0, 1), ops::transpose(b, 0, 1)), "transposed views");
+  Tensor x = random_normal({2, 50, 768}, ++seed), w = random_normal({96, 768}, ++seed), bias = random_normal({96}, ++seed);
+  CHECK_CLOSE(ops::linear(gpu(x), gpu(w), gpu(bias)), ops::linear(x, w, bias), "linear");
+  // the backend directly: alpha/beta and every transpose combination
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      INFO("bmm trans_a " << ta << " trans_b " << tb);
+      const int64_t B = 3, M = 13, N = 7, K = 21;
+      Tensor A = random_normal(ta ? Shape{B, K, M} : Shape{B, M, K}, ++seed);
+      Tensor Bm = random_normal(tb ? Shape{1, N, K} : Shape{1, K, N}, ++seed);  // broadcast batch
+      Tensor C = random_normal({B, M, N}, ++seed);
+      Tensor C_gpu = gpu(C).clone();
+      cpu_backend().bmm(A, Bm, C, ta, tb, 0.5, 2.0);
+      cuda_backend().bmm(gpu(A), gpu(Bm), C_gpu, ta, tb, 0.5, 2.0);
+      CHECK_CLOSE(C_gpu, C, "bmm");
+    }
+  }
+}
+
+TEST_CASE("cuda: index_select / index_add / gather / scatter_add") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 1100;
+  Tensor table = random_normal({37, 19}, ++seed);
+  Tensor index = from_vector<int64_t>({0, 36, 5, 5, 12, 0, 7}, {7});
+  CHECK_CLOSE(ops::index_select(gpu(table), 0, gpu(index)), ops::index_select(table, 0, index), "index_select rows");
+  CHECK_CLOSE(ops::index_select(gpu(table), 1, gpu(from_vector<int64_t>({18, 0, 3}, {3}))),
+              ops::index_select(table, 1, from_vector<int64_t>({18, 0, 3}, {3})), "index_select columns");
+  Tensor grad = random_normal({7, 19}, ++seed);
+  CHECK_CLOSE(ops::index_add({37, 19}, 0, gpu(index), gpu(grad)), ops::index_add({37, 19}, 0, index, grad),
+              "index_add with repeated indices");
+  // int64 table (e.g. labels) through index_select
+  Tensor labels = ops::cast(ops::mul_scalar(table, 100.0), DType::Int64);
+  CHECK(relative_error(ops::cast(ops::index_select(gpu(labels), 0, gpu(index)), DType::Float64),
+                       ops::cast(ops::index_select(labels, 0, index), DType::Float64)) == 0.0);
+
+  Tensor x = random_normal({6, 11}, ++seed);
+  Tensor gidx = ops::cast(ops::mul_scalar(rand({6, 4}, ++seed), 10.99), DType::Int64);
+  CHECK_CLOSE(ops::gather(gpu(x), 1, gpu(gidx)), ops::gather(x, 1, gidx), "gather last");
+  CHECK_CLOSE(ops::gather(gpu(ops::transpose(x, 0, 1)), 0, gpu(ops::transpose(gidx, 0, 1))),
+              ops::gather(ops::transpose(x, 0, 1), 0, ops::transpose(gidx, 0, 1)), "gather dim 0");
+  Tensor g = random_normal({6, 4}, ++seed);
+  CHECK_CLOSE(ops::scatter_add({6, 11}, 1, gpu(gidx), gpu(g)), ops::scatter_add({6, 11}, 1, gidx, g), "scatter_add");
+}
+
+TEST_CASE("cuda: attention forward and backward with causal and key-padding masks") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 1300;
+  struct Case { int64_t B, H, Lq, Lk, D; bool causal; bool padding; };
+  const std::vector<Case> cases = {
+      {2, 3, 50, 50, 64, false, false},   // ViT-B/32 head
+      {2, 2, 77, 77, 64, true, true},     // text tower: causal + padding
+      {1, 2, 5, 9, 16, false, true},      // Lq != Lk, small D
+      {1, 1, 70, 70, 100, true, false},   // D in (64, 128]
+      {2, 1, 3, 130, 32, false, true},    // long keys, several tiles
+      {1, 2, 4, 4, 160, false, false},    // D > 128: naive fallback
+  };
+  for (const Case& c : cases) {
+    INFO("attention B" << c.B << " H" << c.H << " Lq" << c.Lq << " Lk" << c.Lk << " D" << c.D
+                       << (c.causal ? " causal" : "") << (c.padding ? " padding" : ""));
+    Tensor q = random_normal({c.B, c.H, c.Lq, c.D}, ++seed);
+    Tensor k = random_normal({c.B, c.H, c.Lk, c.D}, ++seed);
+    Tensor v = random_normal({c.B, c.H, c.Lk, c.D}, ++seed);
+    Tensor g = random_normal({c.B, c.H, c.Lq, c.D}, ++seed);
+    Tensor keep;
+    if (c.padding) {
+      std::vector<int64_t> mask(size_t(c.B * c.Lk), 1);
+      for (int64_t j = c.Lk * 2 / 3; j < c.Lk; ++j) mask[size_t(j)] = 0;  // item 0: padded tail
+      if (c.B > 1 && !c.causal)  // item 1: no key at all -> out 0, lse -inf
+        for (int64_t j = 0; j < c.Lk; ++j) mask[size_t(c.Lk + j)] = 0;
+      keep = ops::cast(from_vector<int64_t>(mask, {c.B, c.Lk}), DType::Bool);
+    }
+    const double scale = 1.0 / std::sqrt(double(c.D));
+    auto ref = ops::attention(q, k, v, keep, c.causal, scale);
+    auto got = ops::attention(gpu(q), gpu(k), gpu(v), keep.defined() ? gpu(keep) : keep, c.causal, scale);
+    CHECK_CLOSE(got.out, ref.out, "out");
+    CHECK_CLOSE(got.lse, ref.lse, "lse");
+    auto ref_grads = ops::attention_backward(g, q, k, v, ref.out, ref.lse, keep, c.causal, scale);
+    auto got_grads = ops::attention_backward(gpu(g), gpu(q), gpu(k), gpu(v), got.out, got.lse,
+                                             keep.defined() ? gpu(keep) : keep, c.causal, scale);
+    CHECK_CLOSE(got_grads.grad_q, ref_grads.grad_q, "grad_q");
+    CHECK_CLOSE(got_grads.grad_k, ref_grads.grad_k, "grad_k");
+    CHECK_CLOSE(got_grads.grad_v, ref_grads.grad_v, "grad_v");
+    if (keep.defined()) {  // an int64 mask means the same
+      Tensor keep64 = ops::cast(keep, DType::Int64);
+      auto got64 = ops::attention(gpu(q), gpu(k), gpu(v), gpu(keep64), c.causal, scale);
+      CHECK_CLOSE(got64.out, ref.out, "out with int64 mask");
+    }
+  }
+}
+
+TEST_CASE("cuda: ListMLE loss and gradient") {
+  SKIP_WITHOUT_GPU();
+  const int64_t lists = 5, width = 9;
+  Tensor scores = ops::mul_scalar(random_normal({lists, width}, 1500), 4.0);
+  std::vector<int64_t> order(size_t(lists * width));
+  std::vector<int64_t> lengths = {9, 4, 1, 0, 7};
+  for (int64_t b = 0; b < lists; ++b)
+    for (int64_t k = 0; k < width; ++k) order[size_t(b * width + k)] = (k * 4 + b) % width;  // permutations
+  Tensor order_t = from_vector<int64_t>(order, {lists, width});
+  Tensor lengths_t = from_vector<int64_t>(lengths, {lists});
+  Tensor loss_cpu = empty({lists}), grad_cpu = empty({lists, width});
+  Tensor loss_gpu = empty({lists}, DType::Float32, kGpu), grad_gpu = empty({lists, width}, DType::Float32, kGpu);
+  cpu_backend().listmle(scores, order_t, lengths_t, loss_cpu, grad_cpu);
+  cuda_backend().listmle(gpu(scores), gpu(order_t), gpu(lengths_t), loss_gpu, grad_gpu);
+  CHECK_CLOSE(loss_gpu, loss_cpu, "loss");
+  CHECK_CLOSE(grad_gpu, grad_cpu, "grad");
+  // bad input is rejected with the CPU's message, not read out of bounds
+  Tensor bad = from_vector<int64_t>(std::vector<int64_t>(size_t(lists * width), 0), {lists, width});
+  CHECK_THROWS_AS(cuda_backend().listmle(gpu(scores), gpu(bad), gpu(lengths_t), loss_gpu, grad_gpu), Error);
+}
+
+TEST_CASE("cuda: fused AdamW and global sum of squares") {
+  SKIP_WITHOUT_GPU();
+  // sizes that cross the 64K chunk and the 36-tensor pack boundaries
+  std::vector<int64_t> sizes = {1, 7, 768, 65536, 65537, 200000};
+  for (int i = 0; i < 40; ++i) sizes.push_back(33 + i * 5);
+  std::vector<Backend::AdamWTensor> on_cpu, on_gpu;
+  uint64_t seed = 1700;
+  for (int64_t n : sizes) {
+    Tensor p = random_normal({n}, ++seed), g = random_normal({n}, ++seed);
+    Tensor m = ops::mul_scalar(random_normal({n}, ++seed), 0.1);
+    Tensor v = ops::mul_scalar(random_positive({n}, ++seed), 0.01);
+    const double wd = (n % 2) ? 0.0 : 0.1;
+    on_cpu.push_back({p.clone(), g, m.clone(), v.clone(), wd});
+    on_gpu.push_back({gpu(p), gpu(g), gpu(m), gpu(v), wd});
+  }
+  for (int64_t step : {1, 2, 10}) {
+    cpu_backend().adamw(on_cpu, 1e-3, 0.9, 0.999, 1e-8, step);
+    cuda_backend().adamw(on_gpu, 1e-3, 0.9, 0.999, 1e-8, step);
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    INFO("tensor " << i << " of " << sizes[i] << " elements");
+    CHECK_CLOSE(on_gpu[i].param, on_cpu[i].param, "param");
+    CHECK_CLOSE(on_gpu[i].exp_avg, on_cpu[i].exp_avg, "exp_avg");
+    CHECK_CLOSE(on_gpu[i].exp_avg_sq, on_cpu[i].exp_avg_sq, "exp_avg_sq");
+  }
+  std::vector<Tensor> grads_cpu, grads_gpu;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    grads_cpu.push_back(on_cpu[i].grad);
+    grads_gpu.push_back(on_gpu[i].grad);
+  }
+  const double ref = cpu_backend().sum_of_squares(grads_cpu);
+  const double got = cuda_backend().sum_of_squares(grads_gpu);
+  CHECK(std::abs(got - ref) <= 1e-5 * ref);
+}
+
+TEST_CASE("cuda: unsupported dtypes fail with the op and dtype named") {
+  SKIP_WITHOUT_GPU();
+  Tensor x = random_normal({4, 4}, 1900).to(DType::Float64).to(kGpu);
+  try {
+    ops::softmax(x, -1);
+    FAIL("expected an error for float64 softmax on CUDA");
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("softmax") != std::string::npos);
+    CHECK(message.find("float64") != std::string::npos);
+  }
+}
+
+#ifdef MMS_WITH_CUDA
+// The naive (teaching) kernels stay correct: each against its tuned sibling.
+TEST_CASE("cuda: naive kernels agree with the tuned ones") {
+  SKIP_WITHOUT_GPU();
+  cudaStream_t stream = cuda::stream();
+  const int64_t rows = 37, cols = 131;
+  Tensor x = gpu(random_normal({rows, cols}, 2000));
+  Tensor a = empty({rows, cols}, DType::Float32, kGpu), b = empty({rows, cols}, DType::Float32, kGpu);
+  const float* xp = x.data<float>();
+  for (bool log : {false, true}) {
+    cuda::softmax_forward_f32(xp, a.data<float>(), rows, cols, log, stream);
+    cuda::softmax_forward_f32_naive(xp, b.data<float>(), rows, cols, log, stream);
+    CHECK_CLOSE(b, a, "softmax naive");
+  }
+  Tensor mean_a = empty({rows}, DType::Float32, kGpu), mean_b = empty({rows}, DType::Float32, kGpu);
+  Tensor rstd_a = empty({rows}, DType::Float32, kGpu), rstd_b = empty({rows}, DType::Float32, kGpu);
+  cuda::layer_norm_forward_f32(xp, nullptr, nullptr, a.data<float>(), mean_a.data<float>(), rstd_a.data<float>(),
+                               rows, cols, 1e-5f, stream);
+  cuda::layer_norm_forward_f32_naive(xp, nullptr, nullptr, b.data<float>(), mean_b.data<float>(),
+                                     rstd_b.data<float>(), rows, cols, 1e-5f, stream);
+  CHECK_CLOSE(b, a, "layer_norm naive");
+  for (auto op : {cuda::ReduceKind::Sum, cuda::ReduceKind::Max, cuda::ReduceKind::LogSumExp}) {
+    cuda::reduce_last_f32(op, xp, rows, cols, mean_a.data<float>(), stream);
+    cuda::reduce_last_f32_naive(op, xp, rows, cols, mean_b.data<float>(), stream);
+    CHECK_CLOSE(mean_b, mean_a, "reduce naive");
+  }
+  Tensor w = gpu(random_normal({cols, 29}, 2001));
+  Tensor c1 = empty({rows, 29}, DType::Float32, kGpu), c2 = empty({rows, 29}, DType::Float32, kGpu);
+  cuda::gemm_strided_batched_f32(false, false, 1, rows, 29, cols, 1.0f, xp, 0, w.data<float>(), 0, 0.0f,
+                                 c1.data<float>(), 0, stream);
+  cuda::gemm_strided_batched_f32_naive(false, false, 1, rows, 29, cols, 1.0f, xp, 0, w.data<float>(), 0, 0.0f,
+                                       c2.data<float>(), 0, stream);
+  CHECK_CLOSE(c2, c1, "gemm naive");
+
+  const cuda::AttentionShape shape{2, 3, 45, 45, 64};
+  Tensor q = gpu(random_normal({2, 3, 45, 64}, 2002)), k = gpu(random_normal({2, 3, 45, 64}, 2003));
+  Tensor v = gpu(random_normal({2, 3, 45, 64}, 2004)), g = gpu(random_normal({2, 3, 45, 64}, 2005));
+  Tensor o1 = empty(q.shape(), DType::Float32, kGpu), o2 = empty(q.shape(), DType::Float32, kGpu);
+  Tensor l1 = empty({2, 3, 45}, DType::Float32, kGpu), l2 = empty({2, 3, 45}, DType::Float32, kGpu);
+  cuda::attention_forward_f32(q.data<float>(), k.data<float>(), v.data<float>(), nullptr, true, 0.125f,
+                              o1.data<float>(), l1.data<float>(), shape, stream);
+  cuda::attention_forward_f32_naive(q.data<float>(), k.data<float>(), v.data<float>(), nullptr, true, 0.125f,
+                                    o2.data<float>(), l2.data<float>(), shape, stream);
+  CHECK_CLOSE(o2, o1, "attention naive out");
+  CHECK_CLOSE(l2, l1, "attention naive lse");
+  Tensor gq1 = empty(q.shape(), DType::Float32, kGpu), gk1 = empty(q.shape(), DType::Float32, kGpu),
+         gv1 = empty(q.shape(), DType::Float32, kGpu);
+  Tensor gq2 = empty(q.shape(), DType::Float32, kGpu), gk2 = empty(q.shape(), DType::Float32, kGpu),
+         gv2 = empty(q.shape(), DType::Float32, kGpu);
+  cuda::attention_backward_f32(g.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), o1.data<float>(),
+                               l1.data<float>(), nullptr, true, 0.125f, gq1.data<float>(), gk1.data<float>(),
+                               gv1.data<float>(), shape, stream);
+  cuda::attention_backward_f32_naive(g.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
+                                     o1.data<float>(), l1.data<float>(), nullptr, true, 0.125f, gq2.data<float>(),
+                                     gk2.data<float>(), gv2.data<float>(), shape, stream);
+  CHECK_CLOSE(gq2, gq1, "attention naive grad_q");
+  CHECK_CLOSE(gk2, gk1, "attention naive grad_k");
+  CHECK_CLOSE(gv2, gv1, "attention naive grad_v");
+}
+#endif
