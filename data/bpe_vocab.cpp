@@ -48,7 +48,17 @@ std::string gunzip_file(const std::string& path) {
       gzclose(gz);
       fail("bpe vocab: ", path, ": corrupt gzip data (", msg, ")");
     }
-    if (n == 0) break;
+    if (n == 0) {
+      // A cut-off stream reads as a short file: zlib reports it only through gzerror.
+      int errnum = Z_OK;
+      const char* msg = gzerror(gz, &errnum);
+      if (errnum != Z_OK && errnum != Z_STREAM_END) {
+        std::string reason = msg ? msg : "unknown";
+        gzclose(gz);
+        fail("bpe vocab: ", path, ": corrupt or truncated gzip data (", reason, ")");
+      }
+      break;
+    }
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > (size_t(1) << 30)) {
       gzclose(gz);

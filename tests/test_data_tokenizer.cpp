@@ -119,3 +119,86 @@ TEST_CASE("tokenizer: HF files round-trip through save and load") {
   CHECK(b.decode(b.encode("hi the thing")) == "hi the thing");
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("tokenizer fuzz: random bytes and code points never crash; bad UTF-8 is a clear error") {
+  BpeVocab v = vocab_from_merges({{"t", "h"}, {"th", "e</w>"}, {"a", "n"}});
+  ClipTokenizer tok(v);
+  uint32_t state = 2024;
+  auto next = [&state] { state = state * 1664525u + 1013904223u; return state >> 8; };
+  int ok = 0, rejected = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string text;
+    const int n = static_cast<int>(next() % 40);
+    if (trial % 2 == 0) {
+      for (int i = 0; i < n; ++i) text.push_back(static_cast<char>(next() & 0xff));  // arbitrary bytes
+    } else {
+      for (int i = 0; i < n; ++i) {  // valid code points across planes (no surrogates)
+        int32_t cp = static_cast<int32_t>(next() % 0x30000);
+        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
+        utf8_append(text, cp);
+      }
+    }
+    try {
+      TokenizedText t = tok.encode(text, 16);
+      CHECK(t.input_ids.size() == 16);
+      CHECK(t.input_ids[0] == tok.bos_id());
+      for (int32_t id : t.input_ids) CHECK((id >= 0 && id < tok.vocab_size()));
+      ++ok;
+    } catch (const mms::Error& e) {
+      CHECK(std::string(e.what()).find("invalid UTF-8") != std::string::npos);
+      ++rejected;
+    }
+  }
+  CHECK(ok >= 1000);  // every valid-UTF-8 trial
+  MESSAGE("tokenizer fuzz: ", ok, " encoded, ", rejected, " rejected as invalid UTF-8");
+}
+
+TEST_CASE("vocabulary files: corrupt inputs are rejected naming the file (and line)") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / "mms_test_bad_vocab";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+  };
+  auto expect = [&](const std::string& path, std::vector<std::string> fragments) {
+    try {
+      ClipTokenizer::load(path);
+      FAIL("expected an error for ", path);
+    } catch (const mms::Error& e) {
+      for (const auto& f : fragments)
+        CHECK_MESSAGE(std::string(e.what()).find(f) != std::string::npos, "'", f, "' not in: ", e.what());
+    }
+  };
+  BpeVocab good = vocab_from_merges({{"a", "b"}});
+  save_hf_bpe(good, dir.string());
+  CHECK_NOTHROW(ClipTokenizer::load(dir.string()));
+  write("merges.txt", "#version: 0.2\na b\nthree parts here\n");
+  expect(dir.string(), {"merges.txt:3", "two symbols"});
+  write("merges.txt", "#version: 0.2\nq z\n");
+  expect(dir.string(), {"merges.txt:2", "missing from"});
+  write("vocab.json", "{\"a\": 0, \"b\": ");
+  expect(dir.string(), {"vocab.json", "invalid JSON"});
+  write("vocab.json", "{\"a\": 0, \"b\": 0}");
+  expect(dir.string(), {"vocab.json", "used twice"});
+  write("vocab.json", "{\"a\": \"zero\"}");
+  expect(dir.string(), {"vocab.json", "must be an integer"});
+  write("vocab.json", "[1, 2]");
+  expect(dir.string(), {"vocab.json", "expected a non-empty object"});
+  write("broken.gz", "\x1f\x8b\x08\x00garbage that is not deflate");
+  expect((dir / "broken.gz").string(), {"broken.gz"});
+  write("plain.txt", "hello");
+  expect((dir / "plain.txt").string(), {"plain.txt"});
+  expect((dir / "absent.gz").string(), {"absent.gz"});
+  if (std::string real = mms::test::clip_vocab_path(); !real.empty()) {
+    // A truncated copy of the real gzip is rejected, never read as a shorter vocabulary.
+    std::ifstream in(real, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (size_t cut : {size_t(10), size_t(100), bytes.size() / 2, bytes.size() - 5}) {
+      write("cut.gz", bytes.substr(0, cut));
+      CHECK_THROWS_WITH_AS(ClipTokenizer::load((dir / "cut.gz").string()), doctest::Contains("cut.gz"),
+                           mms::Error);
+    }
+  }
+  fs::remove_all(dir);
+}
