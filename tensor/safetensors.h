@@ -41,8 +41,9 @@ struct SafetensorsContents {
   std::map<std::string, std::string> metadata;  // the __metadata__ object (may be empty)
 };
 
-// Reads every tensor of one file. When floating_dtype is given, floating tensors are
-// converted to it (fresh writable storage); others keep their dtype.
+// Reads every tensor of one file. When floating_dtype is given, floating tensors of
+// another dtype are converted to it (fresh writable storage); tensors already of that
+// dtype, and non-floating ones, stay read-only views.
 TensorMap load_safetensors(const std::string& path,
                            std::optional<DType> floating_dtype = std::nullopt);
 SafetensorsContents load_safetensors_with_metadata(const std::string& path);
