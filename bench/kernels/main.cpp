@@ -1,0 +1,389 @@
+// bench/kernels: every CUDA kernel (and its naive sibling) at ViT-B/32 / CLIP text shapes.
+// For each: validate against the CPU reference first (same inputs, DESIGN.md tolerance),
+// then time with CUDA events and report microseconds, GB/s or TFLOP/s, and the fraction
+// of this card's measured peak (device-to-device memcpy bandwidth; a large cuBLAS SGEMM
+// and TF32 GEMM). Without a GPU (or without CUDA in the build) it says so and exits 0.
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+#ifdef MMS_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/adamw.h"
+#include "cuda/attention.h"
+#include "cuda/elementwise.h"
+#include "cuda/gemm.h"
+#include "cuda/indexing.h"
+#include "cuda/layernorm.h"
+#include "cuda/listmle.h"
+#include "cuda/memory.h"
+#include "cuda/random.h"
+#include "cuda/reduce.h"
+#include "cuda/runtime.h"
+#include "cuda/softmax.h"
+#endif
+
+using namespace mms;
+
+#ifndef MMS_WITH_CUDA
+int main() {
+  std::printf("bench/kernels: skipped: this build has no CUDA (configure with -DMMS_CUDA=ON)\n");
+  return 0;
+}
+#else
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+int g_failures = 0;
+
+double relative_error(const Tensor& got, const Tensor& ref) {
+  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
+  const std::vector<double> r = ref.to(Device::cpu()).to_vector<double>();
+  double max_ref = 0.0, max_diff = 0.0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (std::isnan(g[i]) || std::isnan(r[i])) return INFINITY;
+    if (std::isinf(g[i]) || std::isinf(r[i])) {
+      if (g[i] != r[i]) return INFINITY;
+      continue;
+    }
+    max_ref = std::max(max_ref, std::abs(r[i]));
+    max_diff = std::max(max_diff, std::abs(g[i] - r[i]));
+  }
+  return max_ref == 0.0 ? max_diff : max_diff / max_ref;
+}
+
+bool validate(const char* what, const Tensor& got, const Tensor& ref, double tolerance = 1e-4) {
+  const double error = relative_error(got, ref);
+  const bool ok = error <= tolerance;
+  if (!ok) ++g_failures;
+  std::printf("  check %-34s rel.err %.2e %s\n", what, error, ok ? "ok" : "FAILED");
+  return ok;
+}
+
+// Mean microseconds per call over enough repetitions to fill ~20 ms.
+double time_us(const std::function<void()>& body) {
+  body();  // warm-up (and first-use allocations)
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaEventRecord(start, cuda::stream());
+  body();
+  cudaEventRecord(stop, cuda::stream());
+  cudaEventSynchronize(stop);
+  float one_ms = 0.0f;
+  cudaEventElapsedTime(&one_ms, start, stop);
+  const int reps = std::max(3, std::min(1000, int(20.0 / std::max(one_ms, 0.001f))));
+  cudaEventRecord(start, cuda::stream());
+  for (int i = 0; i < reps; ++i) body();
+  cudaEventRecord(stop, cuda::stream());
+  cudaEventSynchronize(stop);
+  float total_ms = 0.0f;
+  cudaEventElapsedTime(&total_ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 1000.0 * total_ms / reps;
+}
+
+double g_peak_bandwidth = 0.0;  // bytes/s, device memcpy
+double g_peak_fp32 = 0.0;       // FLOP/s, cuBLAS SGEMM
+double g_peak_tf32 = 0.0;       // FLOP/s, cuBLAS TF32 GEMM
+
+void report_memory(const char* kernel, const char* variant, double us, double bytes) {
+  const double gbs = bytes / (us * 1e-6) / 1e9;
+  std::printf("  %-26s %-10s %10.2f us %9.1f GB/s %6.1f%% of memcpy peak\n", kernel, variant, us, gbs,
+              100.0 * bytes / (us * 1e-6) / g_peak_bandwidth);
+}
+
+void report_compute(const char* kernel, const char* variant, double us, double flops, double peak) {
+  const double tflops = flops / (us * 1e-6) / 1e12;
+  std::printf("  %-26s %-10s %10.2f us %9.2f TFLOP/s %6.1f%% of %s peak\n", kernel, variant, us, tflops,
+              100.0 * flops / (us * 1e-6) / peak, peak == g_peak_tf32 ? "TF32" : "FP32");
+}
+
+float* fp(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
+const float* cfp(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
+Tensor randn_gpu(const Shape& shape, uint64_t seed) { return randn(shape, seed, 0, DType::Float32, kGpu); }
+Tensor empty_gpu(const Shape& shape) { return empty(shape, DType::Float32, kGpu); }
+
+void measure_peaks() {
+  const size_t bytes = size_t(256) << 20;
+  void* a = cuda::pool_allocate(bytes);
+  void* b = cuda::pool_allocate(bytes);
+  const double us = time_us([&] { cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, cuda::stream()); });
+  g_peak_bandwidth = 2.0 * double(bytes) / (us * 1e-6);  // read + write
+  cuda::pool_free(a);
+  cuda::pool_free(b);
+  const int64_t n = 8192;
+  Tensor x = randn_gpu({n, n}, 1), y = randn_gpu({n, n}, 2), z = empty_gpu({n, n});
+  auto gemm = [&] {
+    cuda::gemm_strided_batched_f32(false, false, 1, n, n, n, 1.0f, cfp(x), 0, cfp(y), 0, 0.0f, fp(z), 0, cuda::stream());
+  };
+  g_peak_fp32 = 2.0 * n * n * n / (time_us(gemm) * 1e-6);
+  cuda::set_tf32_enabled(true);
+  g_peak_tf32 = 2.0 * n * n * n / (time_us(gemm) * 1e-6);
+  cuda::set_tf32_enabled(false);
+  std::printf("peak  memcpy %.0f GB/s   SGEMM %.1f TFLOP/s   TF32 GEMM %.1f TFLOP/s  (8192^3, measured)\n",
+              g_peak_bandwidth / 1e9, g_peak_fp32 / 1e12, g_peak_tf32 / 1e12);
+}
+
+cuda::StridedLayout contiguous_layout(int64_t n) {
+  cuda::StridedLayout layout;
+  layout.ndim = 1;
+  layout.sizes[0] = n;
+  layout.strides[0] = 1;
+  return layout;
+}
+
+void bench_elementwise() {
+  const int64_t tokens = 32 * 4 * 77, n = tokens * 3072;
+  std::printf("kernel elementwise: quick_gelu / add on [%lld, 3072]\n", (long long)tokens);
+  Tensor x = randn_gpu({tokens, 3072}, 10), y = randn_gpu({tokens, 3072}, 11), out = empty_gpu({tokens, 3072});
+  validate("quick_gelu vs cpu", ops::unary(UnaryOp::QuickGelu, x), ops::unary(UnaryOp::QuickGelu, x.to(Device::cpu())));
+  validate("add vs cpu", ops::add(x, y), ops::add(x.to(Device::cpu()), y.to(Device::cpu())));
+  cuda::StridedLayout layouts[3] = {contiguous_layout(n), contiguous_layout(n), contiguous_layout(n)};
+  report_memory("quick_gelu", "naive", time_us([&] {
+    cuda::unary_f32_naive(cuda::UnaryKind::QuickGelu, cfp(x), fp(out), layouts, n, 0, 0, cuda::stream());
+  }), 8.0 * n);
+  report_memory("quick_gelu", "float4", time_us([&] {
+    cuda::unary_f32(cuda::UnaryKind::QuickGelu, cfp(x), fp(out), layouts, n, 0, 0, cuda::stream());
+  }), 8.0 * n);
+  report_memory("add", "naive", time_us([&] {
+    cuda::binary_f32_naive(cuda::BinaryKind::Add, cfp(x), cfp(y), fp(out), layouts, n, cuda::stream());
+  }), 12.0 * n);
+  report_memory("add", "float4", time_us([&] {
+    cuda::binary(cuda::BinaryKind::Add, cuda::ScalarType::Float32, cfp(x), cfp(y), fp(out), layouts, n, cuda::stream());
+  }), 12.0 * n);
+  Tensor r = empty_gpu({n});
+  report_memory("random_uniform", "naive", time_us([&] {
+    cuda::random_uniform_naive(fp(r), n, 7, 0, 0.0f, 1.0f, cuda::stream());
+  }), 4.0 * n);
+  report_memory("random_uniform", "4/philox", time_us([&] {
+    cuda::random_uniform(fp(r), cuda::ScalarType::Float32, n, 7, 0, 0.0, 1.0, cuda::stream());
+  }), 4.0 * n);
+}
+
+void bench_rows() {
+  const int64_t rows = 32 * 4 * 77, cols = 768;
+  std::printf("kernel rows: reduce / layer_norm on [%lld, %lld], softmax on attention scores\n", (long long)rows,
+              (long long)cols);
+  Tensor x = randn_gpu({rows, cols}, 20), out = empty_gpu({rows});
+  Tensor xc = x.to(Device::cpu());
+  validate("sum rows vs cpu", ops::sum(x, {1}), ops::sum(xc, {1}));
+  validate("logsumexp rows vs cpu", ops::logsumexp(x, {1}), ops::logsumexp(xc, {1}));
+  report_memory("reduce_sum", "naive", time_us([&] {
+    cuda::reduce_last_f32_naive(cuda::ReduceKind::Sum, cfp(x), rows, cols, fp(out), cuda::stream());
+  }), 4.0 * rows * cols);
+  report_memory("reduce_sum", "warp", time_us([&] {
+    cuda::reduce_last_f32(cuda::ReduceKind::Sum, cfp(x), rows, cols, fp(out), cuda::stream());
+  }), 4.0 * rows * cols);
+
+  for (auto [srows, scols] : {std::pair<int64_t, int64_t>{8 * 12 * 50, 50}, {128 * 8 * 77, 77}}) {
+    Tensor s = randn_gpu({srows, scols}, 21), y = empty_gpu({srows, scols});
+    validate("softmax vs cpu", ops::softmax(s, -1), ops::softmax(s.to(Device::cpu()), -1));
+    const std::string name = "softmax [" + std::to_string(srows) + "," + std::to_string(scols) + "]";
+    report_memory(name.c_str(), "naive", time_us([&] {
+      cuda::softmax_forward_f32_naive(cfp(s), fp(y), srows, scols, false, cuda::stream());
+    }), 8.0 * srows * scols);
+    report_memory(name.c_str(), "warp", time_us([&] {
+      cuda::softmax_forward_f32(cfp(s), fp(y), srows, scols, false, cuda::stream());
+    }), 8.0 * srows * scols);
+  }
+
+  Tensor w = randn_gpu({cols}, 22), b = randn_gpu({cols}, 23), y = empty_gpu({rows, cols});
+  Tensor mean = empty_gpu({rows}), rstd = empty_gpu({rows}), g = randn_gpu({rows, cols}, 24);
+  Tensor gx = empty_gpu({rows, cols}), gw = empty_gpu({cols}), gb = empty_gpu({cols});
+  auto ref = ops::layer_norm(xc, w.to(Device::cpu()), b.to(Device::cpu()), 1e-5);
+  auto got = ops::layer_norm(x, w, b, 1e-5);
+  validate("layer_norm vs cpu", got.y, ref.y);
+  auto ref_grads = ops::layer_norm_backward(g.to(Device::cpu()), xc, w.to(Device::cpu()), ref.mean, ref.rstd, true);
+  auto got_grads = ops::layer_norm_backward(g, x, w, got.mean, got.rstd, true);
+  validate("layer_norm grad_x vs cpu", got_grads.grad_x, ref_grads.grad_x);
+  validate("layer_norm grad_weight vs cpu", got_grads.grad_weight, ref_grads.grad_weight);
+  report_memory("layer_norm fwd", "naive", time_us([&] {
+    cuda::layer_norm_forward_f32_naive(cfp(x), cfp(w), cfp(b), fp(y), fp(mean), fp(rstd), rows, cols, 1e-5f, cuda::stream());
+  }), 8.0 * rows * cols);
+  report_memory("layer_norm fwd", "warp", time_us([&] {
+    cuda::layer_norm_forward_f32(cfp(x), cfp(w), cfp(b), fp(y), fp(mean), fp(rstd), rows, cols, 1e-5f, cuda::stream());
+  }), 8.0 * rows * cols);
+  report_memory("layer_norm bwd", "warp", time_us([&] {
+    cuda::layer_norm_backward_f32(cfp(g), cfp(x), cfp(w), cfp(mean), cfp(rstd), fp(gx), fp(gw), fp(gb), rows, cols,
+                                  cuda::stream());
+  }), 16.0 * rows * cols);
+}
+
+void bench_gemm() {
+  const int64_t m = 32 * 4 * 77, k = 768, n = 3072;
+  std::printf("kernel gemm: [%lld, %lld] @ [%lld, %lld] (MLP up-projection)\n", (long long)m, (long long)k,
+              (long long)k, (long long)n);
+  Tensor a = randn_gpu({1, m, k}, 30), b = randn_gpu({1, k, n}, 31), c = empty_gpu({1, m, n});
+  // Validate on the first 256 rows: the CPU reference at full size would dominate the run.
+  Tensor a_rows = ops::narrow(a, 1, 0, 256).contiguous();
+  Tensor b_cpu = b.to(Device::cpu());
+  validate("sgemm vs cpu (256 rows)", ops::matmul(a_rows, b), ops::matmul(a_rows.to(Device::cpu()), b_cpu));
+  const double flops = 2.0 * m * n * k;
+  report_compute("gemm", "naive", time_us([&] {
+    cuda::gemm_strided_batched_f32_naive(false, false, 1, m, n, k, 1.0f, cfp(a), 0, cfp(b), 0, 0.0f, fp(c), 0, cuda::stream());
+  }), flops, g_peak_fp32);
+  report_compute("gemm", "cublas", time_us([&] {
+    cuda::gemm_strided_batched_f32(false, false, 1, m, n, k, 1.0f, cfp(a), 0, cfp(b), 0, 0.0f, fp(c), 0, cuda::stream());
+  }), flops, g_peak_fp32);
+  cuda::set_tf32_enabled(true);
+  validate("tf32 gemm vs cpu (256 rows)", ops::matmul(a_rows, b), ops::matmul(a_rows.to(Device::cpu()), b_cpu), 1e-3);
+  report_compute("gemm", "cublas tf32", time_us([&] {
+    cuda::gemm_strided_batched_f32(false, false, 1, m, n, k, 1.0f, cfp(a), 0, cfp(b), 0, 0.0f, fp(c), 0, cuda::stream());
+  }), flops, g_peak_tf32);
+  cuda::set_tf32_enabled(false);
+}
+
+void bench_attention() {
+  struct Case { const char* name; int64_t B, H, L, D; bool causal; };
+  for (const Case& c : {Case{"vit b8", 8, 12, 50, 64, false}, Case{"vit b32", 32, 12, 50, 64, false},
+                        Case{"text 128x77", 128, 8, 77, 64, true}}) {
+    std::printf("kernel attention %s: B %lld H %lld L %lld D %lld%s\n", c.name, (long long)c.B, (long long)c.H,
+                (long long)c.L, (long long)c.D, c.causal ? " causal" : "");
+    const Shape shape = {c.B, c.H, c.L, c.D};
+    Tensor q = randn_gpu(shape, 40), k = randn_gpu(shape, 41), v = randn_gpu(shape, 42), g = randn_gpu(shape, 43);
+    Tensor out = empty_gpu(shape), lse = empty_gpu({c.B, c.H, c.L});
+    Tensor gq = empty_gpu(shape), gk = empty_gpu(shape), gv = empty_gpu(shape);
+    const double scale = 1.0 / std::sqrt(double(c.D));
+    auto ref = ops::attention(q.to(Device::cpu()), k.to(Device::cpu()), v.to(Device::cpu()), Tensor(), c.causal, scale);
+    auto got = ops::attention(q, k, v, Tensor(), c.causal, scale);
+    validate("flash out vs cpu", got.out, ref.out);
+    auto ref_grads = ops::attention_backward(g.to(Device::cpu()), q.to(Device::cpu()), k.to(Device::cpu()),
+                                             v.to(Device::cpu()), ref.out, ref.lse, Tensor(), c.causal, scale);
+    auto got_grads = ops::attention_backward(g, q, k, v, got.out, got.lse, Tensor(), c.causal, scale);
+    validate("flash grad_k vs cpu", got_grads.grad_k, ref_grads.grad_k);
+    const cuda::AttentionShape s{c.B, c.H, c.L, c.L, c.D};
+    const double flops = 4.0 * c.B * c.H * c.L * c.L * c.D * (c.causal ? 0.5 : 1.0);
+    report_compute("attention fwd", "naive", time_us([&] {
+      cuda::attention_forward_f32_naive(cfp(q), cfp(k), cfp(v), nullptr, c.causal, float(scale), fp(out), fp(lse), s,
+                                        cuda::stream());
+    }), flops, g_peak_fp32);
+    report_compute("attention fwd", "flash", time_us([&] {
+      cuda::attention_forward_f32(cfp(q), cfp(k), cfp(v), nullptr, c.causal, float(scale), fp(out), fp(lse), s,
+                                  cuda::stream());
+    }), flops, g_peak_fp32);
+    report_compute("attention bwd", "naive", time_us([&] {
+      cuda::attention_backward_f32_naive(cfp(g), cfp(q), cfp(k), cfp(v), cfp(out), cfp(lse), nullptr, c.causal,
+                                         float(scale), fp(gq), fp(gk), fp(gv), s, cuda::stream());
+    }), 2.5 * flops, g_peak_fp32);
+    report_compute("attention bwd", "flash", time_us([&] {
+      cuda::attention_backward_f32(cfp(g), cfp(q), cfp(k), cfp(v), cfp(out), cfp(lse), nullptr, c.causal,
+                                   float(scale), fp(gq), fp(gk), fp(gv), s, cuda::stream());
+    }), 2.5 * flops, g_peak_fp32);
+  }
+}
+
+void bench_training_kernels() {
+  std::printf("kernel embedding: 32*4*77 tokens from a [49408, 512] table\n");
+  const int64_t tokens = 32 * 4 * 77;
+  Tensor table = randn_gpu({49408, 512}, 50);
+  Tensor index = ops::cast(ops::mul_scalar(rand({tokens}, 51), 49407.0), DType::Int64).to(kGpu);
+  Tensor rows = empty_gpu({tokens, 512});
+  validate("index_select vs cpu", ops::index_select(table, 0, index),
+           ops::index_select(table.to(Device::cpu()), 0, index.to(Device::cpu())));
+  report_memory("index_select", "rows", time_us([&] {
+    cuda::index_select_rows(table.raw_data(), 4, 49408, 512, static_cast<const int64_t*>(index.raw_data()), tokens,
+                            rows.raw_data(), cuda::stream());
+  }), 8.0 * tokens * 512);
+
+  std::printf("kernel listmle: 32 lists of 16\n");
+  const int64_t lists = 32, width = 16;
+  Tensor scores = randn_gpu({lists, width}, 60);
+  std::vector<int64_t> order, lengths(lists, width);
+  for (int64_t b = 0; b < lists; ++b)
+    for (int64_t kk = 0; kk < width; ++kk) order.push_back((kk * 5 + b) % width);
+  Tensor order_t = from_vector<int64_t>(order, {lists, width}).to(kGpu);
+  Tensor lengths_t = from_vector<int64_t>(lengths, {lists}).to(kGpu);
+  Tensor loss = empty_gpu({lists}), grad = empty_gpu({lists, width});
+  Tensor loss_c = empty({lists}), grad_c = empty({lists, width});
+  cpu_backend().listmle(scores.to(Device::cpu()), order_t.to(Device::cpu()), lengths_t.to(Device::cpu()), loss_c, grad_c);
+  cuda_backend().listmle(scores, order_t, lengths_t, loss, grad);
+  validate("listmle loss vs cpu", loss, loss_c);
+  validate("listmle grad vs cpu", grad, grad_c);
+  report_memory("listmle", "block/list", time_us([&] {
+    cuda::listmle_f32(cfp(scores), static_cast<const int64_t*>(order_t.raw_data()),
+                      static_cast<const int64_t*>(lengths_t.raw_data()), lists, width, fp(loss), fp(grad), cuda::stream());
+  }), 4.0 * 4 * lists * width);
+
+  // ViT-B/32 + text tower parameter shapes: per layer 4 attention mats, 2 MLP mats, biases, LN.
+  std::vector<int64_t> sizes;
+  for (int tower = 0; tower < 2; ++tower) {
+    const int64_t width_t = tower == 0 ? 768 : 512;
+    for (int layer = 0; layer < 12; ++layer) {
+      for (int i = 0; i < 4; ++i) sizes.push_back(width_t * width_t), sizes.push_back(width_t);
+      sizes.push_back(4 * width_t * width_t), sizes.push_back(4 * width_t);
+      sizes.push_back(4 * width_t * width_t), sizes.push_back(width_t);
+      for (int i = 0; i < 4; ++i) sizes.push_back(width_t);
+    }
+  }
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  std::printf("kernel adamw: %zu tensors, %.1fM parameters\n", sizes.size(), total / 1e6);
+  std::vector<Tensor> keep;
+  std::vector<cuda::AdamWPointers> pointers;
+  std::vector<const float*> grads;
+  uint64_t seed = 70;
+  for (int64_t s : sizes) {
+    Tensor p = randn_gpu({s}, ++seed), g = randn_gpu({s}, ++seed), m = zeros({s}, DType::Float32, kGpu),
+           v = zeros({s}, DType::Float32, kGpu);
+    keep.insert(keep.end(), {p, g, m, v});
+    pointers.push_back({fp(p), cfp(g), fp(m), fp(v), s, 0.1f});
+    grads.push_back(cfp(g));
+  }
+  {  // validate the first few tensors against the CPU after one step
+    std::vector<Backend::AdamWTensor> cpu_set, gpu_set;
+    for (size_t i = 0; i < 6; ++i)
+      cpu_set.push_back({keep[4 * i].to(Device::cpu()).clone(), keep[4 * i + 1].to(Device::cpu()),
+                         keep[4 * i + 2].to(Device::cpu()).clone(), keep[4 * i + 3].to(Device::cpu()).clone(), 0.1});
+    cpu_backend().adamw(cpu_set, 1e-3, 0.9, 0.999, 1e-8, 1);
+    cuda::adamw_f32(pointers.data(), 6, 1e-3, 0.9, 0.999, 1e-8, 1, cuda::stream());
+    for (size_t i = 0; i < 6; ++i) validate("adamw param vs cpu", keep[4 * i], cpu_set[i].param);
+  }
+  report_memory("adamw", "per-tensor", time_us([&] {
+    cuda::adamw_f32_per_tensor(pointers.data(), int64_t(pointers.size()), 1e-3, 0.9, 0.999, 1e-8, 2, cuda::stream());
+  }), 28.0 * total);
+  report_memory("adamw", "multi", time_us([&] {
+    cuda::adamw_f32(pointers.data(), int64_t(pointers.size()), 1e-3, 0.9, 0.999, 1e-8, 2, cuda::stream());
+  }), 28.0 * total);
+  report_memory("sum_of_squares", "multi", time_us([&] {
+    cuda::sum_of_squares_f32(grads.data(), sizes.data(), int64_t(sizes.size()), cuda::stream());
+  }), 4.0 * total);
+}
+
+}  // namespace
+
+int main() {
+  if (!cuda_available()) {
+    std::printf("bench/kernels: skipped: no GPU\n");
+    return 0;
+  }
+  const cuda::DeviceInfo info = cuda::device_info();
+  std::printf("device %s, %d SMs, %.0f GiB\n", info.name.c_str(), info.sm_count, info.total_memory / double(1 << 30));
+  try {
+    measure_peaks();
+    bench_elementwise();
+    bench_rows();
+    bench_gemm();
+    bench_attention();
+    bench_training_kernels();
+  } catch (const std::exception& e) {
+    std::printf("bench/kernels: error: %s\n", e.what());
+    return 1;
+  }
+  const cuda::PoolStats stats = cuda::pool_stats();
+  std::printf("pool: peak %.1f MiB in use, %.1f MiB reserved, %llu allocations\n", stats.peak_bytes_in_use / 1048576.0,
+              stats.bytes_reserved / 1048576.0, (unsigned long long)stats.allocations);
+  std::printf("%s: %d validation failure(s)\n", g_failures ? "FAILED" : "ok", g_failures);
+  return g_failures ? 1 : 0;
+}
+
+#endif
