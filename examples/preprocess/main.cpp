@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
     mms::data::ImageU8 rgb = mms::data::decode_image_file(image_path, mode);
     std::vector<float> pixels = mms::data::clip_preprocess(rgb, config);
     mms::Tensor tensor = mms::from_vector(pixels, {1, 3, size, size});
-    mms::save_safetensors(out_path, {{"pixel_values", tensor}},
+    const std::vector<std::pair<std::string, mms::Tensor>> tensors{{"pixel_values", tensor}};
+    mms::save_safetensors(out_path, tensors,
                           {{"source", image_path}, {"size", std::to_string(size)}, {"alpha", alpha}});
     std::cout << "preprocess: " << image_path << " (" << rgb.width << "x" << rgb.height << ") -> " << out_path
               << " pixel_values [1, 3, " << size << ", " << size << "]\n";
