@@ -155,6 +155,9 @@ TEST_CASE("clip embed: bad inputs are clear errors") {
   CHECK_THROWS_WITH_AS(vlm::clip_embed(*model, too_long), doctest::Contains("max_position_embeddings 16"), Error);
   TensorMap bad_id = {{"input_ids", full({1, 3}, 100, DType::Int64)}};
   CHECK_THROWS_WITH_AS(vlm::clip_embed(*model, bad_id), doctest::Contains("token id 100"), Error);
+  TensorMap left_padded = {{"input_ids", ones({2, 3}, DType::Int64)},
+                           {"attention_mask", from_vector<int64_t>({1, 1, 1, 0, 1, 1}, {2, 3})}};
+  CHECK_THROWS_WITH_AS(vlm::clip_embed(*model, left_padded), doctest::Contains("row 1 masks its first token"), Error);
   TensorMap bad_size = {{"pixel_values", zeros({1, 3, 24, 24}, DType::Float64)}};
   CHECK_THROWS_WITH_AS(vlm::clip_embed(*model, bad_size), doctest::Contains("image size"), Error);
 }

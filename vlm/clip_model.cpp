@@ -151,7 +151,15 @@ TowerOutput CLIPTextTransformer::forward(const Tensor& ids, const Tensor& attent
               shape_str(attention_mask.shape()), " must match input_ids ", shape_str(ids.shape()));
   // Causal attention plus key padding. HF adds the two masks with the dtype's min; our
   // kernel masks hard. They agree whenever a row keeps a key, and key 0 (the bos token)
-  // is always kept under the causal mask when attention_mask[:, 0] is 1.
+  // is always kept under the causal mask when attention_mask[:, 0] is 1: left padding
+  // (query 0 with nothing to attend to) is rejected rather than silently diverging.
+  if (attention_mask.defined() && rows > 0 && length > 0) {
+    Tensor first = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
+    std::vector<double> keep = first.to_vector<double>();
+    for (int64_t r = 0; r < rows; ++r)
+      MMS_CHECK(keep[r * length] != 0.0, "CLIPTextTransformer: attention_mask row ", r,
+                " masks its first token; CLIP text is right-padded (left padding is not supported)");
+  }
   Tensor key_keep = attention_mask.defined() ? attention_mask.to(h.device()) : Tensor();
   Tensor last = final_layer_norm->forward(encoder->forward(h, key_keep, /*causal=*/true));
   // Pooled token: gather row r*L + position[r] of the flattened states.
