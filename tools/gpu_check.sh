@@ -38,7 +38,9 @@ generator=(-G Ninja)
 command -v ninja >/dev/null 2>&1 || generator=()
 step configure cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DMMS_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90
-step build cmake --build "$BUILD" -j"$JOBS"
+# -k 0: keep building the other targets when one fails, so one broken example does
+# not hide the CUDA tests.
+step build cmake --build "$BUILD" -j"$JOBS" -- -k 0
 
 if [ -x "$BUILD/tests/test_cuda_ops" ]; then
   # The CUDA suite on its own first, in full (every assertion's context on failure).
