@@ -23,13 +23,15 @@ Tensor contraction(const Tensor& embeds, const Tensor& upstream, const char* nam
   MMS_CHECK(embeds.defined(), "embed: the upstream has ", name, " but the inputs lack that side");
   MMS_CHECK(upstream.shape() == embeds.shape(), "embed: ", name, " is ", shape_str(upstream.shape()),
             " but the embeddings are ", shape_str(embeds.shape()));
-  return sum(mul(embeds, upstream.to(embeds.dtype())));
+  return sum(mul(embeds, upstream.to(embeds.dtype()).to(embeds.device())));
 }
 
 }  // namespace
 
 TensorMap clip_embed(CLIPModel& model, const TensorMap& inputs, const TensorMap* upstream) {
+  // Compute where the model lives, in its dtype; the outputs stay on that device.
   const DType dtype = model.logit_scale.dtype();
+  const Device device = model.logit_scale.device();
   Tensor pixels = find(inputs, "pixel_values");
   Tensor ids = find(inputs, "input_ids");
   Tensor mask = find(inputs, "attention_mask");
@@ -37,10 +39,10 @@ TensorMap clip_embed(CLIPModel& model, const TensorMap& inputs, const TensorMap*
   MMS_CHECK(!mask.defined() || ids.defined(), "embed: attention_mask given without input_ids");
   if (pixels.defined()) {
     MMS_CHECK(is_floating(pixels.dtype()), "embed: pixel_values must be floating, got ", dtype_name(pixels.dtype()));
-    pixels = pixels.to(dtype);
+    pixels = pixels.to(dtype).to(device);
   }
-  if (ids.defined()) ids = as_int64(ids, "input_ids");
-  if (mask.defined()) mask = as_int64(mask, "attention_mask");
+  if (ids.defined()) ids = as_int64(ids, "input_ids").to(device);
+  if (mask.defined()) mask = as_int64(mask, "attention_mask").to(device);
 
   const bool backward = upstream != nullptr;
   model.eval();

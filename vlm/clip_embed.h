@@ -3,6 +3,7 @@
 //
 // inputs:   pixel_values [N, C, H, W] (any floating dtype) and/or input_ids [M, L]
 //           (int64 or int32) with optional attention_mask [M, L] (any integer / bool).
+// The model's dtype and device decide where and how it runs (inputs are moved there).
 // upstream: optional upstream_image_embeds [N, P] and/or upstream_text_embeds [M, P].
 // Returns vision_last_hidden_state, vision_pooled, image_features, image_embeds,
 // text_last_hidden_state, text_pooled, text_features, text_embeds, logits_per_image

@@ -2,7 +2,7 @@
 // parity contract of vlm/ against transformers.CLIPModel.
 //
 //   embed --model DIR --inputs IN.safetensors --out OUT.safetensors
-//         [--dtype f32|f64] [--upstream UP.safetensors]
+//         [--dtype f32|f64] [--upstream UP.safetensors] [--device cpu|cuda[:N]]
 //
 // DIR holds config.json + model.safetensors (or a sharded index). IN holds pixel_values
 // [N,3,H,W] and/or input_ids [M,L] (+ attention_mask [M,L]). OUT gets the tower outputs,
@@ -17,7 +17,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"CLIP embeddings (and gradients) of a Hugging Face checkpoint"};
-  std::string model_dir, inputs_path, out_path, upstream_path, dtype_name = "f32";
+  std::string model_dir, inputs_path, out_path, upstream_path, dtype_name = "f32", device_name = "cpu";
   app.add_option("--model", model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
   app.add_option("--inputs", inputs_path, "safetensors with pixel_values and/or input_ids (+ attention_mask)")
       ->required();
@@ -25,11 +25,14 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype_name, "compute dtype")->check(CLI::IsMember({"f32", "f64"}));
   app.add_option("--upstream", upstream_path,
                  "safetensors with upstream_image_embeds and/or upstream_text_embeds: also write grad.<name>");
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N (float32 only on CUDA)");
   CLI11_PARSE(app, argc, argv);
 
   try {
     const mms::DType dtype = dtype_name == "f64" ? mms::DType::Float64 : mms::DType::Float32;
+    const mms::Device device = mms::Device::parse(device_name);
     auto model = mms::vlm::load_clip_pretrained(model_dir, dtype);
+    model->to(device);
     mms::TensorMap inputs = mms::load_safetensors(inputs_path);
     mms::TensorMap upstream;
     if (!upstream_path.empty()) upstream = mms::load_safetensors(upstream_path);
