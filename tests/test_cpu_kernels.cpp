@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/gemm_kernel.h"
 #include "tensor/tensor.h"
 
 using namespace mms;
 
 namespace {
 
-Backend& cpu() { return cpu_backend(); }
+Backend& kernels() { return cpu_backend(); }
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -81,7 +82,7 @@ uint16_t bits_of(Float16 v) { return v.bits; }
 TEST_CASE("copy converts between dtypes with truncation, saturation and nonzero -> true") {
   Tensor src = f64({-2.7, 3.9, 0.0, kNaN, 1e20, -1e20, 0.25, 255.5}, {8});
   Tensor as_int = empty({8}, DType::Int64);
-  cpu().copy(src, as_int);
+  kernels().copy(src, as_int);
   const int64_t* i = as_int.data<int64_t>();
   CHECK(i[0] == -2);  // toward zero
   CHECK(i[1] == 3);
@@ -93,7 +94,7 @@ TEST_CASE("copy converts between dtypes with truncation, saturation and nonzero 
   CHECK(i[7] == 255);
 
   Tensor as_bool = empty({8}, DType::Bool);
-  cpu().copy(src, as_bool);
+  kernels().copy(src, as_bool);
   const bool* b = as_bool.data<bool>();
   CHECK(b[0]);
   CHECK_FALSE(b[2]);
@@ -101,13 +102,13 @@ TEST_CASE("copy converts between dtypes with truncation, saturation and nonzero 
   CHECK(b[6]);
 
   Tensor as_u8 = empty({8}, DType::UInt8);
-  cpu().copy(src, as_u8);
+  kernels().copy(src, as_u8);
   CHECK(as_u8.data<uint8_t>()[4] == 255);  // saturates
   CHECK(as_u8.data<uint8_t>()[0] == 0);
 
   Tensor ints = i64({-3, 7}, {2});
   Tensor back = empty({2}, DType::Float32);
-  cpu().copy(ints, back);
+  kernels().copy(ints, back);
   check_close(back, {-3.0, 7.0}, 0.0);
 }
 
@@ -116,20 +117,20 @@ TEST_CASE("copy reads transposed and stride-0 (broadcast) sources") {
   Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor xt = make_view(x, {3, 2}, {1, 3}, 0);
   Tensor out = empty({3, 2}, DType::Float64);
-  cpu().copy(xt, out);
+  kernels().copy(xt, out);
   check_close(out, {1, 4, 2, 5, 3, 6}, 0.0);
 
   // a row [10, 20] broadcast to 3 rows (stride 0 on dim 0), with an offset view
   Tensor row = f32({0, 10, 20}, {3});
   Tensor expanded = make_view(row, {3, 2}, {0, 1}, 1);
   Tensor out2 = empty({3, 2}, DType::Float32);
-  cpu().copy(expanded, out2);
+  kernels().copy(expanded, out2);
   check_close(out2, {10, 20, 10, 20, 10, 20}, 0.0);
 
   // a non-contiguous destination: write into every other element
   Tensor dst = zeros({6}, DType::Float32);
   Tensor strided_dst = make_view(dst, {3}, {2}, 1);
-  cpu().copy(f32({7, 8, 9}, {3}), strided_dst);
+  kernels().copy(f32({7, 8, 9}, {3}), strided_dst);
   check_close(dst, {0, 7, 0, 8, 0, 9}, 0.0);
 
   // a large strided copy takes the multi-threaded path: [400, 300] transposed
@@ -139,7 +140,7 @@ TEST_CASE("copy reads transposed and stride-0 (broadcast) sources") {
   Tensor m = f64(big, {rows, cols});
   Tensor mt = make_view(m, {cols, rows}, {1, cols}, 0);
   Tensor out3 = empty({cols, rows}, DType::Float64);
-  cpu().copy(mt, out3);
+  kernels().copy(mt, out3);
   const double* o = out3.data<double>();
   bool all = true;
   for (int64_t c = 0; c < cols; ++c)
@@ -150,7 +151,7 @@ TEST_CASE("copy reads transposed and stride-0 (broadcast) sources") {
 TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
   Tensor src = f32({1.0f / 3.0f, 1.0f + 1.0f / 256.0f, 1.0f + 3.0f / 256.0f, -0.0f}, {4});
   Tensor bf = empty({4}, DType::BFloat16);
-  cpu().copy(src, bf);
+  kernels().copy(src, bf);
   const BFloat16* pb = bf.data<BFloat16>();
   CHECK(bits_of(pb[0]) == 0x3EAB);  // 0x3EAAAAAB: the dropped 0xAAAB > half rounds up
   CHECK(bits_of(pb[1]) == 0x3F80);  // exactly halfway between 1 and 1 + 2^-7: even (down)
@@ -162,7 +163,7 @@ TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
                      3 * std::ldexp(1.0f, -25), 1.0f / 3.0f, -2.0f},
                     {8});
   Tensor h = empty({8}, DType::Float16);
-  cpu().copy(hsrc, h);
+  kernels().copy(hsrc, h);
   const Float16* ph = h.data<Float16>();
   CHECK(bits_of(ph[0]) == 0x7BFF);  // the largest finite half
   CHECK(bits_of(ph[1]) == 0x7BFF);  // below the overflow threshold 65520
@@ -174,7 +175,7 @@ TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
   CHECK(bits_of(ph[7]) == 0xC000);
 
   Tensor back = empty({8}, DType::Float64);
-  cpu().copy(h, back);
+  kernels().copy(h, back);
   const double* pd = back.data<double>();
   CHECK(pd[0] == 65504.0);
   CHECK(pd[2] == kInf);
@@ -190,8 +191,8 @@ TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
   Tensor halves = from_blob(all_bits.data(), {n}, DType::Float16);
   Tensor as_float = empty({n}, DType::Float32);
   Tensor again = empty({n}, DType::Float16);
-  cpu().copy(halves, as_float);
-  cpu().copy(as_float, again);
+  kernels().copy(halves, as_float);
+  kernels().copy(as_float, again);
   CHECK(std::memcmp(again.raw_data(), all_bits.data(), n * 2) == 0);
   // and every bfloat16 pattern that is not NaN likewise
   std::vector<uint16_t> bf_bits;
@@ -202,23 +203,23 @@ TEST_CASE("bfloat16 and float16 conversions round to nearest even") {
   Tensor bfs = from_blob(bf_bits.data(), {nb}, DType::BFloat16);
   Tensor bf_float = empty({nb}, DType::Float32);
   Tensor bf_again = empty({nb}, DType::BFloat16);
-  cpu().copy(bfs, bf_float);
-  cpu().copy(bf_float, bf_again);
+  kernels().copy(bfs, bf_float);
+  kernels().copy(bf_float, bf_again);
   CHECK(std::memcmp(bf_again.raw_data(), bf_bits.data(), nb * 2) == 0);
 }
 
 TEST_CASE("fill and arange") {
   Tensor t = empty({2, 3}, DType::Int32);
-  cpu().fill(t, -7.9);
+  kernels().fill(t, -7.9);
   for (int k = 0; k < 6; ++k) CHECK(t.data<int32_t>()[k] == -7);
   Tensor f = empty({3}, DType::Float64);
-  cpu().fill(f, 2.5);
+  kernels().fill(f, 2.5);
   check_close(f, {2.5, 2.5, 2.5}, 0.0);
   Tensor a = empty({5}, DType::Float32);
-  cpu().arange(a, 1.0, 0.5);
+  kernels().arange(a, 1.0, 0.5);
   check_close(a, {1.0, 1.5, 2.0, 2.5, 3.0}, 0.0);
   Tensor ai = empty({4}, DType::Int64);
-  cpu().arange(ai, 10.0, -3.0);
+  kernels().arange(ai, 10.0, -3.0);
   CHECK(ai.to_vector<int64_t>() == std::vector<int64_t>{10, 7, 4, 1});
 }
 
@@ -228,31 +229,31 @@ TEST_CASE("random follows the Philox stream contract") {
   // Random123 known answer: philox4x32_10(counter 0, key 0) =
   //   {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}; u = (word >> 8) / 2^24.
   Tensor u = empty({4}, DType::Float64);
-  cpu().random(RandomKind::Uniform, 0, 0, 0.0, 1.0, u);
+  kernels().random(RandomKind::Uniform, 0, 0, 0.0, 1.0, u);
   check_close(u, {0.3990464210510254, 0.8805201649665833, 0.7357127666473389, 0.6054818034172058},
               0.0);
   // a + (b - a) u, and an offset slice reproduces the tail of the stream (float32)
   Tensor scaled = empty({3}, DType::Float32);
-  cpu().random(RandomKind::Uniform, 0, 1, -1.0, 3.0, scaled);
+  kernels().random(RandomKind::Uniform, 0, 1, -1.0, 3.0, scaled);
   check_close(scaled, {-1 + 4 * 0.8805201649665833, -1 + 4 * 0.7357127666473389,
                        -1 + 4 * 0.6054818034172058},
               1e-7);
   // Box-Muller on pairs: z0 = r cos(2 pi u2), z1 = r sin(2 pi u2), r = sqrt(-2 ln(1 - u0))
   Tensor z = empty({4}, DType::Float64);
-  cpu().random(RandomKind::Normal, 0, 0, 0.0, 1.0, z);
+  kernels().random(RandomKind::Normal, 0, 0, 0.0, 1.0, z);
   check_close(z, {0.7379256600714554, -0.6884336528957417, -1.2860191680107422, -1.003788933905129},
               1e-14);
   // an odd offset lands mid-pair and still gives the same element; mean/std applied
   Tensor z_odd = empty({1}, DType::Float32);
-  cpu().random(RandomKind::Normal, 0, 3, 2.0, 0.5, z_odd);
+  kernels().random(RandomKind::Normal, 0, 3, 2.0, 0.5, z_odd);
   check_close(z_odd, {2.0 + 0.5 * -1.003788933905129}, 1e-7);
 
   // a large draw is split across threads and stays the same stream
   const int64_t n = 100000;
   Tensor big = empty({n}, DType::Float32);
-  cpu().random(RandomKind::Uniform, 42, 0, 0.0, 1.0, big);
+  kernels().random(RandomKind::Uniform, 42, 0, 0.0, 1.0, big);
   Tensor tail = empty({10}, DType::Float32);
-  cpu().random(RandomKind::Uniform, 42, n - 10, 0.0, 1.0, tail);
+  kernels().random(RandomKind::Uniform, 42, n - 10, 0.0, 1.0, tail);
   CHECK(std::memcmp(big.data<float>() + n - 10, tail.data<float>(), 40) == 0);
   double mean = 0;
   for (int64_t k = 0; k < n; ++k) mean += big.data<float>()[k];
@@ -295,11 +296,11 @@ TEST_CASE("unary forward and derivative at known points") {
       Tensor x = f64({-1.5, 0.5, 2.0}, {3});
       if (dtype == DType::Float32) x = f32({-1.5f, 0.5f, 2.0f}, {3});
       Tensor y = empty({3}, dtype);
-      cpu().unary(c.op, x, y, 0, 0);
+      kernels().unary(c.op, x, y, 0, 0);
       check_close(y, c.forward, tol);
       Tensor ones_grad = full({3}, 1.0, dtype);
       Tensor dx = empty({3}, dtype);
-      cpu().unary_backward(c.op, ones_grad, x, dx, 0, 0);
+      kernels().unary_backward(c.op, ones_grad, x, dx, 0, 0);
       check_close(dx, c.derivative, tol);
     }
   }
@@ -311,56 +312,56 @@ TEST_CASE("unary scalar ops, clamp, pow and the derivatives at 0") {
   Tensor dx = empty({4}, DType::Float64);
   const double inf = kInf;
 
-  cpu().unary(UnaryOp::Clamp, x, y, -1.0, 0.5);
+  kernels().unary(UnaryOp::Clamp, x, y, -1.0, 0.5);
   check_close(y, {-1.0, 0.0, 0.5, 0.5}, 0);
-  cpu().unary_backward(UnaryOp::Clamp, g, x, dx, -1.0, 0.5);
+  kernels().unary_backward(UnaryOp::Clamp, g, x, dx, -1.0, 0.5);
   check_close(dx, {0.0, 2.0, 2.0, 0.0}, 0);  // passes where low <= x <= high, edges included
-  cpu().unary(UnaryOp::Clamp, x, y, 0.0, inf);  // open upper side
+  kernels().unary(UnaryOp::Clamp, x, y, 0.0, inf);  // open upper side
   check_close(y, {0.0, 0.0, 0.5, 3.0}, 0);
 
   for (UnaryOp op : {UnaryOp::Abs, UnaryOp::Relu, UnaryOp::Sign}) {
-    cpu().unary_backward(op, g, x, dx, 0, 0);
+    kernels().unary_backward(op, g, x, dx, 0, 0);
     CHECK(values(dx)[1] == 0.0);  // derivative at 0 is 0
   }
-  cpu().unary(UnaryOp::Sign, x, y, 0, 0);
+  kernels().unary(UnaryOp::Sign, x, y, 0, 0);
   check_close(y, {-1.0, 0.0, 1.0, 1.0}, 0);
 
-  cpu().unary(UnaryOp::PowScalar, x, y, 3.0, 0);
+  kernels().unary(UnaryOp::PowScalar, x, y, 3.0, 0);
   check_close(y, {-8.0, 0.0, 0.125, 27.0}, 1e-15);
-  cpu().unary_backward(UnaryOp::PowScalar, g, x, dx, 3.0, 0);
+  kernels().unary_backward(UnaryOp::PowScalar, g, x, dx, 3.0, 0);
   check_close(dx, {2 * 12.0, 0.0, 2 * 0.75, 2 * 27.0}, 1e-15);  // 2 * 3 x^2
-  cpu().unary_backward(UnaryOp::PowScalar, g, x, dx, 0.0, 0);
+  kernels().unary_backward(UnaryOp::PowScalar, g, x, dx, 0.0, 0);
   check_close(dx, {0, 0, 0, 0}, 0);  // x^0: exactly zero gradient, even at x = 0
 
-  cpu().unary(UnaryOp::AddScalar, x, y, 1.5, 0);
+  kernels().unary(UnaryOp::AddScalar, x, y, 1.5, 0);
   check_close(y, {-0.5, 1.5, 2.0, 4.5}, 0);
-  cpu().unary(UnaryOp::MulScalar, x, y, -2.0, 0);
+  kernels().unary(UnaryOp::MulScalar, x, y, -2.0, 0);
   check_close(y, {4.0, 0.0, -1.0, -6.0}, 0);
-  cpu().unary(UnaryOp::RSubScalar, x, y, 1.0, 0);
+  kernels().unary(UnaryOp::RSubScalar, x, y, 1.0, 0);
   check_close(y, {3.0, 1.0, 0.5, -2.0}, 0);
   Tensor pos = f64({0.25, 4.0}, {2}), py = empty({2}, DType::Float64);
   Tensor pg = full({2}, 1.0, DType::Float64), pd = empty({2}, DType::Float64);
-  cpu().unary(UnaryOp::RDivScalar, pos, py, 3.0, 0);
+  kernels().unary(UnaryOp::RDivScalar, pos, py, 3.0, 0);
   check_close(py, {12.0, 0.75}, 1e-15);
-  cpu().unary_backward(UnaryOp::RDivScalar, pg, pos, pd, 3.0, 0);
+  kernels().unary_backward(UnaryOp::RDivScalar, pg, pos, pd, 3.0, 0);
   check_close(pd, {-48.0, -3.0 / 16.0}, 1e-15);
-  cpu().unary(UnaryOp::Rsqrt, pos, py, 0, 0);
+  kernels().unary(UnaryOp::Rsqrt, pos, py, 0, 0);
   check_close(py, {2.0, 0.5}, 1e-15);
-  cpu().unary_backward(UnaryOp::Rsqrt, pg, pos, pd, 0, 0);
+  kernels().unary_backward(UnaryOp::Rsqrt, pg, pos, pd, 0, 0);
   check_close(pd, {-0.5 * 8.0, -0.5 / 8.0}, 1e-15);  // -1/2 x^-3/2: 0.25^-1.5 = 8
-  cpu().unary_backward(UnaryOp::Sqrt, pg, pos, pd, 0, 0);
+  kernels().unary_backward(UnaryOp::Sqrt, pg, pos, pd, 0, 0);
   check_close(pd, {1.0, 0.25}, 1e-15);  // 1 / (2 sqrt x)
-  cpu().unary(UnaryOp::Log1p, pos, py, 0, 0);
+  kernels().unary(UnaryOp::Log1p, pos, py, 0, 0);
   check_close(py, {std::log(1.25), std::log(5.0)}, 1e-15);
 
   // sigmoid never overflows, and its derivative there is 0, not NaN
   Tensor extreme = f32({-1000.0f, 1000.0f}, {2}), ey = empty({2}, DType::Float32);
   Tensor eg = full({2}, 1.0), ed = empty({2}, DType::Float32);
-  cpu().unary(UnaryOp::Sigmoid, extreme, ey, 0, 0);
+  kernels().unary(UnaryOp::Sigmoid, extreme, ey, 0, 0);
   check_close(ey, {0.0, 1.0}, 0);
-  cpu().unary_backward(UnaryOp::Sigmoid, eg, extreme, ed, 0, 0);
+  kernels().unary_backward(UnaryOp::Sigmoid, eg, extreme, ed, 0, 0);
   check_close(ed, {0.0, 0.0}, 0);
-  cpu().unary(UnaryOp::QuickGelu, extreme, ey, 0, 0);
+  kernels().unary(UnaryOp::QuickGelu, extreme, ey, 0, 0);
   check_close(ey, {0.0, 1000.0}, 0);
 }
 
@@ -369,10 +370,10 @@ TEST_CASE("unary on non-contiguous input and integer dtype errors") {
   Tensor x = f64({1, 2, 3, 4}, {2, 2});
   Tensor xt = make_view(x, {2, 2}, {1, 2}, 0);
   Tensor y = empty({2, 2}, DType::Float64);
-  cpu().unary(UnaryOp::Square, xt, y, 0, 0);
+  kernels().unary(UnaryOp::Square, xt, y, 0, 0);
   check_close(y, {1, 9, 4, 16}, 0);
   Tensor ints = i64({1, 2}, {2}), out = empty({2}, DType::Int64);
-  const std::string msg = error_of([&] { cpu().unary(UnaryOp::Exp, ints, out, 0, 0); });
+  const std::string msg = error_of([&] { kernels().unary(UnaryOp::Exp, ints, out, 0, 0); });
   CHECK(msg == "exp: dtype int64 not supported on cpu");
 }
 
@@ -381,39 +382,39 @@ TEST_CASE("binary ops broadcast through stride 0 and compare into bool") {
   Tensor row = f32({10, 20, 30}, {3});
   Tensor b = make_view(row, {2, 3}, {0, 1}, 0);  // row broadcast over 2 rows
   Tensor out = empty({2, 3}, DType::Float32);
-  cpu().binary(BinaryOp::Add, a, b, out);
+  kernels().binary(BinaryOp::Add, a, b, out);
   check_close(out, {11, 22, 33, 14, 25, 36}, 0);
-  cpu().binary(BinaryOp::Div, a, b, out);
+  kernels().binary(BinaryOp::Div, a, b, out);
   check_close(out, {0.1, 0.1, 0.1, 0.4, 0.25, 0.2}, 1e-7);
-  cpu().binary(BinaryOp::Sub, b, a, out);
+  kernels().binary(BinaryOp::Sub, b, a, out);
   check_close(out, {9, 18, 27, 6, 15, 24}, 0);
   Tensor scalar = f32({2}, {1});
   Tensor s = make_view(scalar, {2, 3}, {0, 0}, 0);
-  cpu().binary(BinaryOp::Pow, a, s, out);
+  kernels().binary(BinaryOp::Pow, a, s, out);
   check_close(out, {1, 4, 9, 16, 25, 36}, 1e-7);
 
   Tensor cmp = empty({2, 3}, DType::Bool);
   Tensor three = make_view(f32({3}, {1}), {2, 3}, {0, 0}, 0);
-  cpu().binary(BinaryOp::Ge, a, three, cmp);
+  kernels().binary(BinaryOp::Ge, a, three, cmp);
   CHECK(cmp.to_vector<bool>() == std::vector<bool>{false, false, true, true, true, true});
-  cpu().binary(BinaryOp::Eq, a, three, cmp);
+  kernels().binary(BinaryOp::Eq, a, three, cmp);
   CHECK(cmp.to_vector<bool>() == std::vector<bool>{false, false, true, false, false, false});
 
   // maximum/minimum propagate NaN from either side
   Tensor p = f64({1.0, kNaN, 3.0}, {3}), q = f64({2.0, 0.0, kNaN}, {3});
   Tensor m = empty({3}, DType::Float64);
-  cpu().binary(BinaryOp::Maximum, p, q, m);
+  kernels().binary(BinaryOp::Maximum, p, q, m);
   CHECK(values(m)[0] == 2.0);
   CHECK(std::isnan(values(m)[1]));
   CHECK(std::isnan(values(m)[2]));
-  cpu().binary(BinaryOp::Minimum, p, q, m);
+  kernels().binary(BinaryOp::Minimum, p, q, m);
   CHECK(values(m)[0] == 1.0);
 
   // integers: exact arithmetic and comparisons; division is refused
   Tensor ia = i64({5, -3}, {2}), ib = i64({2, 7}, {2}), io = empty({2}, DType::Int64);
-  cpu().binary(BinaryOp::Mul, ia, ib, io);
+  kernels().binary(BinaryOp::Mul, ia, ib, io);
   CHECK(io.to_vector<int64_t>() == std::vector<int64_t>{10, -21});
-  CHECK(error_of([&] { cpu().binary(BinaryOp::Div, ia, ib, io); }) ==
+  CHECK(error_of([&] { kernels().binary(BinaryOp::Div, ia, ib, io); }) ==
         "div: dtype int64 not supported on cpu");
 }
 
@@ -423,11 +424,11 @@ TEST_CASE("where selects with a broadcast bool mask, for any dtype") {
   Tensor a = i64({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor b = make_view(i64({-1}, {1}), {2, 3}, {0, 0}, 0);
   Tensor out = empty({2, 3}, DType::Int64);
-  cpu().where(cond, a, b, out);
+  kernels().where(cond, a, b, out);
   CHECK(out.to_vector<int64_t>() == std::vector<int64_t>{1, -1, 3, 4, -1, 6});
   Tensor fa = f64({1, 2, 3, 4, 5, 6}, {2, 3}), fb = zeros({2, 3}, DType::Float64);
   Tensor fo = empty({2, 3}, DType::Float64);
-  cpu().where(cond, fa, fb, fo);
+  kernels().where(cond, fa, fb, fo);
   check_close(fo, {1, 0, 3, 4, 0, 6}, 0);
 }
 
@@ -439,33 +440,33 @@ TEST_CASE("reduce_last: sums in double, first argmax, stable logsumexp") {
   row[0] = 1e8f;
   Tensor x = f32(row, {1, 17});
   Tensor s = empty({1}, DType::Float32);
-  cpu().reduce_last(ReduceOp::Sum, x, s);
+  kernels().reduce_last(ReduceOp::Sum, x, s);
   CHECK(values(s)[0] == 100000016.0);
 
   Tensor ties = f64({1, 3, 3, 2, /**/ -1, -1, -1, -1, /**/ 0, 5, 1, 5}, {3, 4});
   Tensor am = empty({3}, DType::Int64);
-  cpu().reduce_last(ReduceOp::ArgMax, ties, am);
+  kernels().reduce_last(ReduceOp::ArgMax, ties, am);
   CHECK(am.to_vector<int64_t>() == std::vector<int64_t>{1, 0, 1});
   Tensor mx = empty({3}, DType::Float64), mn = empty({3}, DType::Float64);
-  cpu().reduce_last(ReduceOp::Max, ties, mx);
-  cpu().reduce_last(ReduceOp::Min, ties, mn);
+  kernels().reduce_last(ReduceOp::Max, ties, mx);
+  kernels().reduce_last(ReduceOp::Min, ties, mn);
   check_close(mx, {3, -1, 5}, 0);
   check_close(mn, {1, -1, 0}, 0);
 
   Tensor lx = f64({1, 2, 3, /**/ -kInf, -kInf, -kInf, /**/ 1000, 999, 998, /**/ -kInf, 0, -kInf},
                   {4, 3});
   Tensor lse = empty({4}, DType::Float64);
-  cpu().reduce_last(ReduceOp::LogSumExp, lx, lse);
+  kernels().reduce_last(ReduceOp::LogSumExp, lx, lse);
   check_close(lse, {3.40760596444438, -kInf, 1000.4076059644444, 0.0}, 1e-15);
   Tensor lx32 = f32({1000, 999, 998}, {1, 3}), lse32 = empty({1}, DType::Float32);
-  cpu().reduce_last(ReduceOp::LogSumExp, lx32, lse32);
+  kernels().reduce_last(ReduceOp::LogSumExp, lx32, lse32);
   check_close(lse32, {1000.4076059644444}, 1e-7);
 
   Tensor nan_row = f64({1, kNaN, 5}, {1, 3}), nm = empty({1}, DType::Float64);
-  cpu().reduce_last(ReduceOp::Max, nan_row, nm);
+  kernels().reduce_last(ReduceOp::Max, nan_row, nm);
   CHECK(std::isnan(values(nm)[0]));
   Tensor nam = empty({1}, DType::Int64);
-  cpu().reduce_last(ReduceOp::ArgMax, nan_row, nam);
+  kernels().reduce_last(ReduceOp::ArgMax, nan_row, nam);
   CHECK(nam.to_vector<int64_t>()[0] == 1);
 
   // many rows take the threaded path: row r holds r, r+1, ..., r+99 -> sum 100 r + 4950
@@ -474,7 +475,7 @@ TEST_CASE("reduce_last: sums in double, first argmax, stable logsumexp") {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < width; ++j) big[r * width + j] = static_cast<double>(r + j);
   Tensor bx = f64(big, {rows, width}), bs = empty({rows}, DType::Float64);
-  cpu().reduce_last(ReduceOp::Sum, bx, bs);
+  kernels().reduce_last(ReduceOp::Sum, bx, bs);
   bool all = true;
   for (int64_t r = 0; r < rows; ++r) all = all && values(bs)[r] == 100.0 * r + 4950.0;
   CHECK(all);
@@ -492,18 +493,18 @@ TEST_CASE("softmax and log_softmax forward and backward") {
       g = f32({0.5f, -1.0f, 2.0f}, {1, 3});
     }
     Tensor p = empty({1, 3}, dtype), lp = empty({1, 3}, dtype), gi = empty({1, 3}, dtype);
-    cpu().softmax_last(x, p, false);
+    kernels().softmax_last(x, p, false);
     check_close(p, {0.09003057317038046, 0.24472847105479767, 0.6652409557748219}, tol);
-    cpu().softmax_last(x, lp, true);
+    kernels().softmax_last(x, lp, true);
     check_close(lp, {-2.40760596444438, -1.4076059644443801, -0.4076059644443803}, tol);
-    cpu().softmax_last_backward(g, p, gi, false);
+    kernels().softmax_last_backward(g, p, gi, false);
     check_close(gi, {-0.05678847003696696, -0.5214597727496748, 0.5782482427866417}, tol);
-    cpu().softmax_last_backward(g, lp, gi, true);
+    kernels().softmax_last_backward(g, lp, gi, true);
     check_close(gi, {0.3649541402444293, -1.3670927065821965, 1.002138566337767}, tol);
   }
   // shifting a row by 1000 changes nothing (the max is subtracted first)
   Tensor big = f32({1001, 1002, 1003}, {1, 3}), pb = empty({1, 3}, DType::Float32);
-  cpu().softmax_last(big, pb, false);
+  kernels().softmax_last(big, pb, false);
   check_close(pb, {0.09003057317038046, 0.24472847105479767, 0.6652409557748219}, 2e-7);
 }
 
@@ -514,7 +515,7 @@ TEST_CASE("layer_norm forward and backward against a reference") {
   Tensor gy = f64({0.1, -0.2, 0.3, 0.4, 1, 0, -1, 0.5}, {2, 4});
   Tensor y = empty({2, 4}, DType::Float64);
   Tensor mean = empty({2}, DType::Float64), rstd = empty({2}, DType::Float64);
-  cpu().layer_norm(x, w, b, 1e-5, y, mean, rstd);
+  kernels().layer_norm(x, w, b, 1e-5, y, mean, rstd);
   check_close(y, {-0.5708177099844635, -0.24721180665630899, 0.9708177099844635, 3.0832708399378537,
                   -0.5350825864286669, 0.31546956116884856, 2.551656442792546, -0.29281736701309113},
               1e-14);
@@ -523,7 +524,7 @@ TEST_CASE("layer_norm forward and backward against a reference") {
 
   Tensor gx = empty({2, 4}, DType::Float64), gw = full({4}, 99.0, DType::Float64);
   Tensor gb = full({4}, 99.0, DType::Float64);
-  cpu().layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
+  kernels().layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
   check_close(gx, {0.18782584622637602, -0.2951608299162552, 0.026833745922469773,
                    0.08050123776740942, -0.48650365819917724, 0.08621653662496104,
                    -0.2648197579016889, 0.6651068794759051},
@@ -536,7 +537,7 @@ TEST_CASE("layer_norm forward and backward against a reference") {
 
   // without affine parameters: y = xhat, each row mean 0 and biased variance 1 / (1 + eps/var)
   Tensor y2 = empty({2, 4}, DType::Float64);
-  cpu().layer_norm(x, Tensor(), Tensor(), 0.0, y2, mean, rstd);
+  kernels().layer_norm(x, Tensor(), Tensor(), 0.0, y2, mean, rstd);
   const double r = 1 / std::sqrt(1.25);  // row 0: var = 1.25
   const std::vector<double> y2_values = values(y2);
   check_close(std::vector<double>(y2_values.begin(), y2_values.begin() + 4),
@@ -552,13 +553,13 @@ TEST_CASE("layer_norm float32 over many rows (threaded path, per-thread partials
   Tensor x = f32(xs, {rows, width}), g = f32(gs, {rows, width}), w = f32(ws, {width});
   Tensor y = empty({rows, width}, DType::Float32);
   Tensor mean = empty({rows}, DType::Float32), rstd = empty({rows}, DType::Float32);
-  cpu().layer_norm(x, w, Tensor(), 1e-12, y, mean, rstd);
+  kernels().layer_norm(x, w, Tensor(), 1e-12, y, mean, rstd);
   CHECK(values(y)[5 * width] == doctest::Approx(-1.0).epsilon(1e-6));
   CHECK(values(y)[5 * width + 1] == doctest::Approx(1.0).epsilon(1e-6));
   CHECK(values(mean)[7] == 3.0);
   Tensor gx = empty({rows, width}, DType::Float32), gw = empty({width}, DType::Float32);
   Tensor gb = empty({width}, DType::Float32);
-  cpu().layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb);
+  kernels().layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb);
   // grad_bias = number of rows; grad_weight = sum of xhat = -(rows - 1) or +(rows - 1)
   CHECK(values(gb)[0] == 512.0);
   CHECK(values(gw)[0] == doctest::Approx(-511.0).epsilon(1e-5));
@@ -621,8 +622,8 @@ TEST_CASE("bmm matches a naive triple loop: transposes, alpha/beta, batch broadc
         Tensor a = f64(av, a_shape).to(dtype), b = f64(bv, b_shape).to(dtype);
         for (double beta : {0.0, 0.5}) {
           Tensor out = f64(cv, {s.batches, s.m, s.n}).to(dtype);
-          if (beta == 0.0) cpu().fill(out, kNaN);  // beta = 0 must never read out
-          cpu().bmm(a, b, out, ta, tb, 1.5, beta);
+          if (beta == 0.0) kernels().fill(out, kNaN);  // beta = 0 must never read out
+          kernels().bmm(a, b, out, ta, tb, 1.5, beta);
           const auto want = naive_bmm(av, bv, cv, s.batches, s.a_batches, s.b_batches, s.m, s.n,
                                       s.k, ta, tb, 1.5, beta);
           check_close(values(out.contiguous()), want, dtype == DType::Float64 ? 1e-12 : 2e-5);
@@ -631,9 +632,30 @@ TEST_CASE("bmm matches a naive triple loop: transposes, alpha/beta, batch broadc
     }
   }
   Tensor a = zeros({1, 2, 3}), b = zeros({1, 4, 5}), out = empty({1, 2, 5});
-  const std::string msg = error_of([&] { cpu().bmm(a, b, out, false, false, 1, 0); });
+  const std::string msg = error_of([&] { kernels().bmm(a, b, out, false, false, 1, 0); });
   CHECK(msg.find("bmm") != std::string::npos);
   CHECK(msg.find("[1, 4, 5]") != std::string::npos);
+}
+
+TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop") {
+  // bmm runs one of them; call each directly so neither goes untested on this machine
+  const int64_t m = 37, n = 29, k = 41;
+  const auto av = ramp(2 * m * k, 0.19, 0.2), bv = ramp(k * n, 0.23, 0.4);
+  const std::vector<float> af(av.begin(), av.end()), bf(bv.begin(), bv.end());
+  const auto want = naive_bmm(av, bv, {}, 2, 2, 1, m, n, k, false, true, 1.0, 0.0);
+  const cpu::gemm::GemmProblem problem{2, m, n, k, m * k, 0, false, true, false};
+  std::vector<float> c(2 * m * n);
+  cpu::gemm::portable::bmm(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
+  check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
+  MESSAGE("bmm uses the " + std::string(cpu::gemm::isa_in_use()) + " build");
+  if (cpu::gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma")) {
+    std::vector<double> cd(2 * m * n);
+    cpu::gemm::avx2::bmm(av.data(), bv.data(), cd.data(), problem, 1.0, 0.0);
+    check_close(cd, want, 1e-12);
+    cpu::gemm::avx2::bmm(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
+    check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
+  }
 }
 
 // ---- indexing ------------------------------------------------------------------------
@@ -642,29 +664,29 @@ TEST_CASE("index_select_rows / index_add_rows with repeats and bounds checks") {
   Tensor table = f32({0, 1, 10, 11, 20, 21, 30, 31}, {4, 2});
   Tensor index = i64({2, 0, 2}, {3});
   Tensor out = empty({3, 2}, DType::Float32);
-  cpu().index_select_rows(table, index, out);
+  kernels().index_select_rows(table, index, out);
   check_close(out, {20, 21, 0, 1, 20, 21}, 0);
 
   // a strided index (every other element of [3, 9, 1, 9])
   Tensor idx_storage = i64({3, 9, 1, 9}, {4});
   Tensor strided_index = make_view(idx_storage, {2}, {2}, 0);
   Tensor out2 = empty({2, 2}, DType::Float32);
-  cpu().index_select_rows(table, strided_index, out2);
+  kernels().index_select_rows(table, strided_index, out2);
   check_close(out2, {30, 31, 10, 11}, 0);
 
   Tensor grad = f64({1, 2, 3, 4, 5, 6}, {3, 2});
   Tensor table_grad = zeros({4, 2}, DType::Float64);
-  cpu().index_add_rows(grad, index, table_grad);
+  kernels().index_add_rows(grad, index, table_grad);
   check_close(table_grad, {3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0}, 0);
 
   Tensor bad = i64({1, 4}, {2});
   Tensor out3 = empty({2, 2}, DType::Float32);
-  const std::string msg = error_of([&] { cpu().index_select_rows(table, bad, out3); });
+  const std::string msg = error_of([&] { kernels().index_select_rows(table, bad, out3); });
   CHECK(msg.find("index_select_rows") != std::string::npos);
   CHECK(msg.find("index 4") != std::string::npos);
   const std::string neg = error_of([&] {
     Tensor g2 = zeros({1, 2}, DType::Float64);
-    cpu().index_add_rows(g2, i64({-1}, {1}), table_grad);
+    kernels().index_add_rows(g2, i64({-1}, {1}), table_grad);
   });
   CHECK(neg.find("index_add_rows: index -1") != std::string::npos);
 
@@ -672,7 +694,7 @@ TEST_CASE("index_select_rows / index_add_rows with repeats and bounds checks") {
   const int64_t width = 4096;
   Tensor wide_grad = full({3, width}, 1.0, DType::Float32);
   Tensor wide = zeros({2, width}, DType::Float32);
-  cpu().index_add_rows(wide_grad, i64({1, 1, 0}, {3}), wide);
+  kernels().index_add_rows(wide_grad, i64({1, 1, 0}, {3}), wide);
   CHECK(values(wide)[0] == 1.0);
   CHECK(values(wide)[width + width - 1] == 2.0);
 }
@@ -681,16 +703,16 @@ TEST_CASE("gather_last / scatter_add_last") {
   Tensor x = f64({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor index = i64({2, 0, 1, 1}, {2, 2});
   Tensor out = empty({2, 2}, DType::Float64);
-  cpu().gather_last(x, index, out);
+  kernels().gather_last(x, index, out);
   check_close(out, {3, 1, 5, 5}, 0);
 
   Tensor grad = f64({0.5, 1.5, 2.0, 3.0}, {2, 2});
   Tensor acc = zeros({2, 3}, DType::Float64);
-  cpu().scatter_add_last(grad, index, acc);
+  kernels().scatter_add_last(grad, index, acc);
   check_close(acc, {1.5, 0, 0.5, 0, 5.0, 0}, 0);
 
   Tensor bad = i64({0, 3, 0, 0}, {2, 2});
-  const std::string msg = error_of([&] { cpu().gather_last(x, bad, out); });
+  const std::string msg = error_of([&] { kernels().gather_last(x, bad, out); });
   CHECK(msg.find("gather_last: index 3") != std::string::npos);
   CHECK(msg.find("0..2") != std::string::npos);
 }
@@ -738,13 +760,13 @@ TEST_CASE("attention forward with key padding, causal, and a query with no key")
   for (const Case& c : cases) {
     INFO("causal ", c.causal, " key_keep ", c.keep);
     Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float64);
-    cpu().attention(att_q(), att_k(), att_v(), c.keep ? att_keep() : Tensor(), c.causal, 0.7, out,
+    kernels().attention(att_q(), att_k(), att_v(), c.keep ? att_keep() : Tensor(), c.causal, 0.7, out,
                     lse);
     check_close(out, c.out, 1e-14);
     check_close(lse, c.lse, 1e-14);
     // float32 inputs with a float32 lse
     Tensor out32 = empty({2, 1, 3, 2}, DType::Float32), lse32 = empty({2, 1, 3}, DType::Float32);
-    cpu().attention(att_q().to(DType::Float32), att_k().to(DType::Float32),
+    kernels().attention(att_q().to(DType::Float32), att_k().to(DType::Float32),
                     att_v().to(DType::Float32), c.keep ? att_keep() : Tensor(), c.causal, 0.7,
                     out32, lse32);
     check_close(out32, c.out, 1e-6);
@@ -752,7 +774,7 @@ TEST_CASE("attention forward with key padding, causal, and a query with no key")
   }
   // an int64 key_keep means the same as the uint8 one
   Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float32);
-  cpu().attention(att_q(), att_k(), att_v(), i64({1, 1, 0, 0, 1, 1}, {2, 3}), false, 0.7, out, lse);
+  kernels().attention(att_q(), att_k(), att_v(), i64({1, 1, 0, 0, 1, 1}, {2, 3}), false, 0.7, out, lse);
   check_close(lse, {0.7007595555486972, 0.7631716803598645, 0.5603676643551009,
                     0.5478641506062616, 0.6450369938177538, 0.5708002977448283},
               1e-6);
@@ -789,10 +811,10 @@ TEST_CASE("attention backward matches finite differences of a reference") {
   for (const Case& c : cases) {
     INFO("causal ", c.causal);
     Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float64);
-    cpu().attention(att_q(), att_k(), att_v(), att_keep(), c.causal, 0.7, out, lse);
+    kernels().attention(att_q(), att_k(), att_v(), att_keep(), c.causal, 0.7, out, lse);
     Tensor dq = empty({2, 1, 3, 2}, DType::Float64), dk = empty({2, 1, 3, 2}, DType::Float64);
     Tensor dv = empty({2, 1, 3, 2}, DType::Float64);
-    cpu().attention_backward(go, att_q(), att_k(), att_v(), out, lse, att_keep(), c.causal, 0.7,
+    kernels().attention_backward(go, att_q(), att_k(), att_v(), out, lse, att_keep(), c.causal, 0.7,
                              dq, dk, dv);
     check_close(dq, c.dq, 1e-8);
     check_close(dk, c.dk, 1e-8);
@@ -812,12 +834,12 @@ TEST_CASE("attention over many heads runs threaded and agrees with one head at a
       v[h * len * dim + e] = v0[e];
     }
   Tensor out = empty({1, heads, len, dim}, DType::Float64), lse = empty({1, heads, len}, DType::Float64);
-  cpu().attention(f64(q, {1, heads, len, dim}), f64(k, {1, heads, len, dim}),
+  kernels().attention(f64(q, {1, heads, len, dim}), f64(k, {1, heads, len, dim}),
                   f64(v, {1, heads, len, dim}), Tensor(), false, 0.7, out, lse);
   for (int64_t h = 0; h < heads; ++h) {
     // head h equals batch 0 of the reference with scale 0.7 (1 + 0.1 h)
     Tensor o1 = empty({1, 1, len, dim}, DType::Float64), l1 = empty({1, 1, len}, DType::Float64);
-    cpu().attention(make_view(att_q(), {1, 1, len, dim}, {6, 6, 2, 1}, 0),
+    kernels().attention(make_view(att_q(), {1, 1, len, dim}, {6, 6, 2, 1}, 0),
                     make_view(att_k(), {1, 1, len, dim}, {6, 6, 2, 1}, 0),
                     make_view(att_v(), {1, 1, len, dim}, {6, 6, 2, 1}, 0), Tensor(), false,
                     0.7 * (1 + 0.1 * h), o1, l1);
@@ -841,7 +863,7 @@ TEST_CASE("listmle matches the closed-form vectors") {
     INFO("dtype ", dtype_name(dtype));
     const double tol = dtype == DType::Float64 ? 1e-14 : 1e-6;
     Tensor loss = empty({3}, dtype), grad = full({3, 4}, 99.0, dtype);
-    cpu().listmle(scores.to(dtype), order, lengths, loss, grad);
+    kernels().listmle(scores.to(dtype), order, lengths, loss, grad);
     check_close(loss, {0.798138869381591876, 1.52449560591417648, 44.3862943611198906}, tol);
     check_close(grad, {-0.549833997312477925, 0.549833997312477925, 0, 0,  //
                        -0.167772476368897167, -0.585258127331930468, 0.753030603700827635, 0,  //
@@ -856,17 +878,17 @@ TEST_CASE("listmle: partial lists, single items, and bad orders") {
   Tensor order = i64({2, 0, 3, 1, /**/ 1, 0, 0, 0}, {2, 4});
   Tensor lengths = i64({3, 1}, {2});
   Tensor loss = empty({2}, DType::Float64), grad = empty({2, 4}, DType::Float64);
-  cpu().listmle(scores, order, lengths, loss, grad);
+  kernels().listmle(scores, order, lengths, loss, grad);
   check_close(loss, {1.18188493068496314, 0.0}, 1e-14);
   check_close(grad, {0.454894070945577004, 0.0, -0.651792572116265148, 0.196898501170688144,  //
                      0, 0, 0, 0},
               1e-14);
 
   Tensor dup = i64({2, 2, 3, 1, 1, 0, 0, 0}, {2, 4});
-  const std::string msg = error_of([&] { cpu().listmle(scores, dup, lengths, loss, grad); });
+  const std::string msg = error_of([&] { kernels().listmle(scores, dup, lengths, loss, grad); });
   CHECK(msg.find("listmle: list 0 names item 2 twice") != std::string::npos);
   Tensor too_long = i64({5, 1}, {2});
-  CHECK(error_of([&] { cpu().listmle(scores, order, too_long, loss, grad); })
+  CHECK(error_of([&] { kernels().listmle(scores, order, too_long, loss, grad); })
             .find("length 5") != std::string::npos);
 }
 
@@ -878,17 +900,17 @@ TEST_CASE("adamw two steps by hand, and sum_of_squares") {
   std::vector<Backend::AdamWTensor> group{{p, g, m, v, 0.01}};
   // step 1: m = 0.05, v = 0.00025, m^ = 0.5, v^ = 0.25:
   //   p = 1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * 0.01 * 1
-  cpu().adamw(group, 0.1, 0.9, 0.999, 1e-8, 1);
+  kernels().adamw(group, 0.1, 0.9, 0.999, 1e-8, 1);
   check_close(p, {0.8990000019999999, -2.0 + 0.1 * 0.01 * 2.0}, 1e-15);
   // step 2 with g = -0.25
   g.data<double>()[0] = -0.25;
-  cpu().adamw(group, 0.1, 0.9, 0.999, 1e-8, 2);
+  kernels().adamw(group, 0.1, 0.9, 0.999, 1e-8, 2);
   check_close(m, {0.02, 0.0}, 1e-15);
   check_close(v, {0.00031225, 0.0}, 1e-15);
   CHECK(values(p)[0] == doctest::Approx(0.8714672987058462).epsilon(1e-14));
 
   Tensor a = f32({1, 2, 3}, {3}), b = f64({0.5, -0.5}, {2});
-  CHECK(cpu().sum_of_squares({a, b}) == 14.5);
+  CHECK(kernels().sum_of_squares({a, b}) == 14.5);
   std::vector<float> many(100000, 0.5f);
-  CHECK(cpu().sum_of_squares({f32(many, {100000})}) == 25000.0);
+  CHECK(kernels().sum_of_squares({f32(many, {100000})}) == 25000.0);
 }
