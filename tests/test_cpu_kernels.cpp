@@ -647,7 +647,8 @@ TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop")
   std::vector<float> c(2 * m * n);
   cpu::gemm::portable::bmm(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
   check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
-  MESSAGE("bmm uses the " + std::string(cpu::gemm::isa_in_use()) + " build");
+  const std::string isa = cpu::gemm::isa_in_use();
+  MESSAGE("bmm uses the ", isa, " build");
   if (cpu::gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
       __builtin_cpu_supports("fma")) {
     std::vector<double> cd(2 * m * n);
