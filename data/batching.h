@@ -127,7 +127,9 @@ struct LoaderOptions {
 
 // Background prefetch: batches for steps [first_step, first_step + num_steps) are
 // built by `threads` workers and handed out strictly in step order. A worker's error
-// (e.g. a corrupt image, naming the file) is rethrown from next().
+// (e.g. a corrupt image, naming the file) is rethrown from next(), after the batches
+// of earlier steps. The dataset must outlive the loader; the tokenizer is used only in
+// the constructor (all texts are tokenised up front).
 class BatchLoader {
  public:
   BatchLoader(const Dataset& dataset, const ClipTokenizer& tokenizer, const LoaderOptions& options);
