@@ -98,6 +98,11 @@ Tensor repeat_interleave(const Tensor& x, int64_t repeats, int64_t dim);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 
 // ---- attention -----------------------------------------------------------------
+// Which implementation attention uses (see tensor/ops/attention.cpp): the device's fused
+// kernel, or batched GEMMs around a masked softmax. Auto: GEMMs on CUDA for short keys.
+enum class AttentionPath { Auto, Fused, Gemm };
+void set_attention_path(AttentionPath path);
+AttentionPath attention_path();
 struct AttentionResult { Tensor out, lse; };
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& key_keep, bool causal, double scale);

@@ -182,7 +182,18 @@ TEST_CASE("cat, stack, split, chunk, repeat_interleave") {
   expect_gradcheck([](auto& x) { return repeat_interleave(x[0], 2, 1); }, {leaf({2, 3})});
 }
 
+namespace {
+// Runs the attention checks once per implementation (fused kernel, GEMMs + softmax).
+struct AttentionPathScope {
+  explicit AttentionPathScope(ops::AttentionPath path) { ops::set_attention_path(path); }
+  ~AttentionPathScope() { ops::set_attention_path(ops::AttentionPath::Auto); }
+};
+}  // namespace
+
 TEST_CASE("scaled-dot-product attention with causal and key-padding masks") {
+  for (ops::AttentionPath path : {ops::AttentionPath::Fused, ops::AttentionPath::Gemm}) {
+  AttentionPathScope scope(path);
+  INFO("attention path " << static_cast<int>(path));
   Tensor q = leaf({2, 2, 3, 4}), k = leaf({2, 2, 5, 4}), v = leaf({2, 2, 5, 4});
   expect_gradcheck([](auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }, {q, k, v});
   Tensor keep = from_vector<bool>({true, true, true, false, false, true, true, true, true, true}, {2, 5});
@@ -201,6 +212,11 @@ TEST_CASE("scaled-dot-product attention with causal and key-padding masks") {
   Tensor expected = ops::matmul(probs, vs);
   std::vector<double> got = out.to_vector<double>(), want = expected.to_vector<double>();
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-12));
+  // a query with no visible key gives a zero output and a zero gradient
+  Tensor none = from_vector<bool>({false, false, false, false}, {1, 4});
+  Tensor hidden = scaled_dot_product_attention(qs, ks, vs, none);
+  for (double value : hidden.to_vector<double>()) CHECK(value == 0.0);
+  }
 }
 
 TEST_CASE("autograd engine: accumulation, retain_graph, detach, no_grad, errors") {

@@ -1,7 +1,92 @@
-// Dispatch for fused scaled-dot-product attention.
+// Dispatch for scaled-dot-product attention, by one of two paths:
+//
+//  - Fused: the device's attention kernel (flash-style on CUDA: online softmax, the
+//    [Lq, Lk] score matrix never leaves the chip).
+//  - Gemm: two batched GEMMs around a masked softmax, written with the other raw ops.
+//    It materialises the scores, [B, H, Lq, Lk], so it only pays for short sequences;
+//    there it hands the O(L^2 D) work to cuBLAS's tensor-core GEMMs, which our flash
+//    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
+//
+// Both compute the same function with the same saved log-sum-exp, so either backward
+// works with either forward. Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
+// MMS_ATTENTION=fused|gemm in the environment (or set_attention_path) overrides.
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
 #include "tensor/ops.h"
 
 namespace mms::ops {
+
+namespace {
+AttentionPath& configured_path() {
+  static AttentionPath path = [] {
+    const char* env = std::getenv("MMS_ATTENTION");
+    if (env && std::strcmp(env, "fused") == 0) return AttentionPath::Fused;
+    if (env && std::strcmp(env, "gemm") == 0) return AttentionPath::Gemm;
+    return AttentionPath::Auto;
+  }();
+  return path;
+}
+
+bool use_gemm_path(const Tensor& q, const Tensor& k) {
+  switch (configured_path()) {
+    case AttentionPath::Fused: return false;
+    case AttentionPath::Gemm: return true;
+    case AttentionPath::Auto: break;
+  }
+  return q.device().is_cuda() && k.size(2) <= 256;
+}
+
+// allowed[b, 0, i, j]: key j is visible to query i (its key_keep entry is nonzero and,
+// when causal, j <= i). Shape [B or 1, 1, Lq, Lk], Bool.
+Tensor visible_keys(const Tensor& key_keep, bool causal, int64_t batch, int64_t lq, int64_t lk, Device device) {
+  Tensor allowed;
+  if (causal) {
+    Tensor rows = reshape(arange(0, static_cast<double>(lq), 1, DType::Int64, device), {lq, 1});
+    Tensor cols = reshape(arange(0, static_cast<double>(lk), 1, DType::Int64, device), {1, lk});
+    allowed = reshape(binary(BinaryOp::Le, cols, rows), {1, 1, lq, lk});
+  }
+  if (key_keep.defined()) {
+    Tensor keep = key_keep.dtype() == DType::Bool
+                      ? key_keep
+                      : binary(BinaryOp::Ne, key_keep, full({}, 0.0, key_keep.dtype(), device));
+    keep = reshape(keep, {batch, 1, 1, lk});
+    allowed = allowed.defined() ? where(keep, allowed, full({}, 0.0, DType::Bool, device))
+                                : expand(keep, {batch, 1, lq, lk});
+  }
+  return allowed;
+}
+
+// scale * q k^T with masked entries at -inf: [B, H, Lq, Lk].
+Tensor masked_scores(const Tensor& q, const Tensor& k, const Tensor& allowed, double scale) {
+  const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2), d = q.size(3);
+  Tensor scores = empty({b * h, lq, lk}, q.dtype(), q.device());
+  backend_for(q.device()).bmm(reshape(q, {b * h, lq, d}), reshape(k, {b * h, lk, d}), scores, false, true, scale, 0.0);
+  scores = reshape(scores, {b, h, lq, lk});
+  if (!allowed.defined()) return scores;
+  return where(allowed, scores, full({}, -std::numeric_limits<double>::infinity(), q.dtype(), q.device()));
+}
+
+// Probabilities from the masked scores; rows with no visible key are all zero
+// (softmax of an all -inf row is NaN there, and `where` replaces it).
+Tensor zero_hidden(const Tensor& probs, const Tensor& allowed) {
+  if (!allowed.defined()) return probs;
+  return where(allowed, probs, full({}, 0.0, probs.dtype(), probs.device()));
+}
+
+// [B, H, L, X] @ [B, H, X, Y] style batched product over the flattened B*H.
+void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha) {
+  const int64_t bh = a.size(0) * a.size(1);
+  Tensor out3 = reshape(out, {bh, out.size(2), out.size(3)});
+  backend_for(a.device()).bmm(reshape(a.contiguous(), {bh, a.size(2), a.size(3)}),
+                              reshape(b.contiguous(), {bh, b.size(2), b.size(3)}), out3, trans_a, trans_b, alpha,
+                              0.0);
+}
+}  // namespace
+
+void set_attention_path(AttentionPath path) { configured_path() = path; }
+AttentionPath attention_path() { return configured_path(); }
 
 namespace {
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
@@ -35,10 +120,18 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   AttentionResult result;
   result.out = empty(q.shape(), q.dtype(), q.device());
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, q.dtype(), q.device());
-  if (q.numel() > 0)
-    backend_for(q.device()).attention(q.contiguous(), k.contiguous(), v.contiguous(),
-                                      key_keep.defined() ? key_keep.contiguous() : key_keep, causal,
-                                      scale, result.out, result.lse);
+  if (q.numel() == 0) return result;
+  if (use_gemm_path(q, k) && k.size(2) > 0) {
+    Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
+    Tensor scores = masked_scores(q.contiguous(), k.contiguous(), allowed, scale);
+    result.lse = logsumexp(scores, {-1});
+    Tensor probs = zero_hidden(softmax(scores, -1), allowed);
+    batched_gemm(probs, v, result.out, false, false, 1.0);
+    return result;
+  }
+  backend_for(q.device()).attention(q.contiguous(), k.contiguous(), v.contiguous(),
+                                    key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale,
+                                    result.out, result.lse);
   return result;
 }
 
@@ -52,7 +145,21 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   grads.grad_q = empty(q.shape(), q.dtype(), q.device());
   grads.grad_k = empty(k.shape(), k.dtype(), k.device());
   grads.grad_v = empty(v.shape(), v.dtype(), v.device());
-  if (q.numel() > 0 && k.numel() > 0) {
+  if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
+    // P = exp(S - lse) (hidden keys 0);  dV = P^T dO;  dP = dO V^T;
+    // dS = P * (dP - rowsum(dP * P))  (the softmax backward; rowsum(dP*P) = rowsum(dO*O));
+    // dQ = scale dS K;  dK = scale dS^T Q.
+    Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
+    Tensor scores = masked_scores(q.contiguous(), k.contiguous(), allowed, scale);
+    Tensor probs = zero_hidden(exp(sub(scores, unsqueeze(lse, -1))), allowed);
+    const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2);
+    Tensor grad_probs = empty({b, h, lq, lk}, q.dtype(), q.device());
+    batched_gemm(grad_out, v, grad_probs, false, true, 1.0);
+    Tensor grad_scores = softmax_backward(grad_probs, probs, -1, false);
+    batched_gemm(grad_scores, k, grads.grad_q, false, false, scale);
+    batched_gemm(grad_scores, q, grads.grad_k, true, false, scale);
+    batched_gemm(probs, grad_out, grads.grad_v, true, false, 1.0);
+  } else if (q.numel() > 0 && k.numel() > 0) {
     backend_for(q.device()).attention_backward(
         grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
         key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale, grads.grad_q,

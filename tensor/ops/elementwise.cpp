@@ -45,7 +45,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_op_name(op);
   check_same_device(name, a, b);
   check_same_dtype(name, a, b);
-  if (!is_comparison(op)) check_floating(name, a);
+  // Division and powers need a floating type; +, -, *, max, min are exact on integers
+  // too (the kernels reject Bool arithmetic with a clear error).
+  if (op == BinaryOp::Div || op == BinaryOp::Pow) check_floating(name, a);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = empty(shape, is_comparison(op) ? DType::Bool : a.dtype(), a.device());
   if (out.numel() > 0) backend_for(a.device()).binary(op, expand(a, shape), expand(b, shape), out);

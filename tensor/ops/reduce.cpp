@@ -45,9 +45,46 @@ ReductionPlan plan_reduction(const Tensor& x, std::vector<int64_t> dims, const c
 }
 }  // namespace
 
+namespace {
+// Sum over the leading `lead` dims of a contiguous tensor as one GEMV:
+// [1, M] ones @ [M, N] -> [1, N]. The generic path would first transpose x so the
+// reduced dims come last (a full copy); this reads x once, and it is the shape of
+// every bias gradient (sum of dy over all rows) and of most broadcast gradients.
+bool sums_leading_dims(const Tensor& x, const std::vector<int64_t>& dims, int64_t& lead) {
+  if (dims.empty() || !x.is_contiguous()) return false;
+  std::vector<bool> reduced(x.dim(), false);
+  for (int64_t d : dims) reduced[wrap_dim(d, x.dim(), "sum")] = true;
+  lead = 0;
+  while (lead < x.dim() && reduced[lead]) ++lead;
+  for (int64_t d = lead; d < x.dim(); ++d)
+    if (reduced[d]) return false;
+  return lead > 0 && lead < x.dim();
+}
+
+Tensor sum_leading_dims(const Tensor& x, int64_t lead, bool keepdim) {
+  int64_t m = 1;
+  for (int64_t d = 0; d < lead; ++d) m *= x.size(d);
+  const int64_t n = x.numel() / std::max<int64_t>(m, 1);
+  Tensor out = empty({1, 1, n}, x.dtype(), x.device());
+  if (m == 0) {
+    fill_(out, 0.0);
+  } else {
+    Tensor ones_row = full({1, 1, m}, 1.0, x.dtype(), x.device());
+    backend_for(x.device()).bmm(ones_row, reshape(x, {1, m, n}), out, false, false, 1.0, 0.0);
+  }
+  Shape shape;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (d >= lead) shape.push_back(x.size(d));
+    else if (keepdim) shape.push_back(1);
+  return reshape(out, shape);
+}
+}  // namespace
+
 Tensor reduce(ReduceOp op, const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
   const char* name = reduce_op_name(op);
   check_floating(name, x);
+  int64_t lead = 0;
+  if (op == ReduceOp::Sum && sums_leading_dims(x, dims, lead)) return sum_leading_dims(x, lead, keepdim);
   ReductionPlan plan = plan_reduction(x, std::move(dims), name);
   const Shape& out_shape = keepdim ? plan.kept : plan.squeezed;
   const DType out_dtype = op == ReduceOp::ArgMax ? DType::Int64 : x.dtype();
