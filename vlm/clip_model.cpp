@@ -172,7 +172,7 @@ TowerOutput CLIPTextTransformer::forward(const Tensor& ids, const Tensor& attent
 
 // ---- CLIPModel ------------------------------------------------------------------
 
-CLIPModel::CLIPModel(const CLIPConfig& c, uint64_t seed) : Module("CLIPModel"), config(c) {
+CLIPModel::CLIPModel(const CLIPConfig& c, std::optional<uint64_t> seed) : Module("CLIPModel"), config(c) {
   text_model = register_module("text_model", std::make_shared<CLIPTextTransformer>(c.text));
   vision_model = register_module("vision_model", std::make_shared<CLIPVisionTransformer>(c.vision));
   visual_projection = register_module(
@@ -180,7 +180,7 @@ CLIPModel::CLIPModel(const CLIPConfig& c, uint64_t seed) : Module("CLIPModel"), 
   text_projection = register_module(
       "text_projection", std::make_shared<nn::Linear>(c.text.hidden_size, c.projection_dim, false));
   logit_scale = register_parameter("logit_scale", scalar_tensor(c.logit_scale_init_value));
-  init_clip_weights(*this, seed);
+  if (seed) init_clip_weights(*this, *seed);
 }
 
 Tensor CLIPModel::image_features(const Tensor& pixels) const {
@@ -267,7 +267,7 @@ void drop_position_ids(std::map<std::string, Tensor>& weights) {
 
 std::shared_ptr<CLIPModel> load_clip_pretrained(const std::string& dir, DType dtype) {
   CLIPConfig config = load_clip_config(dir);
-  auto model = std::make_shared<CLIPModel>(config);
+  auto model = std::make_shared<CLIPModel>(config, std::nullopt);  // weights come from the file
   model->to(dtype);
   TensorMap weights = load_safetensors_dir(dir, dtype);
   drop_position_ids(weights);

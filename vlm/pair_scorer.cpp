@@ -62,8 +62,9 @@ PairHead::Output PairHead::forward(const Tensor& image_embeds, const Tensor& tex
   return out;
 }
 
-PairScorer::PairScorer(const CLIPConfig& clip_config, const PairHeadConfig& head_config, uint64_t seed)
-    : CLIPModel(clip_config, seed) {
+PairScorer::PairScorer(const CLIPConfig& clip_config, const PairHeadConfig& head_config, uint64_t seed,
+                       bool random_clip)
+    : CLIPModel(clip_config, random_clip ? std::optional<uint64_t>(seed) : std::nullopt) {
   head = register_module("head", std::make_shared<PairHead>(clip_config.projection_dim, head_config, seed));
 }
 
@@ -117,7 +118,7 @@ std::shared_ptr<PairScorer> load_pair_scorer(const std::string& path, DType dtyp
   } catch (const std::logic_error&) {  // stoll / stod: invalid_argument, out_of_range
     fail(path, ": __metadata__ head_hidden_size / head_dropout are not numbers");
   }
-  auto model = std::make_shared<PairScorer>(clip_config, head_config);
+  auto model = std::make_shared<PairScorer>(clip_config, head_config, 0, /*random_clip=*/false);
   model->to(dtype);
   nn::StateDict state;
   for (auto& [name, t] : contents.tensors) state[name] = is_floating(t.dtype()) ? t.to(dtype) : t;
@@ -131,7 +132,7 @@ std::shared_ptr<PairScorer> load_pair_scorer(const std::string& path, DType dtyp
 
 std::shared_ptr<PairScorer> pair_scorer_from_clip(const std::string& clip_dir, const PairHeadConfig& head_config,
                                                   uint64_t seed, DType dtype) {
-  auto model = std::make_shared<PairScorer>(load_clip_config(clip_dir), head_config, seed);
+  auto model = std::make_shared<PairScorer>(load_clip_config(clip_dir), head_config, seed, /*random_clip=*/false);
   model->to(dtype);
   load_clip_part(*model, load_safetensors_dir(clip_dir, dtype), clip_dir);
   return model;

@@ -56,7 +56,10 @@ class PairHead : public nn::Module {
 // child "head".
 class PairScorer : public CLIPModel {
  public:
-  PairScorer(const CLIPConfig& clip_config, const PairHeadConfig& head_config, uint64_t seed = 0);
+  // The head is always drawn from `seed`; the CLIP part too when random_clip, else it
+  // keeps the layers' default init (for weights about to be loaded: see CLIPModel).
+  PairScorer(const CLIPConfig& clip_config, const PairHeadConfig& head_config, uint64_t seed = 0,
+             bool random_clip = true);
 
   struct Output {
     Tensor score, score_logit, modality_logits;  // [N*K], [N*K], [N*K, 3]
