@@ -1,0 +1,295 @@
+// The finetune program's fault rules, driven through its own trainer (the sources of
+// examples/finetune/ are compiled into this test, see tests/CMakeLists.txt):
+//   * a run interrupted at step k and resumed from its checkpoint gives, on the CPU,
+//     bit-identical losses, gradient norms and final weights to an uninterrupted run;
+//   * a resume with other trajectory settings is refused, naming them;
+//   * a NaN loss stops the run naming the step and the term, the last checkpoint stays;
+//   * a failed checkpoint write (file size limit = a full disk) throws and leaves the
+//     previous checkpoint byte for byte;
+//   * a stop request finishes the step, saves and returns Interrupted.
+// A tiny model on a 40-image synthetic set keeps it to seconds.
+#include <doctest/doctest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "batch.h"
+#include "checkpoint.h"
+#include "setup.h"
+#include "tensor/safetensors.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+using namespace mmsft;
+
+namespace {
+
+const Logger kQuiet = [](const std::string&) {};
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("mms_test_finetune_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// The synthetic set, generated once per test process.
+const std::string& dataset_root() {
+  static const std::string root = ensure_synthetic_dataset(scratch("cache").string(), 40, kQuiet);
+  return root;
+}
+
+Options tiny_options(const fs::path& out) {
+  Options o;
+  o.data = dataset_root();
+  o.vocab = (fs::path(dataset_root()) / "vocab").string();
+  o.out = out.string();
+  o.image_size = 32;
+  o.patch_size = 16;
+  o.width = 32;
+  o.layers = 1;
+  o.heads = 2;
+  o.context_length = 24;
+  o.batch_lists = 4;
+  o.list_size = 4;
+  o.steps = 8;
+  o.eval_every = 4;
+  o.head_dropout = 0.2;  // dropout on: the generator state must survive the resume
+  o.quiet = true;
+  return o;
+}
+
+const RunData& run_data() {
+  static const RunData data = load_run_data(tiny_options(scratch("unused")), kQuiet);
+  return data;
+}
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Bitwise equality of two float tensors (NaN-safe, no tolerance).
+bool same_bits(const mms::Tensor& a, const mms::Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const mms::Tensor ca = a.contiguous(), cb = b.contiguous();
+  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * ca.element_size()) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("finetune: the synthetic cache is built once and reused") {
+  const std::string root = dataset_root();
+  CHECK(fs::exists(fs::path(root) / "COMPLETE"));
+  CHECK(fs::exists(fs::path(root) / "vocab" / "vocab.json"));
+  const auto stamp = fs::last_write_time(fs::path(root) / "COMPLETE");
+  CHECK(ensure_synthetic_dataset(fs::path(root).parent_path().string(), 40, kQuiet) == root);
+  CHECK(fs::last_write_time(fs::path(root) / "COMPLETE") == stamp);
+  CHECK(run_data().train.images.size() + run_data().val.images.size() + run_data().test.images.size() == 40);
+}
+
+TEST_CASE("finetune: resuming from a checkpoint repeats the uninterrupted run bit for bit") {
+  const RunData& data = run_data();
+
+  Options straight = tiny_options(scratch("straight"));
+  auto model_a = build_model(straight, data);
+  Trainer a(straight, data, model_a);
+  REQUIRE(a.train() == Trainer::End::Finished);
+  REQUIRE(a.log().size() == 8);
+
+  Options split = tiny_options(scratch("split"));
+  {
+    auto model = build_model(split, data);
+    Trainer first(split, data, model);
+    REQUIRE(first.train(/*until_step=*/5) == Trainer::End::Paused);
+    CHECK(first.step() == 5);
+  }
+  // A new process would start here: fresh model (other init seed even), fresh trainer.
+  split.resume = true;
+  Options other_init = split;
+  other_init.seed = 12345;
+  auto model_b = build_model(other_init, data);
+  Trainer b(split, data, model_b);
+  b.resume();
+  CHECK(b.step() == 5);
+  REQUIRE(b.train() == Trainer::End::Finished);
+  REQUIRE(b.log().size() == 8);
+
+  for (size_t i = 0; i < 8; ++i) {
+    CAPTURE(i);
+    const LogRow &x = a.log()[i], &y = b.log()[i];
+    CHECK(x.step == y.step);
+    CHECK(std::memcmp(&x.loss, &y.loss, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.loss_listmle, &y.loss_listmle, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.loss_mse, &y.loss_mse, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.loss_modality, &y.loss_modality, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.grad_norm, &y.grad_norm, sizeof(double)) == 0);
+    CHECK(std::memcmp(&x.lr, &y.lr, sizeof(double)) == 0);
+  }
+  // The losses really moved (the comparison is not between constants).
+  CHECK(a.log()[0].loss != a.log()[7].loss);
+  CHECK(a.log()[3].val_ndcg5.has_value());
+  CHECK(b.log()[7].val_ndcg5.has_value());
+  CHECK(*a.log()[7].val_ndcg5 == *b.log()[7].val_ndcg5);
+
+  const auto state_a = model_a->state_dict(), state_b = model_b->state_dict();
+  REQUIRE(state_a.size() == state_b.size());
+  for (const auto& [name, t] : state_a) {
+    CAPTURE(name);
+    CHECK(same_bits(t, state_b.at(name)));
+  }
+  // Both final checkpoints hold the same bytes for the model and optimizer tensors.
+  auto ca = mms::load_safetensors(a.checkpoint_path()), cb = mms::load_safetensors(b.checkpoint_path());
+  REQUIRE(ca.size() == cb.size());
+  for (const auto& [name, t] : ca) {
+    CAPTURE(name);
+    CHECK(same_bits(t, cb.at(name)));
+  }
+}
+
+TEST_CASE("finetune: the checkpoint is HF names + head.* + optimizer.*, and loads as a scorer") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("layout"));
+  o.steps = 2;
+  auto model = build_model(o, data);
+  Trainer t(o, data, model);
+  REQUIRE(t.train() == Trainer::End::Finished);
+  const auto tensors = mms::load_safetensors(t.checkpoint_path());
+  CHECK(tensors.count("vision_model.embeddings.patch_embedding.weight") == 1);
+  CHECK(tensors.count("text_model.final_layer_norm.weight") == 1);
+  CHECK(tensors.count("logit_scale") == 1);
+  CHECK(tensors.count("head.fusion.weight") == 1);
+  CHECK(tensors.count("optimizer.exp_avg.head.fusion.weight") == 1);
+  CHECK(tensors.count("optimizer.exp_avg_sq.text_model.embeddings.token_embedding.weight") == 1);
+  CHECK(tensors.at("optimizer.step.head.score.bias").item() == 2.0);
+  CHECK(fs::exists(fs::path(o.out) / "train_log.csv"));
+  CHECK(fs::exists(fs::path(o.out) / "curves.svg"));
+
+  auto scorer = load_scorer_from_checkpoint(t.checkpoint_path());
+  for (const auto& [name, p] : model->state_dict()) {
+    CAPTURE(name);
+    CHECK(same_bits(p, scorer->state_dict().at(name)));
+  }
+}
+
+TEST_CASE("finetune: --resume with other settings is refused, naming them") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("mismatch"));
+  o.steps = 2;
+  {
+    Trainer t(o, data, build_model(o, data));
+    t.train();
+  }
+  o.resume = true;
+  o.lr = 5e-4;
+  o.objective = "bce";
+  Trainer t(o, data, build_model(o, data));
+  try {
+    t.resume();
+    FAIL("resume accepted other settings");
+  } catch (const mms::Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("lr") != std::string::npos);
+    CHECK(message.find("objective") != std::string::npos);
+  }
+  Options fresh = tiny_options(scratch("nothing-here"));
+  fresh.resume = true;
+  Trainer none(fresh, data, build_model(fresh, data));
+  CHECK_THROWS_WITH_AS(none.resume(), doctest::Contains("no checkpoint"), mms::Error);
+}
+
+TEST_CASE("finetune: a NaN loss stops the run naming the step and the term; the last checkpoint stays") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("nan"));
+  o.save_every = 2;
+  o.inject_nan_at_step = 5;
+  auto model = build_model(o, data);
+  Trainer t(o, data, model);
+  try {
+    t.train();
+    FAIL("the NaN was not noticed");
+  } catch (const NonFiniteError& e) {
+    const std::string message = e.what();
+    CHECK(message.find("step 5") != std::string::npos);
+    CHECK(message.find("listmle") != std::string::npos);
+  }
+  CHECK(t.step() == 4);  // the NaN step did not update anything
+  // The checkpoint on disk is the one of step 4.
+  mms::SafetensorsContents c = mms::load_safetensors_with_metadata(t.checkpoint_path());
+  CHECK(c.metadata.at("finetune_step") == "4");
+}
+
+TEST_CASE("finetune: a failed checkpoint write throws and leaves the previous checkpoint intact") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("disk-full"));
+  o.steps = 3;
+  auto model = build_model(o, data);
+  Trainer t(o, data, model);
+  REQUIRE(t.train(2) == Trainer::End::Paused);
+  const std::string before = file_bytes(t.checkpoint_path());
+  REQUIRE(before.size() > 10000);
+
+  // A file size limit makes write() fail with EFBIG, as a full disk fails with ENOSPC.
+  std::signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  rlimit small = old;
+  small.rlim_cur = 4096;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  bool threw = false;
+  try {
+    t.train();  // step 3, then the final save fails
+  } catch (const mms::Error&) {
+    threw = true;
+  }
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
+  std::signal(SIGXFSZ, SIG_DFL);
+  CHECK(threw);
+  CHECK(file_bytes(t.checkpoint_path()) == before);
+  for (const auto& entry : fs::directory_iterator(o.out))  // no temporary file left behind
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("finetune: a stop request finishes the step, saves and returns Interrupted") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("interrupt"));
+  Trainer t(o, data, build_model(o, data));
+  std::atomic<bool> stop{true};
+  CHECK(t.train(-1, &stop) == Trainer::End::Interrupted);
+  CHECK(t.step() == 1);
+  mms::SafetensorsContents c = mms::load_safetensors_with_metadata(t.checkpoint_path());
+  CHECK(c.metadata.at("finetune_step") == "1");
+}
+
+TEST_CASE("finetune: --ablate replaces one modality by a constant") {
+  const RunData& data = run_data();
+  mms::data::SamplerOptions so;
+  so.batch_lists = 3;
+  so.list_size = 4;
+  mms::data::ListSampler sampler(data.train, so);
+  mms::data::TokenizedDataset tokens = mms::data::tokenize_dataset(data.train, *data.tokenizer, data.context_length);
+  const mms::data::ListBatch original =
+      mms::data::make_batch(data.train, tokens, sampler.batch_at_step(0), 4, data.image, nullptr);
+  const mms::data::TokenizedText empty = data.tokenizer->encode("", data.context_length);
+
+  mms::data::ListBatch image = original;
+  apply_ablation(image, "image", empty);
+  CHECK(image.input_ids == original.input_ids);
+  for (float v : image.pixels) CHECK(v == 0.0f);
+  CHECK(std::any_of(original.pixels.begin(), original.pixels.end(), [](float v) { return v != 0.0f; }));
+
+  mms::data::ListBatch text = original;
+  apply_ablation(text, "text", empty);
+  CHECK(text.pixels == original.pixels);
+  CHECK(text.input_ids != original.input_ids);
+  const size_t L = static_cast<size_t>(data.context_length);
+  for (size_t row = 0; row * L < text.input_ids.size(); ++row) {
+    CHECK(std::equal(empty.input_ids.begin(), empty.input_ids.end(), text.input_ids.begin() + row * L));
+    CHECK(std::equal(empty.attention_mask.begin(), empty.attention_mask.end(), text.attention_mask.begin() + row * L));
+  }
+}
