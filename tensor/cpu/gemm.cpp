@@ -2,8 +2,10 @@
 //
 // This file checks the operands, decides how to thread, and picks the Eigen build:
 // the AVX2+FMA one (gemm_avx2.cpp) when it was compiled and the CPU has AVX2 and FMA,
-// else the baseline one compiled here. The loop itself is tensor/cpu/gemm_eigen.inl.
+// else the baseline one compiled here (MMS_CPU_GEMM=baseline forces the latter). The loop itself is tensor/cpu/gemm_eigen.inl.
 #include <Eigen/Core>
+#include <cstdlib>
+#include <cstring>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/gemm_kernel.h"
@@ -20,9 +22,15 @@ namespace {
 // to pay, so batches of them are better split across threads.
 constexpr int64_t kSmallGemmMacs = int64_t(1) << 21;
 
+// MMS_CPU_GEMM=baseline forces the baseline build (to compare like with like in
+// bench/cpu_ops, or to rule the AVX2 build out when chasing a numerical difference).
 bool use_avx2() {
-  static const bool yes = gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma");
+  static const bool yes = [] {
+    const char* forced = std::getenv("MMS_CPU_GEMM");
+    if (forced && std::strcmp(forced, "baseline") == 0) return false;
+    return gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+  }();
   return yes;
 }
 
