@@ -255,12 +255,33 @@ void bench_attention() {
     Tensor gq = empty_gpu(shape), gk = empty_gpu(shape), gv = empty_gpu(shape);
     const double scale = 1.0 / std::sqrt(double(c.D));
     auto ref = ops::attention(q.to(Device::cpu()), k.to(Device::cpu()), v.to(Device::cpu()), Tensor(), c.causal, scale);
-    auto got = ops::attention(q, k, v, Tensor(), c.causal, scale);
-    validate("flash out vs cpu", got.out, ref.out);
     auto ref_grads = ops::attention_backward(g.to(Device::cpu()), q.to(Device::cpu()), k.to(Device::cpu()),
                                              v.to(Device::cpu()), ref.out, ref.lse, Tensor(), c.causal, scale);
-    auto got_grads = ops::attention_backward(g, q, k, v, got.out, got.lse, Tensor(), c.causal, scale);
-    validate("flash grad_k vs cpu", got_grads.grad_k, ref_grads.grad_k);
+    // Both GPU paths of ops::attention (tensor/ops/attention.cpp) are validated, then timed.
+    for (ops::AttentionPath path : {ops::AttentionPath::Fused, ops::AttentionPath::Gemm}) {
+      ops::set_attention_path(path);
+      const std::string label = path == ops::AttentionPath::Fused ? "flash" : "gemm-path";
+      auto got = ops::attention(q, k, v, Tensor(), c.causal, scale);
+      validate((label + " out vs cpu").c_str(), got.out, ref.out);
+      auto got_grads = ops::attention_backward(g, q, k, v, got.out, got.lse, Tensor(), c.causal, scale);
+      validate((label + " grad_q vs cpu").c_str(), got_grads.grad_q, ref_grads.grad_q);
+      validate((label + " grad_k vs cpu").c_str(), got_grads.grad_k, ref_grads.grad_k);
+      validate((label + " grad_v vs cpu").c_str(), got_grads.grad_v, ref_grads.grad_v);
+    }
+    ops::set_attention_path(ops::AttentionPath::Gemm);
+    for (bool tf32 : {false, true}) {
+      cuda::set_tf32_enabled(tf32);
+      auto fwd = ops::attention(q, k, v, Tensor(), c.causal, scale);
+      const double flops_fwd = 4.0 * c.B * c.H * c.L * c.L * c.D * (c.causal ? 0.5 : 1.0);
+      report_compute("attention fwd", tf32 ? "gemm tf32" : "gemm", time_us([&] {
+        ops::attention(q, k, v, Tensor(), c.causal, scale);
+      }), flops_fwd, tf32 ? g_peak_tf32 : g_peak_fp32);
+      report_compute("attention bwd", tf32 ? "gemm tf32" : "gemm", time_us([&] {
+        ops::attention_backward(g, q, k, v, fwd.out, fwd.lse, Tensor(), c.causal, scale);
+      }), 2.5 * flops_fwd, tf32 ? g_peak_tf32 : g_peak_fp32);
+    }
+    cuda::set_tf32_enabled(false);
+    ops::set_attention_path(ops::AttentionPath::Auto);
     const cuda::AttentionShape s{c.B, c.H, c.L, c.L, c.D};
     const double flops = 4.0 * c.B * c.H * c.L * c.L * c.D * (c.causal ? 0.5 : 1.0);
     report_compute("attention fwd", "naive", time_us([&] {
