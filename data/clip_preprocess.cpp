@@ -1,8 +1,40 @@
 #include "data/clip_preprocess.h"
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "tensor/error.h"
 
 namespace mms::data {
+
+ClipImageConfig load_clip_image_config(const std::string& model_dir, int64_t image_size) {
+  ClipImageConfig c;
+  c.size = c.crop_size = image_size;
+  const std::filesystem::path path = std::filesystem::path(model_dir) / "preprocessor_config.json";
+  if (model_dir.empty() || !std::filesystem::exists(path)) return c;
+  std::ifstream in(path);
+  MMS_CHECK(in.good(), path.string(), ": cannot open");
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    if (j.contains("size")) {  // {"shortest_edge": 224} in recent files, 224 in old ones
+      const auto& s = j["size"];
+      c.size = s.is_object() ? s.value("shortest_edge", c.size) : s.get<int64_t>();
+    }
+    if (j.contains("crop_size")) {
+      const auto& s = j["crop_size"];
+      c.crop_size = s.is_object() ? s.value("height", c.crop_size) : s.get<int64_t>();
+    }
+    if (j.contains("image_mean")) c.mean = j["image_mean"].get<std::array<double, 3>>();
+    if (j.contains("image_std")) c.std = j["image_std"].get<std::array<double, 3>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(path.string(), ": ", e.what());
+  }
+  MMS_CHECK(c.crop_size == image_size, path.string(), ": crop_size ", c.crop_size,
+            " differs from the vision config's image_size ", image_size);
+  MMS_CHECK(c.size >= c.crop_size, path.string(), ": size ", c.size, " is smaller than crop_size ", c.crop_size);
+  return c;
+}
 
 std::pair<int64_t, int64_t> shortest_edge_size(int64_t width, int64_t height, int64_t size) {
   MMS_CHECK(width > 0 && height > 0 && size > 0, "clip preprocess: bad sizes ", width, "x", height, " -> ", size);

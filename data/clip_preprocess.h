@@ -20,6 +20,12 @@ struct ClipImageConfig {
   std::array<double, 3> std{0.26862954, 0.26130258, 0.27577711};
 };
 
+// The settings a Hugging Face checkpoint directory's preprocessor_config.json gives
+// (size.shortest_edge, crop_size.height, image_mean, image_std); without that file,
+// size = crop_size = image_size with CLIP's mean/std. The crop must equal image_size
+// (the vision tower's input side); errors name the file.
+ClipImageConfig load_clip_image_config(const std::string& model_dir, int64_t image_size);
+
 // (width, height) after the shortest-edge resize.
 std::pair<int64_t, int64_t> shortest_edge_size(int64_t width, int64_t height, int64_t size);
 

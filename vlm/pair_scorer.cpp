@@ -98,7 +98,11 @@ void save_pair_scorer(const PairScorer& model, const std::string& path) {
 }
 
 std::shared_ptr<PairScorer> load_pair_scorer(const std::string& path, DType dtype) {
-  SafetensorsContents contents = load_safetensors_with_metadata(path);
+  return pair_scorer_from_contents(load_safetensors_with_metadata(path), path, dtype);
+}
+
+std::shared_ptr<PairScorer> pair_scorer_from_contents(const SafetensorsContents& contents, const std::string& path,
+                                                      DType dtype) {
   auto meta = [&](const char* key) -> const std::string& {
     auto it = contents.metadata.find(key);
     MMS_CHECK(it != contents.metadata.end(), path, ": not a pair scorer file (no '", key,

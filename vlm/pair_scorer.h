@@ -21,6 +21,7 @@
 #include <string>
 
 #include "nn/layers.h"
+#include "tensor/safetensors.h"
 #include "vlm/clip_model.h"
 
 namespace mms::vlm {
@@ -77,6 +78,11 @@ class PairScorer : public CLIPModel {
 void save_pair_scorer(const PairScorer& model, const std::string& path);
 // Rebuilds a scorer from a file written by save_pair_scorer, in `dtype`.
 std::shared_ptr<PairScorer> load_pair_scorer(const std::string& path, DType dtype = DType::Float32);
+// The same from a file already read: for files that carry more than the scorer (a
+// training checkpoint's optimizer.* tensors), which the caller removes first. `source`
+// names the file in errors.
+std::shared_ptr<PairScorer> pair_scorer_from_contents(const SafetensorsContents& contents, const std::string& source,
+                                                      DType dtype = DType::Float32);
 // A scorer whose CLIP part comes from a Hugging Face checkpoint directory and whose
 // head is freshly initialised from `seed`.
 std::shared_ptr<PairScorer> pair_scorer_from_clip(const std::string& clip_dir, const PairHeadConfig& head_config,
