@@ -13,6 +13,7 @@
 
 #include "autograd/api.h"
 #include "batch.h"
+#include "data/rng.h"
 #include "tensor/error.h"
 
 namespace mmsft {
@@ -129,29 +130,49 @@ void write_predictions_jsonl(const std::string& path, const std::vector<ScoredPa
   write_file_atomically(path, text);
 }
 
-std::string format_metrics_table(const mms::losses::Metrics& m, const std::string& title) {
+std::string format_metrics_table(const mms::losses::Metrics& m, const std::string& title,
+                                 const mms::losses::Metrics* baseline) {
   std::ostringstream os;
-  char line[160];
-  auto row = [&](const char* name, double v, const std::string& note = "") {
-    std::snprintf(line, sizeof line, "  %-22s %8s  %s\n", name, value_str(v).c_str(), note.c_str());
+  char line[200];
+  auto row = [&](const char* name, double v, double b, const std::string& note = "") {
+    if (baseline)
+      std::snprintf(line, sizeof line, "  %-22s %8s  %8s  %s\n", name, value_str(v).c_str(), value_str(b).c_str(),
+                    note.c_str());
+    else
+      std::snprintf(line, sizeof line, "  %-22s %8s  %s\n", name, value_str(v).c_str(), note.c_str());
     os << line;
   };
+  const mms::losses::Metrics& r = baseline ? *baseline : m;
   os << title << ": " << m.n_predictions << " scenarios, " << m.n_image_groups << " images\n";
-  row("ndcg@5", m.ndcg_at_5);
-  row("mrr", m.mrr);
-  row("kendall_tau", m.kendall_tau, "tau-b, mean over " + std::to_string(m.kendall_tau_n) + " images");
-  row("pairwise_acc_d0", m.pairwise_acc_d0, std::to_string(m.pairwise_acc_d0_n) + " pairs");
-  row("pairwise_acc_d1", m.pairwise_acc_d1, std::to_string(m.pairwise_acc_d1_n) + " pairs (gold gap >= 1)");
+  if (baseline) {
+    std::snprintf(line, sizeof line, "  %-22s %8s  %8s\n", "", "model", "random");
+    os << line;
+  }
+  row("ndcg@5", m.ndcg_at_5, r.ndcg_at_5);
+  row("mrr", m.mrr, r.mrr);
+  row("kendall_tau", m.kendall_tau, r.kendall_tau, "tau-b, mean over " + std::to_string(m.kendall_tau_n) + " images");
+  row("pairwise_acc_d0", m.pairwise_acc_d0, r.pairwise_acc_d0, std::to_string(m.pairwise_acc_d0_n) + " pairs");
+  row("pairwise_acc_d1", m.pairwise_acc_d1, r.pairwise_acc_d1,
+      std::to_string(m.pairwise_acc_d1_n) + " pairs (gold gap >= 1)");
   for (size_t c = 0; c < mms::losses::kModalityPairNames.size(); ++c)
     row((std::string("pairwise_acc ") + mms::losses::kModalityPairNames[c]).c_str(), m.pairwise_acc_by_modality[c],
-        std::to_string(m.pairwise_acc_by_modality_n[c]) + " pairs");
-  row("mae", m.mae);
-  row("rmse", m.rmse);
-  row("auc_acceptability", m.auc_acceptability, "acceptable = gold >= 2.5");
-  row("ece", m.ece, "10 bins");
-  row("unsafe_rate", m.unsafe_rate, "unacceptable scenarios scored >= 2.5");
-  row("top1_unsafe_rate", m.top1_unsafe_rate);
+        r.pairwise_acc_by_modality[c], std::to_string(m.pairwise_acc_by_modality_n[c]) + " pairs");
+  row("mae", m.mae, r.mae);
+  row("rmse", m.rmse, r.rmse);
+  row("auc_acceptability", m.auc_acceptability, r.auc_acceptability, "acceptable = gold >= 2.5");
+  row("ece", m.ece, r.ece, "10 bins");
+  row("unsafe_rate", m.unsafe_rate, r.unsafe_rate, "unacceptable scenarios scored >= 2.5");
+  row("top1_unsafe_rate", m.top1_unsafe_rate, r.top1_unsafe_rate);
   return os.str();
+}
+
+mms::losses::Metrics random_scorer_metrics(const std::vector<ScoredPair>& pairs, uint64_t seed) {
+  mms::data::SplitMix64 rng(seed, 0x52414E44ull);
+  std::vector<mms::losses::PredictionRecord> records;
+  for (const ScoredPair& p : pairs)
+    records.push_back({p.image_id, p.gold_rating, 1.0 + 4.0 * rng.uniform(), to_metrics_modality(p.modality),
+                       p.scenario_id});
+  return mms::losses::compute_metrics(records);
 }
 
 std::string format_metrics_line(const mms::losses::Metrics& m) {

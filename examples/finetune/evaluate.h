@@ -45,8 +45,11 @@ class Evaluator {
 // predicted_modality (modalities as "text" | "image" | "both"). Written atomically.
 void write_predictions_jsonl(const std::string& path, const std::vector<ScoredPair>& pairs);
 
-// The metrics table printed at the end of a run.
-std::string format_metrics_table(const mms::losses::Metrics& metrics, const std::string& title);
+// The metrics table printed at the end of a run; with `baseline`, a second column.
+std::string format_metrics_table(const mms::losses::Metrics& metrics, const std::string& title,
+                                 const mms::losses::Metrics* baseline = nullptr);
+// The reference point: the same pairs scored uniformly at random in [1, 5] (seeded).
+mms::losses::Metrics random_scorer_metrics(const std::vector<ScoredPair>& pairs, uint64_t seed);
 // One line for the progress log.
 std::string format_metrics_line(const mms::losses::Metrics& metrics);
 

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   mmsft::Options options;
   int exit_code = 0;
   if (!mmsft::parse_options(argc, argv, &options, &exit_code)) return exit_code;
-  if (options.threads > 0) omp_set_num_threads(options.threads);
+  const int threads = options.threads >= 0 ? options.threads : (options.model.empty() ? 1 : 0);
+  if (threads > 0) omp_set_num_threads(threads);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
                    static_cast<long long>(r.steps), r.checkpoint.c_str(), quoted_command(argc, argv).c_str());
       return 130;
     }
-    std::printf("\n%s", mmsft::format_metrics_table(*r.test, "test metrics").c_str());
+    std::printf("\n%s", mmsft::format_metrics_table(*r.test, "test metrics", &*r.random).c_str());
     std::printf("\ntraining + test evaluation took %.1f s; outputs in %s (metrics.json, predictions_test.jsonl, "
                 "train_log.csv, curves.svg, checkpoint.safetensors)\n",
                 r.seconds, options.out.c_str());

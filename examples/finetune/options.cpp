@@ -146,7 +146,7 @@ bool parse_options(int argc, char** argv, Options* o, int* exit_code) {
       ->capture_default_str()
       ->group(tr);
   app.add_option("--seed", o->seed, "seed for init, sampling, dropout and ties")->capture_default_str()->group(tr);
-  app.add_option("--threads", o->threads, "CPU threads (0 = all cores)")->group(tr);
+  app.add_option("--threads", o->threads, "CPU threads (0 = all cores; default: 1 for the small model, all with --model)")->group(tr);
   app.add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str()->group(tr);
   app.add_option("--head-dropout", o->head_dropout, "dropout in the pair head")->capture_default_str()->group(tr);
   app.add_option("--ablate", o->ablate,

@@ -38,6 +38,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   Evaluator test(data.test, data, o.ablate);
   const EvalResult eval = test.run(*model);
   result.test = eval.metrics;
+  result.random = random_scorer_metrics(eval.pairs, o.seed);
   write_predictions_jsonl((fs::path(o.out) / "predictions_test.jsonl").string(), eval.pairs);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -52,6 +53,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   metrics["data_root"] = data.root;
   metrics["vocab"] = data.vocab_source;
   metrics["config"] = o.to_json();
+  metrics["random_scorer"] = mms::losses::metrics_to_json(*result.random);
   if (trainer.last_validation()) metrics["val"] = mms::losses::metrics_to_json(*trainer.last_validation());
   write_file_atomically((fs::path(o.out) / "metrics.json").string(), metrics.dump(2) + "\n");
   return result;

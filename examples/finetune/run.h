@@ -18,6 +18,7 @@ struct RunResult {
   int64_t steps = 0;
   double seconds = 0;                              // wall time of training + test evaluation
   std::optional<mms::losses::Metrics> test;        // set when the run finished
+  std::optional<mms::losses::Metrics> random;      // a random scorer on the same test pairs
   std::string checkpoint;
 };
 
