@@ -101,8 +101,13 @@ int main(int argc, char** argv) {
     write_predictions(out_path, rows, scores);
     char rate[64];
     std::snprintf(rate, sizeof rate, "%.1f s, %.1f pairs/s", seconds, rows.size() / std::max(seconds, 1e-9));
-    std::cerr << "score: wrote " << rows.size() << " predictions to " << out_path << " (" << rate
-              << "); metrics: evaluate --predictions " << out_path << "\n";
+    std::cerr << "score: wrote " << rows.size() << " predictions to " << out_path << " (" << rate << ")\n";
+    size_t unrated = 0;
+    for (const mmscore::PairRow& r : rows) unrated += !r.gold_rating.has_value();
+    if (unrated == 0)
+      std::cerr << "score: metrics: evaluate --predictions " << out_path << "\n";
+    else  // evaluate needs a gold rating on every row
+      std::cerr << "score: " << unrated << " pairs have no gold_rating, so evaluate cannot score this file\n";
   } catch (const std::exception& e) {
     std::cerr << "score: error: " << e.what() << "\n";
     return 1;
