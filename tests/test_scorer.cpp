@@ -261,3 +261,39 @@ TEST_CASE("score tool: pairs files are read strictly, errors name file:line") {
   write("\n\n");
   CHECK_THROWS_WITH_AS(mmscore::read_pairs_file(name), doctest::Contains("no pairs"), Error);
 }
+
+// The scorer and embed take a Hugging Face directory's image settings through this.
+TEST_CASE("load_clip_image_config: preprocessor_config.json, old and new forms, and its errors") {
+  const fs::path dir = fs::temp_directory_path() / ("mms_test_scorer_" + std::to_string(::getpid())) / "preproc";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& body) { std::ofstream(dir / "preprocessor_config.json") << body; };
+
+  const data::ClipImageConfig none = data::load_clip_image_config("", 32);  // no directory: CLIP's defaults
+  CHECK(none.size == 32);
+  CHECK(none.crop_size == 32);
+  CHECK(none.mean[0] == doctest::Approx(0.48145466));
+
+  write(R"({"size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32},
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 1.0]})");
+  data::ClipImageConfig c = data::load_clip_image_config(dir.string(), 32);
+  CHECK(c.size == 40);
+  CHECK(c.crop_size == 32);
+  CHECK(c.mean[1] == 0.5);
+  CHECK(c.std[2] == 1.0);
+
+  write(R"({"size": 36, "crop_size": 32})");  // the older integer form
+  c = data::load_clip_image_config(dir.string(), 32);
+  CHECK(c.size == 36);
+  CHECK(c.crop_size == 32);
+
+  write(R"({"crop_size": 224})");
+  CHECK_THROWS_WITH_AS(data::load_clip_image_config(dir.string(), 32),
+                       doctest::Contains("crop_size 224 differs from the vision config's image_size 32"), Error);
+  write(R"({"size": "big"})");
+  CHECK_THROWS_WITH_AS(data::load_clip_image_config(dir.string(), 32), doctest::Contains("preprocessor_config.json"),
+                       Error);
+  write("{not json");
+  CHECK_THROWS_WITH_AS(data::load_clip_image_config(dir.string(), 32), doctest::Contains("preprocessor_config.json"),
+                       Error);
+  fs::remove_all(dir);
+}
