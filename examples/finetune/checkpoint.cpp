@@ -80,6 +80,7 @@ void save_checkpoint(const std::string& path, const mms::vlm::PairScorer& model,
       {"rng_offset", std::to_string(state.rng_offset)},
       {"options", state.options.dump()},
       {"trajectory", state.trajectory.dump()},
+      {"vocab", state.vocab},
       {"train_log", log_rows_to_json(state.log).dump()},
   };
   mms::save_safetensors(path, tensors, metadata);
@@ -94,6 +95,7 @@ TrainingState load_checkpoint(const std::string& path, mms::vlm::PairScorer& mod
   state.rng_offset = parse_u64(meta_at(meta, "rng_offset", path), "rng_offset", path);
   state.options = parse_json(meta_at(meta, "options", path), "options", path);
   state.trajectory = parse_json(meta_at(meta, "trajectory", path), "trajectory", path);
+  if (auto it = meta.find("vocab"); it != meta.end()) state.vocab = it->second;
   try {
     state.log = log_rows_from_json(parse_json(meta_at(meta, "train_log", path), "train_log", path));
   } catch (const std::exception& e) {

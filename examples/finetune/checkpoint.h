@@ -11,6 +11,7 @@
 //             rng_seed/offset    the default generator (dropout masks) as decimals
 //             options            the run's settings (Options::to_json)
 //             trajectory         the settings a resume must match
+//             vocab              the tokenizer's path (vlm/scorer.h finds it here)
 //             train_log          the log rows so far (JSON), so train_log.csv and
 //                                curves.svg continue across a resume
 //
@@ -37,6 +38,7 @@ struct TrainingState {
   int64_t step = 0;
   uint64_t rng_seed = 0, rng_offset = 0;
   nlohmann::json options, trajectory;
+  std::string vocab;  // the tokenizer the run used (a path), for scoring tools
   std::vector<LogRow> log;
 };
 

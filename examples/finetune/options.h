@@ -29,7 +29,7 @@ struct Options {
   int64_t batch_lists = 16; // B images per batch
   int64_t epochs = 30;      // used when steps == 0
   int64_t steps = 0;        // total optimizer steps; 0 = epochs * batches per epoch
-  double lr = 3e-3;
+  double lr = 1e-3;   // 3e-3 let the ViT collapse to a constant image embedding for 500-1200 steps
   double weight_decay = 0.01;
   int64_t warmup = -1;      // warmup steps; -1 = 5% of the run
   double grad_clip = 1.0;   // global L2 norm; 0 = no clipping (the norm is still logged)
@@ -56,7 +56,7 @@ struct Options {
   // ---- evaluation, checkpoints, output -----------------------------------------------
   int64_t eval_every = 0;   // 0 = once per epoch
   int64_t save_every = 0;   // 0 = only at the end (and on SIGINT/SIGTERM)
-  int64_t log_every = 10;   // plain progress lines when stdout is not a terminal
+  int64_t log_every = 50;   // plain progress lines when stdout is not a terminal
   std::string out = "runs/finetune";
   bool resume = false;
   bool compare = false;

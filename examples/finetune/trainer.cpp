@@ -246,6 +246,7 @@ void Trainer::save() {
   state.rng_offset = mms::default_generator().offset();
   state.options = options_.to_json();
   state.trajectory = options_.trajectory_json();
+  state.vocab = fs::absolute(data_.vocab_source).string();
   state.log = log_;
   save_checkpoint(checkpoint_path(), *model_, *optimizer_, state);
   write_reports();
