@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <optional>
 
 #include "evaluate.h"
 #include "run.h"
@@ -50,6 +52,24 @@ double metric_value(const nlohmann::json& m, const std::string& name) {
   return m.contains(name) && m[name].is_number() ? m[name].get<double>() : NAN;
 }
 
+// OUT/metrics.json of a finished run whose settings match `o` (else nullopt).
+std::optional<nlohmann::json> finished_run(const Options& o) {
+  const fs::path path = fs::path(o.out) / "metrics.json";
+  if (!fs::exists(path)) return std::nullopt;
+  nlohmann::json j;
+  try {
+    std::ifstream in(path);
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+  if (!j.contains("config") || !j["config"].is_object()) return std::nullopt;
+  const nlohmann::json want = o.trajectory_json();
+  for (auto it = want.begin(); it != want.end(); ++it)
+    if (!j["config"].contains(it.key()) || j["config"][it.key()] != it.value()) return std::nullopt;
+  return j;
+}
+
 }  // namespace
 
 bool run_compare(const Options& base, const RunData& data, const std::atomic<bool>* stop, const Logger& log) {
@@ -66,6 +86,14 @@ bool run_compare(const Options& base, const RunData& data, const std::atomic<boo
       for (char& c : name)
         if (c == '+') c = '_';
       o.out = (fs::path(base.out) / "compare" / (name + "-seed" + std::to_string(o.seed))).string();
+      // A run finished earlier with the same settings (an interrupted --compare, or
+      // seeds trained by parallel processes) is reused, not trained again.
+      if (std::optional<nlohmann::json> m = finished_run(o)) {
+        log(mms::concat("compare: ", objective, ", seed ", o.seed, ": reusing ", o.out, "/metrics.json"));
+        results[objective].push_back(*m);
+        runs.push_back({{"objective", objective}, {"seed", o.seed}, {"out", o.out}, {"reused", true}, {"test", *m}});
+        continue;
+      }
       log(mms::concat("compare: ", objective, ", seed ", o.seed, " -> ", o.out));
       const RunResult r = run_one(o, data, stop, log);
       if (!r.test) return false;
