@@ -6,6 +6,9 @@
 // finite differences of a numpy reference. None is the kernel compared with itself.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,6 +17,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/cpu/gemm_kernel.h"
+#include "tensor/cpu/parallel.h"
 #include "tensor/tensor.h"
 
 using namespace mms;
@@ -914,4 +918,42 @@ TEST_CASE("adamw two steps by hand, and sum_of_squares") {
   CHECK(kernels().sum_of_squares({a, b}) == 14.5);
   std::vector<float> many(100000, 0.5f);
   CHECK(kernels().sum_of_squares({f32(many, {100000})}) == 25000.0);
+}
+
+// tensor/cpu/parallel.h: the help-first pool behind the kernels' threading.
+TEST_CASE("cpu parallel_parts: every part runs once, nested calls run serially, results do not depend on timing") {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 4}) {
+    omp_set_num_threads(threads);
+    for (int64_t parts : {1, 2, 3, 17, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(parts));
+      for (auto& h : hits) h = 0;
+      std::atomic<int> nested_parallel{0};
+      mms::cpu::parallel_parts(parts, [&](int64_t p) {
+        hits[static_cast<size_t>(p)]++;
+        if (mms::cpu::parallel_threads() != 1) nested_parallel++;
+        mms::cpu::parallel_parts(3, [&](int64_t) {});  // nested: serial, must not deadlock
+      });
+      for (auto& h : hits) CHECK(h.load() == 1);
+      if (parts > 1) CHECK(nested_parallel.load() == 0);  // one part is just a call: nesting may thread
+    }
+    // Many back-to-back jobs (the pattern of a training step), each a per-part reduction.
+    std::vector<double> data(100000);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = std::sin(static_cast<double>(i));
+    double first = 0;
+    for (int round = 0; round < 300; ++round) {
+      const int64_t parts = mms::cpu::parallel_threads();
+      std::vector<double> partial(static_cast<size_t>(parts), 0.0);
+      mms::cpu::parallel_ranges(static_cast<int64_t>(data.size()), parts, [&](int64_t b, int64_t e) {
+        double s = 0;
+        for (int64_t i = b; i < e; ++i) s += data[static_cast<size_t>(i)];
+        partial[static_cast<size_t>(b * parts / static_cast<int64_t>(data.size()))] = s;
+      });
+      double sum = 0;
+      for (double p : partial) sum += p;
+      if (round == 0) first = sum;
+      CHECK(sum == first);  // bit for bit: the cut depends only on n and the thread count
+    }
+  }
+  omp_set_num_threads(saved);
 }

@@ -9,7 +9,11 @@
 // the per-element math runs in the tensors' dtype, as PyTorch's float32 AdamW does.
 #include <cmath>
 
+#include <algorithm>
+#include <vector>
+
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/parallel.h"
 
 namespace mms::cpu {
 
@@ -18,7 +22,6 @@ namespace {
 template <typename T>
 void adamw_one(T* p, const T* g, T* m, T* v, int64_t n, T lr, T b1, T b2, T eps, T wd,
                T inv_bc1, T inv_sqrt_bc2) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(n, n * 4))
   for (int64_t i = 0; i < n; ++i) {
     const T grad = g[i];
     const T mi = b1 * m[i] + (T(1) - b1) * grad;
@@ -52,33 +55,69 @@ void CpuBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, doubl
   }
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  for (const AdamWTensor& t : tensors) {
-    dispatch_floating(t.param.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      adamw_one<T>(t.param.data<T>(), t.grad.data<T>(), t.exp_avg.data<T>(),
-                   t.exp_avg_sq.data<T>(), t.param.numel(), static_cast<T>(lr),
-                   static_cast<T>(beta1), static_cast<T>(beta2), static_cast<T>(eps),
-                   static_cast<T>(t.weight_decay), static_cast<T>(1.0 / bc1),
-                   static_cast<T>(1.0 / std::sqrt(bc2)));
-    });
+  // One parallel job over all tensors end to end (a model has ~100 parameter tensors,
+  // most of them small: one region each cost more than the update), cut into equal
+  // element ranges; each part updates the pieces of the tensors its range covers.
+  std::vector<int64_t> starts(tensors.size() + 1, 0);
+  for (size_t i = 0; i < tensors.size(); ++i) starts[i + 1] = starts[i] + tensors[i].param.numel();
+  const int64_t total = starts.back();
+  auto update = [&](int64_t begin, int64_t end) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const int64_t lo = std::max(begin, starts[i]), hi = std::min(end, starts[i + 1]);
+      if (lo >= hi) continue;
+      const AdamWTensor& t = tensors[i];
+      const int64_t skip = lo - starts[i];
+      dispatch_floating(t.param.dtype(), op, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        adamw_one<T>(t.param.data<T>() + skip, t.grad.data<T>() + skip, t.exp_avg.data<T>() + skip,
+                     t.exp_avg_sq.data<T>() + skip, hi - lo, static_cast<T>(lr), static_cast<T>(beta1),
+                     static_cast<T>(beta2), static_cast<T>(eps), static_cast<T>(t.weight_decay),
+                     static_cast<T>(1.0 / bc1), static_cast<T>(1.0 / std::sqrt(bc2)));
+      });
+    }
+  };
+  // dtype checks (dispatch_floating throws) happen before any thread starts
+  for (const AdamWTensor& t : tensors) dispatch_floating(t.param.dtype(), op, [](auto) {});
+  if (parallel_worth_it(2, total * 4)) {
+    parallel_ranges(total, parallel_threads(), update);
+  } else {
+    update(0, total);
   }
 }
 
 double CpuBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
-  double total = 0.0;
-  for (const Tensor& t : tensors) {
-    check_contiguous("sum_of_squares", "tensor", t);
-    dispatch_floating(t.dtype(), "sum_of_squares", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* x = t.data<T>();
-      const int64_t n = t.numel();
-      double part = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : part) if (parallel_worth_it(n, n))
-      for (int64_t i = 0; i < n; ++i) part += static_cast<double>(x[i]) * x[i];
-      total += part;
-    });
+  // As adamw: one job over all tensors end to end, one double partial per part, the
+  // partials added in part order (the same sum for the same thread count).
+  std::vector<int64_t> starts(tensors.size() + 1, 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    check_contiguous("sum_of_squares", "tensor", tensors[i]);
+    dispatch_floating(tensors[i].dtype(), "sum_of_squares", [](auto) {});
+    starts[i + 1] = starts[i] + tensors[i].numel();
   }
-  return total;
+  const int64_t total = starts.back();
+  auto squares = [&](int64_t begin, int64_t end) {
+    double sum = 0.0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const int64_t lo = std::max(begin, starts[i]), hi = std::min(end, starts[i + 1]);
+      if (lo >= hi) continue;
+      dispatch_floating(tensors[i].dtype(), "sum_of_squares", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const T* x = tensors[i].data<T>() + (lo - starts[i]);
+        double part = 0.0;
+#pragma omp simd reduction(+ : part)
+        for (int64_t j = 0; j < hi - lo; ++j) part += static_cast<double>(x[j]) * x[j];
+        sum += part;
+      });
+    }
+    return sum;
+  };
+  if (!parallel_worth_it(2, total)) return squares(0, total);
+  const int64_t parts = parallel_threads();
+  std::vector<double> partial(parts, 0.0);
+  parallel_parts(parts, [&](int64_t t) { partial[t] = squares(total * t / parts, total * (t + 1) / parts); });
+  double sum = 0.0;
+  for (double p : partial) sum += p;
+  return sum;
 }
 
 }  // namespace mms::cpu

@@ -13,15 +13,18 @@
 // gradients exact even when lse was saved in float32.
 //
 // (b, h) pairs run in parallel with per-thread [Lq, Lk] scratch; inside a parallel
-// region Eigen keeps each GEMM single-threaded, so threads never oversubscribe. With a
-// single (b, h) the loop stays serial and Eigen threads the GEMMs itself.
+// region each GEMM is single-threaded. Eigen's own GEMM threading is off in every file
+// of the library (EIGEN_DONT_PARALLELIZE; why: tensor/cpu/gemm_eigen.inl), so a single
+// (b, h) runs serially.
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/parallel.h"
 
 namespace mms::cpu {
 
@@ -113,12 +116,10 @@ void masked_softmax_rows(RowMatrix<T>& s, const uint8_t* keep, bool causal, doub
 template <typename Scratch, typename Body>
 void for_each_head(int64_t count, int64_t work, Scratch make_scratch, Body body) {
   if (parallel_worth_it(count, work)) {
-#pragma omp parallel
-    {
+    parallel_ranges(count, parallel_threads(), [&](int64_t begin, int64_t end) {
       auto scratch = make_scratch();
-#pragma omp for schedule(static)
-      for (int64_t bh = 0; bh < count; ++bh) body(bh, scratch);
-    }
+      for (int64_t bh = begin; bh < end; ++bh) body(bh, scratch);
+    });
   } else {
     auto scratch = make_scratch();
     for (int64_t bh = 0; bh < count; ++bh) body(bh, scratch);

@@ -3,7 +3,10 @@
 // This file checks the operands, decides how to thread, and picks the Eigen build:
 // the AVX2+FMA one (gemm_avx2.cpp) when it was compiled and the CPU has AVX2 and FMA,
 // else the baseline one compiled here (MMS_CPU_GEMM=baseline forces the latter). The loop itself is tensor/cpu/gemm_eigen.inl.
+// Eigen never threads a GEMM itself: gemm_eigen.inl threads at the bmm level (see there).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
+#include <omp.h>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,9 +21,10 @@ namespace gemm::portable {
 
 namespace {
 
-// Below this many multiply-adds (128^3) one GEMM is too small for Eigen's own threading
-// to pay, so batches of them are better split across threads.
-constexpr int64_t kSmallGemmMacs = int64_t(1) << 21;
+// Below this many multiply-adds in one bmm call (~50 us of single-core work at the
+// AVX2 build's ~90 GFLOP/s per core) a parallel region costs more than it saves: a few
+// us of fork/join on an idle machine, up to a scheduler time slice on a loaded one.
+constexpr int64_t kThreadedGemmMacs = int64_t(1) << 21;
 
 // MMS_CPU_GEMM=baseline forces the baseline build (to compare like with like in
 // bench/cpu_ops, or to rule the AVX2 build out when chasing a numerical difference).
@@ -63,9 +67,10 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
 
   gemm::GemmProblem problem{batches, m, n, k,
                             a.size(0) == 1 ? 0 : m * k,  // a batch of 1 broadcasts
-                            b.size(0) == 1 ? 0 : k * n, trans_a, trans_b, false};
-  problem.split_batch = batches >= 2 && m * n * k <= kSmallGemmMacs &&
-                        parallel_worth_it(batches, batches * m * n * k);
+                            b.size(0) == 1 ? 0 : k * n, trans_a, trans_b, 1};
+  const int64_t macs = batches * m * n * k;
+  if (macs >= kThreadedGemmMacs && omp_get_max_threads() > 1 && !omp_in_parallel())
+    problem.threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, macs / kThreadedGemmMacs)));
   dispatch_floating(a.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* pa = a.data<T>();

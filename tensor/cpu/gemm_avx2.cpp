@@ -10,6 +10,7 @@
 #if defined(__AVX2__) && defined(__FMA__)
 
 #define Eigen mms_eigen_avx2
+#define EIGEN_DONT_PARALLELIZE  // bmm threads itself (gemm_eigen.inl)
 #include <Eigen/Core>
 
 namespace mms::cpu::gemm::avx2 {

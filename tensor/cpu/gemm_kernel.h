@@ -11,15 +11,18 @@
 
 #include <cstdint>
 
+#include "tensor/cpu/parallel.h"  // plain C++, no Eigen and no Tensor
+
 namespace mms::cpu::gemm {
 
 // Stored shapes: a [M, K] ([K, M] when trans_a), b [K, N] ([N, K] when trans_b), c [M, N],
 // for each of `batches`; a_step / b_step are the element strides between batches (0
-// broadcasts a batch of 1). split_batch: run the batches on OpenMP threads (each GEMM
-// then single-threaded) instead of letting Eigen thread each GEMM.
+// broadcasts a batch of 1). threads: how many OpenMP threads the call may use (1 =
+// serial); the kernel splits the batch, or each GEMM's rows or columns, among them.
 struct GemmProblem {
   int64_t batches, m, n, k, a_step, b_step;
-  bool trans_a, trans_b, split_batch;
+  bool trans_a, trans_b;
+  int threads;
 };
 
 // Which build bmm runs: "avx2+fma" or "baseline" (for benchmarks and logs).

@@ -11,6 +11,8 @@
 // compiler must keep the sequential order and runs one add per add-latency.
 #include <omp.h>
 
+#include "tensor/cpu/parallel.h"
+
 #include <cmath>
 #include <vector>
 
@@ -36,8 +38,8 @@ void layer_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
   T* py = y.data<T>();
   T* pmean = mean.data<T>();
   T* prstd = rstd.data<T>();
-#pragma omp parallel for schedule(static) if (parallel_worth_it(rows, rows * width))
-  for (int64_t m = 0; m < rows; ++m) {
+  auto row_range = [&](int64_t begin, int64_t end) {
+  for (int64_t m = begin; m < end; ++m) {
     const T* row = px + m * width;
     T* out = py + m * width;
     double total = 0.0;
@@ -64,6 +66,12 @@ void layer_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
       for (int64_t j = 0; j < width; ++j) out[j] = (row[j] - mu_t) * r_t;
     }
   }
+  };
+  if (parallel_worth_it(rows, rows * width)) {
+    parallel_ranges(rows, parallel_threads(), row_range);
+  } else {
+    row_range(0, rows);
+  }
 }
 
 template <typename T>
@@ -80,18 +88,15 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
   const bool want_w = grad_weight.defined(), want_b = grad_bias.defined();
 
   const bool parallel = parallel_worth_it(rows, rows * width);
-  const int threads = parallel ? omp_get_max_threads() : 1;
-  // one [N] double partial per thread and per column sum
+  const int threads = parallel ? parallel_threads() : 1;
+  // one [N] double partial per part (a fixed cut of the rows) and per column sum
   std::vector<double> partial_w(want_w ? threads * width : 0, 0.0);
   std::vector<double> partial_b(want_b ? threads * width : 0, 0.0);
 
-#pragma omp parallel num_threads(threads) if (parallel)
-  {
-    const int t = omp_get_thread_num();
+  parallel_parts(threads, [&](int64_t t) {
     double* acc_w = want_w ? partial_w.data() + t * width : nullptr;
     double* acc_b = want_b ? partial_b.data() + t * width : nullptr;
-#pragma omp for schedule(static)
-    for (int64_t m = 0; m < rows; ++m) {
+    for (int64_t m = rows * t / threads; m < rows * (t + 1) / threads; ++m) {
       const T* g = pg + m * width;
       const T* row = px + m * width;
       const double mu = pmean[m], r = prstd[m];
@@ -120,7 +125,7 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
         gx[j] = r_t * (h - mean_h - xhat * mean_h_xhat);
       }
     }
-  }
+  });
   // written, not accumulated: the autograd layer adds into .grad itself
   auto reduce_partials = [&](const std::vector<double>& partial, Tensor& dst) {
     T* out = dst.data<T>();

@@ -9,6 +9,7 @@
 // Backward per row (y is the forward output):
 //   softmax:      grad_in = y * (g - sum(g * y))
 //   log_softmax:  grad_in = g - exp(y) * sum(g)
+#define EIGEN_DONT_PARALLELIZE  // as every file that includes Eigen (tensor/cpu/gemm_eigen.inl)
 #include <Eigen/Core>
 #include <cmath>
 

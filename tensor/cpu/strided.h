@@ -13,6 +13,8 @@
 
 #include <omp.h>
 
+#include "tensor/cpu/parallel.h"
+
 #include <algorithm>
 #include <array>
 #include <vector>
@@ -104,12 +106,7 @@ void strided_for(const Shape& shape, const std::array<const Shape*, N>& strides,
   const int64_t n = plan.numel;
   if (n == 0) return;
   if (parallel_worth_it(2, n)) {
-#pragma omp parallel
-    {
-      const int64_t threads = omp_get_num_threads();
-      const int64_t t = omp_get_thread_num();
-      strided_range(plan, n * t / threads, n * (t + 1) / threads, body);
-    }
+    parallel_ranges(n, parallel_threads(), [&](int64_t begin, int64_t end) { strided_range(plan, begin, end, body); });
   } else {
     strided_range(plan, 0, n, body);
   }
