@@ -4,6 +4,10 @@
 //   CLIP ViT-B/32 towers with random weights, B lists x K scenarios, 224 px images,
 //   77-token texts, pair head (concat[i,t,i*t] -> Linear -> GELU -> 1+4*sigmoid score,
 //   3-way modality logits), loss ListMLE + 0.5*MSE + 0.1*CE, AdamW (lr 1e-5, wd 0.01).
+// --config default instead times the finetune program's built-in default run (its small
+// CLIP, its head with dropout, its batch, lr, weight decay, loss weights and global-norm
+// clipping: bench/step/finetune_default.cpp); its CPU peer is tools/bench_step_torch_cpu.py,
+// which reads the sizes from `step --config default --print-config`.
 // Prints one JSON line per batch size (median/min/max ms over the timed steps, pairs/s,
 // achieved TFLOP/s by bench/step/flops.h's count, MFU against a bf16 cuBLAS GEMM
 // measured in the same run, peak device memory) and a table at the end.
@@ -17,6 +21,7 @@
 #include <sstream>
 
 #include "autograd/api.h"
+#include "finetune_default.h"
 #include "flops.h"
 #include "losses/objective.h"
 #include "nn/optim.h"
@@ -60,17 +65,39 @@ void reset_peak_memory(Device device) {
 #endif
 }
 
-Result run(const vlm::CLIPConfig& config, Device device, int64_t lists, int64_t list_size, int64_t text_len,
-           int warmup, int steps, uint64_t seed) {
-  vlm::PairHeadConfig head_config;
-  head_config.hidden_size = config.projection_dim;
-  head_config.dropout = 0.0;  // the peer's head has no dropout
-  auto model = std::make_shared<vlm::PairScorer>(config, head_config, seed);
+// What one timed step is: the model (built by the caller), the batch shape and the
+// optimisation settings.
+struct StepSpec {
+  std::shared_ptr<vlm::PairScorer> model;
+  vlm::CLIPConfig config;
+  vlm::PairHeadConfig head;
+  int64_t list_size = 4, text_len = 77;
+  double lr = 1e-5, weight_decay = 0.01;
+  double grad_clip = 0;  // 0 = no clipping (the peer's default); > 0: clip_grad_norm_
+  losses::ObjectiveWeights weights = losses::ObjectiveWeights::combined(1.0, 0.5, 0.1);
+};
+
+StepSpec peer_spec(const vlm::CLIPConfig& config, int64_t list_size, int64_t text_len, uint64_t seed) {
+  StepSpec s;
+  s.config = config;
+  s.head.hidden_size = config.projection_dim;
+  s.head.dropout = 0.0;  // the peer's head has no dropout
+  s.model = std::make_shared<vlm::PairScorer>(config, s.head, seed);
+  s.list_size = list_size;
+  s.text_len = text_len;
+  return s;
+}
+
+Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int steps, uint64_t seed) {
+  const vlm::CLIPConfig& config = spec.config;
+  const int64_t list_size = spec.list_size, text_len = spec.text_len;
+  auto model = spec.model;
   model->to(device);
   model->train();
   nn::AdamWOptions adam;
-  adam.lr = 1e-5;
-  nn::AdamW optimizer(nn::decay_param_groups(*model, 0.01), adam);
+  adam.lr = spec.lr;
+  nn::AdamW optimizer(nn::decay_param_groups(*model, spec.weight_decay), adam);
+  const std::vector<Tensor> params = model->parameters();
 
   const int64_t texts = lists * list_size;
   const int64_t size = config.vision.image_size;
@@ -92,7 +119,7 @@ Result run(const vlm::CLIPConfig& config, Device device, int64_t lists, int64_t 
   gold = ops::clamp(gold, 1.0, 5.0).to(device);
   Tensor modality = ops::cast(ops::mul_scalar(rand({lists, list_size}, seed + 5, 0, DType::Float64), 2.999),
                               DType::Int64).to(device);
-  const losses::ObjectiveWeights weights = losses::ObjectiveWeights::combined(1.0, 0.5, 0.1);
+  const losses::ObjectiveWeights weights = spec.weights;
 
   double loss_value = 0;
   auto step = [&](int index) {
@@ -106,6 +133,7 @@ Result run(const vlm::CLIPConfig& config, Device device, int64_t lists, int64_t 
     losses::ObjectiveResult result = losses::compute_objective(weights, in);
     optimizer.zero_grad();
     result.total.backward();
+    if (spec.grad_clip > 0) nn::clip_grad_norm_(params, spec.grad_clip);
     optimizer.step();
     loss_value = result.total_value;
   };
@@ -127,7 +155,7 @@ Result run(const vlm::CLIPConfig& config, Device device, int64_t lists, int64_t 
   r.min_ms = times.front();
   r.max_ms = times.back();
   r.pairs_per_s = static_cast<double>(texts) / r.median_ms * 1000.0;
-  r.tflops = mmsbench::step_flops(config, lists, list_size, text_len, head_config.hidden_size) / (r.median_ms * 1e-3) / 1e12;
+  r.tflops = mmsbench::step_flops(config, lists, list_size, text_len, spec.head.hidden_size) / (r.median_ms * 1e-3) / 1e12;
   r.peak_mib = peak_memory_mib(device);
   r.final_loss = loss_value;
   return r;
@@ -151,8 +179,13 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--mode", mode, "fp32 | tf32 | bf16");
-  app.add_option("--config", config_name, "vitb32 (the peer's model) or tiny");
+  bool print_config = false;
+  app.add_option("--config", config_name,
+                 "vitb32 (the peer's model), tiny, or default (the finetune program's default run: its model, "
+                 "batch, K, L, lr, loss weights and clipping; --batch-lists/--list-size/--text-len/--seed ignored)");
   app.add_option("--batch-lists", batches, "comma-separated B values");
+  app.add_flag("--print-config", print_config,
+               "print the chosen step's settings as one JSON line and exit (the PyTorch peers read it)");
   app.add_option("--list-size", list_size, "K");
   app.add_option("--text-len", text_len, "tokens per text");
   app.add_option("--steps", steps, "timed steps");
@@ -162,7 +195,7 @@ int main(int argc, char** argv) {
 
   try {
     const Device device = Device::parse(device_name);
-    if (device.is_cuda() && !cuda_available()) {
+    if (device.is_cuda() && !cuda_available() && !print_config) {
       std::printf("bench/step: no CUDA device here (skipped)\n");
       return 0;
     }
@@ -175,15 +208,64 @@ int main(int argc, char** argv) {
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32");
 #endif
-    const vlm::CLIPConfig config = config_named(config_name);
+    const bool finetune_default = config_name == "default";
+    // The step for batch size B: the default run's (built by finetune's own code) or the peer's.
+    auto make_spec = [&](int64_t lists, int64_t* lists_used) {
+      StepSpec spec;
+      if (finetune_default) {
+        mmsbench::DefaultStep d = mmsbench::default_finetune_step(!print_config);
+        spec.model = d.model;
+        spec.config = d.clip;
+        spec.head = d.head;
+        spec.list_size = d.list_size;
+        spec.text_len = d.text_len;
+        spec.lr = d.lr;
+        spec.weight_decay = d.weight_decay;
+        spec.grad_clip = d.grad_clip;
+        spec.weights = d.weights;
+        *lists_used = d.lists;
+      } else {
+        spec = peer_spec(config_named(config_name), list_size, text_len, seed);
+        *lists_used = lists;
+      }
+      return spec;
+    };
+    if (finetune_default) batches = "0";  // the default's own B
+    if (print_config) {
+      int64_t lists = 0;
+      const StepSpec spec = make_spec(0, &lists);
+      const auto& v = spec.config.vision;
+      const auto& t = spec.config.text;
+      nlohmann::json j = {
+          {"config", config_name}, {"batch_lists", lists}, {"list_size", spec.list_size},
+          {"text_len", spec.text_len}, {"lr", spec.lr}, {"weight_decay", spec.weight_decay},
+          {"grad_clip", spec.grad_clip}, {"head_hidden", spec.head.hidden_size}, {"head_dropout", spec.head.dropout},
+          {"w_listmle", spec.weights.listmle}, {"w_mse", spec.weights.mse}, {"w_modality", spec.weights.modality},
+          {"projection_dim", spec.config.projection_dim},
+          {"text", {{"vocab_size", t.vocab_size}, {"hidden_size", t.hidden_size},
+                    {"intermediate_size", t.intermediate_size}, {"num_hidden_layers", t.num_hidden_layers},
+                    {"num_attention_heads", t.num_attention_heads},
+                    {"max_position_embeddings", t.max_position_embeddings}, {"hidden_act", t.hidden_act},
+                    {"bos_token_id", t.bos_token_id}, {"eos_token_id", t.eos_token_id},
+                    {"pad_token_id", t.pad_token_id}}},
+          {"vision", {{"hidden_size", v.hidden_size}, {"intermediate_size", v.intermediate_size},
+                      {"num_hidden_layers", v.num_hidden_layers}, {"num_attention_heads", v.num_attention_heads},
+                      {"image_size", v.image_size}, {"patch_size", v.patch_size}, {"hidden_act", v.hidden_act}}}};
+      std::printf("%s\n", j.dump().c_str());
+      return 0;
+    }
     const double peak = device.is_cuda() ? mmsbench::measure_bf16_gemm_tflops() : -1.0;
     std::string card = "cpu";
 #ifdef MMS_WITH_CUDA
     if (device.is_cuda()) card = mms::cuda::device_info().name;
 #endif
     std::vector<Result> results;
-    for (int64_t lists : parse_list(batches)) {
-      Result r = run(config, device, lists, list_size, text_len, warmup, steps, seed);
+    for (int64_t requested : parse_list(batches)) {
+      int64_t lists = 0;
+      const StepSpec spec = make_spec(requested, &lists);
+      list_size = spec.list_size;
+      text_len = spec.text_len;
+      Result r = run(spec, device, lists, warmup, steps, seed);
       if (peak > 0) r.mfu = r.tflops / peak;
       results.push_back(r);
       nlohmann::json line = {{"engine", "mmscale"}, {"device", card}, {"mode", mode}, {"config", config_name},
