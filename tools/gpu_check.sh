@@ -74,9 +74,30 @@ else
   skip clip_parity_cuda "test_clip_parity has no MMS_TEST_DEVICE=cuda mode yet"
 fi
 
+# The short fine-tune runs under a watchdog: if it is still running after
+# FINETUNE_TIMEOUT seconds, cuda-gdb prints every thread's stack before it is killed, so
+# a hang says where it hangs instead of just timing out.
+FINETUNE_TIMEOUT=${FINETUNE_TIMEOUT:-90}
+run_finetune() {
+  "$BUILD/bin/finetune" --device cuda --steps "$FINETUNE_STEPS" --cache-dir "$OUT/cache" --out "$OUT/finetune" &
+  local pid=$! waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge "$FINETUNE_TIMEOUT" ]; then
+      echo "finetune: still running after ${FINETUNE_TIMEOUT}s; thread stacks:"
+      if command -v cuda-gdb >/dev/null 2>&1; then
+        timeout 60 cuda-gdb -p "$pid" -batch -ex "thread apply all bt" 2>&1 | grep -v "^\[New Thread" | head -300
+      fi
+      kill "$pid" 2>/dev/null
+      wait "$pid"
+      return 124
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  wait "$pid"
+}
 if [ -x "$BUILD/bin/finetune" ]; then
-  step finetune_cuda timeout 150 "$BUILD/bin/finetune" --device cuda --steps "$FINETUNE_STEPS" \
-    --cache-dir "$OUT/cache"
+  step finetune_cuda run_finetune
 else
   skip finetune_cuda "examples/finetune not built"
 fi
