@@ -14,7 +14,7 @@ THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round, $(uptime | sed 's/.*load/load/')"
-  "$BUILD/bin/step" --device cpu --config default --steps 20 --warmup 3 2>/dev/null | head -1
+  "$BUILD/bin/step" --device cpu --config default --steps 20 --warmup 3 2>/dev/null | grep "^{"
   python3 tools/bench_step_torch_cpu.py --step "$BUILD/bin/step" --threads "$THREADS" --steps 20 --warmup 3
   "$BUILD/bin/clip_cpu" --iters 5
   python3 tools/bench_clip_torch.py --threads "$THREADS" --iters 5
