@@ -56,11 +56,7 @@ ListOrder listmle_order(const std::vector<double>& gold, const std::vector<uint8
 Tensor listmle_loss(const Tensor& scores, const Tensor& gold, const Tensor& valid,
                     uint64_t tie_seed) {
   const char* op = "listmle_loss";
-  check_floating_input(op, "scores", scores);
-  check_floating_input(op, "gold", gold);
-  MMS_CHECK(scores.dim() == 2, op, ": scores must be [B, K], got ", shape_str(scores.shape()));
-  MMS_CHECK(gold.shape() == scores.shape(), op, ": gold ", shape_str(gold.shape()),
-            " does not match scores ", shape_str(scores.shape()));
+  check_list_inputs(op, scores, gold);
   const int64_t lists = scores.size(0), width = scores.size(1);
   std::vector<uint8_t> mask = host_mask(op, valid, scores.shape());
   ListOrder order = listmle_order(host_values(gold), mask, lists, width, tie_seed);

@@ -69,4 +69,12 @@ Tensor zero_loss(const char* op, const Tensor& x) {
   });
 }
 
+void check_list_inputs(const char* op, const Tensor& scores, const Tensor& gold) {
+  check_floating_input(op, "scores", scores);
+  check_floating_input(op, "gold", gold);
+  MMS_CHECK(scores.dim() == 2, op, ": scores must be [B, K], got ", shape_str(scores.shape()));
+  MMS_CHECK(gold.shape() == scores.shape(), op, ": gold ", shape_str(gold.shape()),
+            " does not match scores ", shape_str(scores.shape()));
+}
+
 }  // namespace mms::losses

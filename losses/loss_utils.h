@@ -33,6 +33,9 @@ void check_finite(const char* loss, const char* what, const Tensor& x, const Ten
 
 // A float32/float64 check naming the loss.
 void check_floating_input(const char* loss, const char* what, const Tensor& x);
+// Scores and gold ratings of a batch of lists: both floating, scores [B, K], gold the
+// same shape. Names the op and the shapes when not.
+void check_list_inputs(const char* op, const Tensor& scores, const Tensor& gold);
 
 // x with every position where keep == 0 replaced by 0 (raw op, no gradient), so padding
 // can hold NaN or garbage without reaching the arithmetic.

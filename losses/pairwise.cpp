@@ -10,11 +10,7 @@ namespace mms::losses {
 // scores are gathered on their device by flat index, so the arithmetic runs there.
 Tensor pairwise_logistic_loss(const Tensor& scores, const Tensor& gold, const Tensor& valid) {
   const char* op = "pairwise_logistic_loss";
-  check_floating_input(op, "scores", scores);
-  check_floating_input(op, "gold", gold);
-  MMS_CHECK(scores.dim() == 2, op, ": scores must be [B, K], got ", shape_str(scores.shape()));
-  MMS_CHECK(gold.shape() == scores.shape(), op, ": gold ", shape_str(gold.shape()),
-            " does not match scores ", shape_str(scores.shape()));
+  check_list_inputs(op, scores, gold);
   const int64_t lists = scores.size(0), width = scores.size(1);
   std::vector<uint8_t> mask = host_mask(op, valid, scores.shape());
   std::vector<double> y = host_values(gold);
