@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "data/mmscale_dataset.h"
 #include "nn/layers.h"
 #include "tensor/safetensors.h"
 #include "vlm/clip_model.h"
@@ -31,8 +32,10 @@ struct PairHeadConfig {
   double dropout = 0.1;       // after the GELU, training mode only
 };
 
-enum class Modality : int64_t { Text = 0, Image = 1, Both = 2 };
-constexpr int64_t kNumModalities = 3;
+// The modality labels are the dataset's (text / image / both, in that order): the
+// modality head's logit i scores data::Modality(i).
+using Modality = data::Modality;
+constexpr int64_t kNumModalities = data::kNumModalities;
 
 class PairHead : public nn::Module {
  public:

@@ -54,14 +54,7 @@ std::array<double, 3> softmax3(const double* logits) {
 
 }  // namespace
 
-const char* modality_label(Modality m) {
-  switch (m) {
-    case Modality::Text: return "text";
-    case Modality::Image: return "image";
-    case Modality::Both: return "both";
-  }
-  return "both";
-}
+const char* modality_label(Modality m) { return data::modality_name(m); }
 
 std::string find_checkpoint_vocab(const std::string& checkpoint, const std::map<std::string, std::string>& metadata,
                                   std::vector<std::string>* tried) {
