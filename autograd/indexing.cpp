@@ -56,24 +56,16 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
-  MMS_CHECK(!tensors.empty(), "stack: needs at least one tensor");
-  const int64_t d = ops::wrap_dim(dim, tensors[0].dim() + 1, "stack");
+  const int64_t d = ops::check_stack(tensors, dim);
   std::vector<Tensor> expanded;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    MMS_CHECK(tensors[i].shape() == tensors[0].shape(), "stack: tensor ", i, " has shape ",
-              shape_str(tensors[i].shape()), " but tensor 0 has ", shape_str(tensors[0].shape()));
-    expanded.push_back(unsqueeze(tensors[i], d));
-  }
+  for (const Tensor& t : tensors) expanded.push_back(unsqueeze(t, d));
   return cat(expanded, d);
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   const int64_t d = ops::wrap_dim(dim, x.dim(), "split");
-  MMS_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
   std::vector<Tensor> parts;
-  for (int64_t start = 0; start < x.size(d); start += split_size)
-    parts.push_back(narrow(x, d, start, std::min(split_size, x.size(d) - start)));
-  if (parts.empty()) parts.push_back(x);
+  for (const auto& [start, length] : ops::split_ranges(x.size(d), split_size)) parts.push_back(narrow(x, d, start, length));
   return parts;
 }
 

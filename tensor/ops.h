@@ -111,7 +111,11 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& key_keep, bool causal, double scale);
 
-// ---- checks shared by the dispatch files ---------------------------------------
+// ---- checks shared by the dispatch files (and by autograd's versions) ----------
+// stack: every tensor has tensor 0's shape; returns dim wrapped for the stacked rank.
+int64_t check_stack(const std::vector<Tensor>& tensors, int64_t dim);
+// split: the (start, length) pieces of a dim of `size` cut every split_size.
+std::vector<std::pair<int64_t, int64_t>> split_ranges(int64_t size, int64_t split_size);
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 void check_floating(const char* op, const Tensor& x);

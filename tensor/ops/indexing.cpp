@@ -126,25 +126,34 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   return out;
 }
 
-Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+int64_t check_stack(const std::vector<Tensor>& tensors, int64_t dim) {
   MMS_CHECK(!tensors.empty(), "stack: needs at least one tensor");
-  dim = wrap_dim(dim, tensors[0].dim() + 1, "stack");
-  std::vector<Tensor> expanded;
-  for (size_t i = 0; i < tensors.size(); ++i) {
+  for (size_t i = 0; i < tensors.size(); ++i)
     MMS_CHECK(tensors[i].shape() == tensors[0].shape(), "stack: tensor ", i, " has shape ",
               shape_str(tensors[i].shape()), " but tensor 0 has ", shape_str(tensors[0].shape()));
-    expanded.push_back(unsqueeze(tensors[i], dim));
-  }
+  return wrap_dim(dim, tensors[0].dim() + 1, "stack");
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  dim = check_stack(tensors, dim);
+  std::vector<Tensor> expanded;
+  for (const Tensor& t : tensors) expanded.push_back(unsqueeze(t, dim));
   return cat(expanded, dim);
+}
+
+std::vector<std::pair<int64_t, int64_t>> split_ranges(int64_t size, int64_t split_size) {
+  MMS_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (int64_t start = 0; start < size; start += split_size)
+    ranges.push_back({start, std::min(split_size, size - start)});
+  if (ranges.empty()) ranges.push_back({0, 0});
+  return ranges;
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   dim = wrap_dim(dim, x.dim(), "split");
-  MMS_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
   std::vector<Tensor> parts;
-  for (int64_t start = 0; start < x.size(dim); start += split_size)
-    parts.push_back(narrow(x, dim, start, std::min(split_size, x.size(dim) - start)));
-  if (parts.empty()) parts.push_back(x);
+  for (const auto& [start, length] : split_ranges(x.size(dim), split_size)) parts.push_back(narrow(x, dim, start, length));
   return parts;
 }
 
