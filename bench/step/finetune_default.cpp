@@ -11,16 +11,16 @@
 
 namespace mmsbench {
 
-DefaultStep default_finetune_step(bool verbose) {
+StepSpec default_finetune_step(bool verbose) {
   const mmsft::Options o;  // the defaults `finetune` runs with
   o.validate();
   const mmsft::Logger log = [verbose](const std::string& line) {
     if (verbose) std::fprintf(stderr, "%s\n", line.c_str());
   };
   const mmsft::RunData data = mmsft::load_run_data(o, log);
-  DefaultStep s;
+  StepSpec s;
   s.model = mmsft::build_model(o, data);
-  s.clip = s.model->config;
+  s.config = s.model->config;
   s.head = s.model->head->config;
   s.lists = o.batch_lists;
   s.list_size = o.list_size;
@@ -29,7 +29,6 @@ DefaultStep default_finetune_step(bool verbose) {
   s.weight_decay = o.weight_decay;
   s.grad_clip = o.grad_clip;
   s.weights = o.weights();
-  s.seed = o.seed;
   return s;
 }
 

@@ -67,15 +67,7 @@ void reset_peak_memory(Device device) {
 
 // What one timed step is: the model (built by the caller), the batch shape and the
 // optimisation settings.
-struct StepSpec {
-  std::shared_ptr<vlm::PairScorer> model;
-  vlm::CLIPConfig config;
-  vlm::PairHeadConfig head;
-  int64_t list_size = 4, text_len = 77;
-  double lr = 1e-5, weight_decay = 0.01;
-  double grad_clip = 0;  // 0 = no clipping (the peer's default); > 0: clip_grad_norm_
-  losses::ObjectiveWeights weights = losses::ObjectiveWeights::combined(1.0, 0.5, 0.1);
-};
+using mmsbench::StepSpec;
 
 StepSpec peer_spec(const vlm::CLIPConfig& config, int64_t list_size, int64_t text_len, uint64_t seed) {
   StepSpec s;
@@ -213,17 +205,8 @@ int main(int argc, char** argv) {
     auto make_spec = [&](int64_t lists, int64_t* lists_used) {
       StepSpec spec;
       if (finetune_default) {
-        mmsbench::DefaultStep d = mmsbench::default_finetune_step(!print_config);
-        spec.model = d.model;
-        spec.config = d.clip;
-        spec.head = d.head;
-        spec.list_size = d.list_size;
-        spec.text_len = d.text_len;
-        spec.lr = d.lr;
-        spec.weight_decay = d.weight_decay;
-        spec.grad_clip = d.grad_clip;
-        spec.weights = d.weights;
-        *lists_used = d.lists;
+        spec = mmsbench::default_finetune_step(!print_config);
+        *lists_used = spec.lists;
       } else {
         spec = peer_spec(config_named(config_name), list_size, text_len, seed);
         *lists_used = lists;
