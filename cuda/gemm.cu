@@ -11,6 +11,13 @@
 // GFLOP: ~30 us at H100 FP32 (~60 TFLOP/s dense), ~4 us with TF32 tensor cores.
 // The naive kernel re-reads a and b from global memory for every output: it is bound by
 // L2 bandwidth at a few percent of peak, which is why GEMMs tile into shared memory.
+//
+// Mixed precision (gemm_strided_batched_bf16_f32, autocast's GEMM): a and b bf16, c
+// float32, float32 accumulation, through cublasGemmStridedBatchedEx. Same shapes and
+// row-major trick. Floor: the bf16 tensor-core peak (H100 SXM ~990 TFLOP/s dense; the
+// [400, 768] x [768, 3072] GEMM above is ~2 us there) for large GEMMs; the small ones of
+// a fine-tuning step are bound by launch overhead and by reading the operands (half the
+// bytes of float32) long before that.
 #include <climits>
 
 #include "cuda/check.h"
@@ -84,6 +91,39 @@ void gemm_strided_batched_f32(bool trans_a, bool trans_b, int64_t batch, int64_t
   MMS_CUBLAS_CHECK(cublasSgemmStridedBatched(blas, op_b, op_a, int(n), int(m), int(k), &alpha, b, ldb,
                                              stride_b, a, lda, stride_a, &beta, c, int(n), stride_c,
                                              int(batch)));
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+// c[b] (float32, [m, n]) = alpha * op(a[b]) @ op(b[b]) + beta * c[b], with op(a) [m, k]
+// and op(b) [k, n] stored as bf16. Each product of two bf16 values is exact in float32,
+// and cuBLAS sums them in float32 (CUBLAS_COMPUTE_32F) on the bf16 tensor cores, so the
+// result equals a float32 GEMM of the bf16-rounded inputs up to summation order.
+void gemm_strided_batched_bf16_f32(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n,
+                                   int64_t k, float alpha, const uint16_t* a, int64_t stride_a,
+                                   const uint16_t* b, int64_t stride_b, float beta, float* c,
+                                   int64_t stride_c, cudaStream_t stream) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  MMS_CUDA_REQUIRE(batch <= INT_MAX && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX,
+                   "gemm_bf16: a dimension exceeds cuBLAS's 32-bit sizes");
+  if (k == 0) {  // an empty sum: c = beta * c; the naive kernel never reads a or b then
+    gemm_strided_batched_f32_naive(trans_a, trans_b, batch, m, n, k, alpha, nullptr, 0, nullptr, 0,
+                                   beta, c, stride_c, stream);
+    return;
+  }
+  cublasHandle_t blas = handle();
+  MMS_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  // The math mode only concerns float32 inputs (TF32 or not); bf16 inputs use the
+  // tensor cores in either mode. Set it anyway so this call does not depend on the last.
+  MMS_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+  const int lda = int(trans_a ? m : k);  // stored row length of a
+  const int ldb = int(trans_b ? k : n);  // stored row length of b
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  // Column-major view: c^T [n, m] = op(b)^T [n, k] @ op(a)^T [k, m] (see the top of the file).
+  MMS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      blas, op_b, op_a, int(n), int(m), int(k), &alpha, b, CUDA_R_16BF, ldb, stride_b, a, CUDA_R_16BF,
+      lda, stride_a, &beta, c, CUDA_R_32F, int(n), stride_c, int(batch), CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
   MMS_CUDA_LAUNCH_CHECK();
 }
 

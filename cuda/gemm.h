@@ -24,6 +24,14 @@ void gemm_strided_batched_f32(bool trans_a, bool trans_b, int64_t batch, int64_t
                               const float* b, int64_t stride_b, float beta, float* c,
                               int64_t stride_c, cudaStream_t stream);
 
+// Mixed precision, the same contract with bf16 operands: a and b hold bfloat16 bit
+// patterns (uint16), c is float32; products and sums are float32 (bf16 tensor cores on
+// sm_80+). What autocast's GEMMs run (autograd/autocast.h).
+void gemm_strided_batched_bf16_f32(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n,
+                                   int64_t k, float alpha, const uint16_t* a, int64_t stride_a,
+                                   const uint16_t* b, int64_t stride_b, float beta, float* c,
+                                   int64_t stride_c, cudaStream_t stream);
+
 // The same contract with one thread per output element and a serial dot product over k
 // straight from global memory: no tiling, no reuse; the starting point of the GEMM lesson.
 void gemm_strided_batched_f32_naive(bool trans_a, bool trans_b, int64_t batch, int64_t m,

@@ -97,6 +97,8 @@ class Backend {
   //   out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b]
   // a is [B, M, K] ([B, K, M] when trans_a), b is [B, K, N] ([B, N, K] when trans_b),
   // out is [B, M, N]. A batch size of 1 in a or b broadcasts over out's batch.
+  // dtypes: a, b and out all the same floating type, or the mixed form a, b bfloat16
+  // with out float32 (products and sums in float32: autocast's GEMM).
   virtual void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
                    double alpha, double beta) = 0;
 

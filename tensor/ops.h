@@ -80,8 +80,11 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
 
 // ---- linear algebra ------------------------------------------------------------
 // NumPy matmul semantics: 1-D operands are promoted and squeezed back, batch dims broadcast.
+// Operands share one dtype; two bfloat16 operands give a float32 result, accumulated in
+// float32 (mixed precision: what autocast runs, autograd/autocast.h).
 Tensor matmul(const Tensor& a, const Tensor& b);
-// x [..., in] @ weight[out, in]^T + bias[out].
+// x [..., in] @ weight[out, in]^T + bias[out]. bfloat16 x and weight give a float32
+// output; the bias (optional) then is float32.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- indexing ------------------------------------------------------------------

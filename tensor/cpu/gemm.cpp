@@ -1,4 +1,5 @@
 // Batched GEMM: out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b], through Eigen.
+// Also the mixed-precision form (a, b bfloat16, out float32), see bmm_bf16_operands.
 //
 // This file checks the operands, decides how to thread, and picks the Eigen build:
 // the AVX2+FMA one (gemm_avx2.cpp) when it was compiled and the CPU has AVX2 and FMA,
@@ -9,6 +10,7 @@
 #include <omp.h>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/gemm_kernel.h"
@@ -38,6 +40,25 @@ bool use_avx2() {
   return yes;
 }
 
+// bf16 -> float32 of a whole contiguous operand: exact (a bf16 is the top half of a
+// float32, so widening is a 16-bit shift), threaded when large.
+std::vector<float> widen_bf16(const Tensor& t) {
+  std::vector<float> wide(static_cast<size_t>(t.numel()));
+  const BFloat16* src = t.data<BFloat16>();
+  float* dst = wide.data();
+  const int64_t n = t.numel();
+  auto convert = [src, dst](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dst[i] = static_cast<float>(src[i]);
+  };
+  const int threads = parallel_threads();
+  if (n >= 4 * kParallelGrain && threads > 1) {
+    parallel_ranges(n, threads, convert);
+  } else {
+    convert(0, n);
+  }
+  return wide;
+}
+
 }  // namespace
 
 const char* gemm::isa_in_use() { return use_avx2() ? "avx2+fma" : "baseline"; }
@@ -50,9 +71,12 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
   check_contiguous(op, "a", a);
   check_contiguous(op, "b", b);
   check_contiguous(op, "out", out);
-  MMS_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), op, ": dtypes differ (",
-            dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " -> ",
-            dtype_name(out.dtype()), ")");
+  // Mixed precision (autocast, autograd/autocast.h): bfloat16 operands, float32 output.
+  const bool bf16_operands = a.dtype() == DType::BFloat16 && b.dtype() == DType::BFloat16 &&
+                             out.dtype() == DType::Float32;
+  MMS_CHECK(bf16_operands || (a.dtype() == b.dtype() && a.dtype() == out.dtype()), op,
+            ": dtypes differ (", dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " -> ",
+            dtype_name(out.dtype()), "); the one mixed form is bfloat16 x bfloat16 -> float32");
   const int64_t m = out.size(1), n = out.size(2);
   const int64_t a_rows = trans_a ? a.size(2) : a.size(1), k = trans_a ? a.size(1) : a.size(2);
   const int64_t b_inner = trans_b ? b.size(2) : b.size(1), b_cols = trans_b ? b.size(1) : b.size(2);
@@ -71,6 +95,22 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
   const int64_t macs = batches * m * n * k;
   if (macs >= kThreadedGemmMacs && omp_get_max_threads() > 1 && !omp_in_parallel())
     problem.threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, macs / kThreadedGemmMacs)));
+  if (bf16_operands) {
+    // The CPU has no bf16 multiply worth using, so the operands are widened to float32
+    // (exactly) and the float32 GEMM runs on them: the result is the float32 GEMM of the
+    // bf16-rounded inputs, with float32 accumulation, as a GPU's bf16 tensor cores give
+    // (up to summation order). The widening is pure extra work (and a float32 copy of
+    // both operands), so on the CPU bf16 is slower than float32; it exists so that
+    // autocast runs, and is tested, on every device.
+    const std::vector<float> wide_a = widen_bf16(a), wide_b = widen_bf16(b);
+    float* pc = out.data<float>();
+    if (use_avx2()) {
+      gemm::avx2::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
+    } else {
+      gemm::portable::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
+    }
+    return;
+  }
   dispatch_floating(a.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* pa = a.data<T>();

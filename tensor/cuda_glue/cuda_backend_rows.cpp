@@ -124,8 +124,16 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, con
 void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,
                       double beta) {
   const char* name = "bmm";
-  check_f32(name, "a", a);
-  check_f32(name, "b", b);
+  // float32 throughout, or the mixed form of autocast: bf16 a and b, float32 out
+  const bool bf16_operands = a.defined() && b.defined() && a.dtype() == DType::BFloat16 &&
+                             b.dtype() == DType::BFloat16;
+  if (bf16_operands) {
+    check_cuda(name, "a", a);
+    check_cuda(name, "b", b);
+  } else {
+    check_f32(name, "a", a);
+    check_f32(name, "b", b);
+  }
   check_f32(name, "out", out);
   check_contiguous(name, "a", a);
   check_contiguous(name, "b", b);
@@ -143,6 +151,13 @@ void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_
             (trans_b ? "^T" : ""), " do not give out ", shape_str(out.shape()));
   const int64_t stride_a = a.size(0) == 1 ? 0 : m * k;
   const int64_t stride_b = b.size(0) == 1 ? 0 : k * n;
+  if (bf16_operands) {
+    cuda::gemm_strided_batched_bf16_f32(trans_a, trans_b, batch, m, n, k, float(alpha),
+                                        static_cast<const uint16_t*>(a.raw_data()), stride_a,
+                                        static_cast<const uint16_t*>(b.raw_data()), stride_b, float(beta),
+                                        static_cast<float*>(out.raw_data()), m * n, cuda::stream());
+    return;
+  }
   cuda::gemm_strided_batched_f32(trans_a, trans_b, batch, m, n, k, float(alpha),
                                  static_cast<const float*>(a.raw_data()), stride_a,
                                  static_cast<const float*>(b.raw_data()), stride_b, float(beta),

@@ -1,11 +1,24 @@
 // Dispatch for matmul and linear. Everything becomes one batched GEMM call on 3-D
 // operands; a transposed-contiguous operand is passed with a transpose flag instead
 // of being copied, and a batch of one broadcasts without being materialised.
+// Two bfloat16 operands give a float32 result (float32 accumulation): the mixed GEMM
+// that autocast (autograd/autocast.h) runs.
 #include "tensor/ops.h"
 
 namespace mms::ops {
 
 namespace {
+// bf16 x bf16 accumulates and returns in float32; every other dtype returns itself.
+DType gemm_output_dtype(DType operands) {
+  return operands == DType::BFloat16 ? DType::Float32 : operands;
+}
+
+void check_gemm_dtype(const char* op, const Tensor& x) {
+  MMS_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64 || x.dtype() == DType::BFloat16,
+            op, ": expected a float32, float64 or bfloat16 tensor, got ", dtype_name(x.dtype()), " ",
+            shape_str(x.shape()));
+}
+
 // Views t (shape [*batch, rows, cols], already broadcast to `batch`) as a contiguous
 // 3-D GEMM operand, returning whether it is stored transposed.
 struct GemmOperand {
@@ -48,7 +61,7 @@ GemmOperand gemm_operand(const Tensor& t, const Shape& batch) {
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   check_same_device("matmul", a_in, b_in);
   check_same_dtype("matmul", a_in, b_in);
-  check_floating("matmul", a_in);
+  check_gemm_dtype("matmul", a_in);
   MMS_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
             shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
   const bool a_vector = a_in.dim() == 1, b_vector = b_in.dim() == 1;
@@ -66,7 +79,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = empty({batch_numel, m, n}, a.dtype(), a.device());
+  Tensor out = empty({batch_numel, m, n}, gemm_output_dtype(a.dtype()), a.device());
   if (out.numel() > 0) {
     if (k == 0) {
       fill_(out, 0.0);
@@ -84,7 +97,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_same_device("linear", x, weight);
   check_same_dtype("linear", x, weight);
-  check_floating("linear", x);
+  check_gemm_dtype("linear", x);
   MMS_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", shape_str(weight.shape()));
   MMS_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),
             " does not end in in_features = ", weight.size(1), " of weight ",
@@ -93,10 +106,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t rows = in == 0 ? 0 : x.numel() / in;
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
-  Tensor out = empty({1, rows, out_features}, x.dtype(), x.device());
+  const DType out_dtype = gemm_output_dtype(x.dtype());
+  Tensor out = empty({1, rows, out_features}, out_dtype, x.device());
   double beta = 0.0;
   if (bias.defined()) {
-    check_same_dtype("linear", x, bias);
+    check_same_device("linear", x, bias);
+    if (out_dtype == x.dtype()) {
+      check_same_dtype("linear", x, bias);
+    } else {
+      MMS_CHECK(bias.dtype() == out_dtype, "linear: bias ", shape_str(bias.shape()), " is ",
+                dtype_name(bias.dtype()), ", but ", dtype_name(x.dtype()), " inputs give a ",
+                dtype_name(out_dtype), " output and the bias must be ", dtype_name(out_dtype));
+    }
     MMS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias ",
               shape_str(bias.shape()), " does not match out_features = ", out_features);
     // Start from the bias and let the GEMM accumulate onto it (beta = 1): one pass less.
