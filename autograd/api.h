@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "tensor/ops.h"
 
@@ -88,6 +89,7 @@ Tensor to_dtype(const Tensor& x, DType dtype);
 Tensor to_device(const Tensor& x, Device device);
 
 // ---- linear algebra (autograd/linalg.cpp) ---------------------------------------
+// Under an AutocastGuard(bfloat16) (autograd/autocast.h) both run bf16 x bf16 -> float32.
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 

@@ -1,19 +1,50 @@
 // matmul and linear with their derivatives:
 //   C = A B      =>  dA = dC B^T,  dB = A^T dC  (summed over broadcast batch dims)
 //   y = x W^T + b =>  dx = dy W,   dW = dy^T x,  db = sum of dy over rows
+//
+// Mixed precision (autograd/autocast.h): under an AutocastGuard(bfloat16), or when both
+// operands already are bfloat16, the GEMM operands are bf16 (float32 ones are cast here,
+// and the bf16 copies are what the backward keeps), every GEMM is bf16 x bf16 -> float32,
+// and the backward casts dC / dy to bf16 for its two GEMMs. Each input's gradient is
+// returned in that input's dtype, so float32 parameters get float32 gradients. The bias
+// stays float32 and its gradient is summed from the float32 dy.
 #include "autograd/api.h"
+#include "autograd/autocast.h"
 
 namespace mms {
 
 namespace {
 using Grads = std::vector<Tensor>;
 
+bool castable_to_bf16(const Tensor& t) {
+  return t.dtype() == DType::Float32 || t.dtype() == DType::BFloat16;
+}
+
+// Whether the GEMM of a and b runs in bf16 mixed precision.
+bool mixed_gemm(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == DType::BFloat16 && b.dtype() == DType::BFloat16) return true;
+  return autocast_dtype() == DType::BFloat16 && castable_to_bf16(a) && castable_to_bf16(b);
+}
+
+Tensor to_bf16(const Tensor& t) {
+  return t.dtype() == DType::BFloat16 ? t : ops::cast(t, DType::BFloat16);
+}
+
+// A gradient in its input's dtype (the mixed GEMMs produce float32).
+Tensor in_dtype(const Tensor& grad, DType dtype) {
+  return !grad.defined() || grad.dtype() == dtype ? grad : ops::cast(grad, dtype);
+}
+
 Tensor matmul_2d_or_more(const Tensor& a, const Tensor& b) {
-  Tensor as = saved(a), bs = saved(b);
-  return record("matmul", ops::matmul(a, b), {a, b}, [as, bs](const Tensor& g, const std::vector<bool>& needs) {
+  const bool mixed = mixed_gemm(a, b);
+  const DType a_dtype = a.dtype(), b_dtype = b.dtype();
+  Tensor as = saved(mixed ? to_bf16(a) : a), bs = saved(mixed ? to_bf16(b) : b);
+  return record("matmul", ops::matmul(as, bs), {a, b},
+                [as, bs, mixed, a_dtype, b_dtype](const Tensor& g_out, const std::vector<bool>& needs) {
+    const Tensor g = mixed ? to_bf16(g_out) : g_out;
     Tensor ga, gb;
-    if (needs[0]) ga = ops::sum_to(ops::matmul(g, ops::transpose(bs, -1, -2)), as.shape());
-    if (needs[1]) gb = ops::sum_to(ops::matmul(ops::transpose(as, -1, -2), g), bs.shape());
+    if (needs[0]) ga = in_dtype(ops::sum_to(ops::matmul(g, ops::transpose(bs, -1, -2)), as.shape()), a_dtype);
+    if (needs[1]) gb = in_dtype(ops::sum_to(ops::matmul(ops::transpose(as, -1, -2), g), bs.shape()), b_dtype);
     return Grads{ga, gb};
   });
 }
@@ -32,15 +63,23 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  Tensor y = ops::linear(x, weight, bias);
-  Tensor xs = saved(x), ws = saved(weight);
-  return record("linear", y, {x, weight, bias}, [xs, ws](const Tensor& g, const std::vector<bool>& needs) {
+  const bool mixed = mixed_gemm(x, weight);
+  const DType x_dtype = x.dtype(), w_dtype = weight.dtype();
+  const DType b_dtype = bias.defined() ? bias.dtype() : DType::Float32;
+  Tensor xs = saved(mixed ? to_bf16(x) : x), ws = saved(mixed ? to_bf16(weight) : weight);
+  // the mixed GEMM accumulates onto a float32 bias
+  const Tensor bias_used = mixed && bias.defined() ? in_dtype(bias, DType::Float32) : bias;
+  Tensor y = ops::linear(xs, ws, bias_used);
+  return record("linear", y, {x, weight, bias},
+                [xs, ws, mixed, x_dtype, w_dtype, b_dtype](const Tensor& g, const std::vector<bool>& needs) {
     const int64_t out_features = ws.size(0), in_features = ws.size(1);
     Tensor g2 = ops::reshape(g, {-1, out_features});
+    const Tensor g2_gemm = mixed ? to_bf16(g2) : g2;
     Tensor gx, gw, gb;
-    if (needs[0]) gx = ops::reshape(ops::matmul(g2, ws), xs.shape());
-    if (needs[1]) gw = ops::matmul(ops::transpose(g2, 0, 1), ops::reshape(xs, {-1, in_features}));
-    if (needs[2]) gb = ops::sum(g2, {0});
+    if (needs[0]) gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, ws), xs.shape()), x_dtype);
+    if (needs[1])
+      gw = in_dtype(ops::matmul(ops::transpose(g2_gemm, 0, 1), ops::reshape(xs, {-1, in_features})), w_dtype);
+    if (needs[2]) gb = in_dtype(ops::sum(g2, {0}), b_dtype);
     return Grads{gx, gw, gb};
   });
 }

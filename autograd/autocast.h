@@ -1,0 +1,47 @@
+// Autocast: bf16 mixed precision for the GEMMs of autograd's linear and matmul.
+//
+//   {
+//     AutocastGuard autocast(DType::BFloat16);
+//     Tensor loss = model.forward(...);   // linear/matmul run bf16 x bf16 -> float32
+//     loss.backward();                    // their backward GEMMs too
+//   }
+//
+// While a guard is active on this thread, autograd's linear() and matmul() cast float32
+// operands to bfloat16, run the mixed GEMM (bf16 inputs, float32 accumulation and
+// output: ops::matmul / ops::linear) and save the bf16 copies for the backward (half the
+// memory of float32 activations). The backward casts the float32 upstream gradient to
+// bf16 and runs the two mixed GEMMs, so gradients arrive in float32 at float32 inputs:
+// parameters ("master weights"), their gradients and the optimizer state stay float32.
+// Everything else (layer norm, softmax, attention, losses, AdamW) is untouched and runs
+// in float32, as in torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard
+// keeps its mixed backward when backward() runs after the guard has ended.
+//
+// The switch is thread-local (like grad mode) and off by default; float64 operands are
+// never cast (gradcheck stays float64). Expected error: bf16 keeps 8 bits of mantissa,
+// so results move by ~2^-9 relative per operand; DESIGN.md's bf16 tolerance is 2e-2 of
+// max |ref|.
+#pragma once
+
+#include <optional>
+
+#include "tensor/dtype.h"
+
+namespace mms {
+
+// The dtype GEMM operands are cast to on this thread, or nullopt when autocast is off.
+std::optional<DType> autocast_dtype();
+
+// Sets the autocast dtype for its lifetime (nullopt turns autocast off inside an outer
+// guard) and restores the previous setting when it ends. Only bfloat16 is supported.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(std::optional<DType> dtype);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  std::optional<DType> previous_;
+};
+
+}  // namespace mms
