@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "autograd/api.h"
@@ -191,14 +192,20 @@ int main(int argc, char** argv) {
       std::printf("bench/step: no CUDA device here (skipped)\n");
       return 0;
     }
-    if (mode == "bf16") {
-      std::printf("bench/step: bf16 mixed precision is not implemented yet (the engine computes float32 on "
-                  "CUDA); run --mode fp32 or tf32\n");
-      return 2;
-    }
-    MMS_CHECK(mode == "fp32" || mode == "tf32", "bench/step: unknown --mode '", mode, "'");
+    MMS_CHECK(mode == "fp32" || mode == "tf32" || mode == "bf16", "bench/step: unknown --mode '", mode, "'");
+    // bf16: every linear/matmul of the model runs under autocast (bf16 operands, fp32
+    // accumulation, fp32 master weights and AdamW state; autograd/autocast.h), as the
+    // peer's torch.autocast(bfloat16). The GEMMs left in float32 (attention's own
+    // QK^T / PV path) run with TF32 on, so on CUDA "bf16" means bf16 + tf32 (the CPU
+    // has no TF32: float32 there).
+    std::optional<AutocastGuard> autocast;  // held for every timed step of this thread
+    if (mode == "bf16") autocast.emplace(DType::BFloat16);
+    const std::string gemm_precision =
+        mode != "bf16" ? mode
+                       : std::string("bf16 linear/matmul (autocast), ") + (device.is_cuda() ? "tf32" : "fp32") +
+                             " attention";
 #ifdef MMS_WITH_CUDA
-    mms::cuda::set_tf32_enabled(mode == "tf32");
+    mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");
 #endif
     const bool finetune_default = config_name == "default";
     // The step for batch size B: the default run's (built by finetune's own code) or the peer's.
@@ -251,7 +258,8 @@ int main(int argc, char** argv) {
       Result r = run(spec, device, lists, warmup, steps, seed);
       if (peak > 0) r.mfu = r.tflops / peak;
       results.push_back(r);
-      nlohmann::json line = {{"engine", "mmscale"}, {"device", card}, {"mode", mode}, {"config", config_name},
+      nlohmann::json line = {{"engine", "mmscale"}, {"device", card}, {"mode", mode},
+                             {"gemm_precision", gemm_precision}, {"config", config_name},
                              {"batch_lists", lists}, {"list_size", list_size}, {"text_len", text_len},
                              {"median_ms", r.median_ms}, {"min_ms", r.min_ms}, {"max_ms", r.max_ms},
                              {"pairs_per_s", r.pairs_per_s}, {"tflops", r.tflops}, {"bf16_peak_tflops", peak},
@@ -260,7 +268,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     std::printf("\nmmscale step on %s, %s, K=%lld, L=%lld (bf16 GEMM peak measured: %.0f TFLOP/s)\n", card.c_str(),
-                mode.c_str(), (long long)list_size, (long long)text_len, peak);
+                gemm_precision.c_str(), (long long)list_size, (long long)text_len, peak);
     std::printf("%6s %10s %10s %10s %12s %9s %7s %10s\n", "B", "median_ms", "min_ms", "max_ms", "pairs/s", "TFLOP/s",
                 "MFU", "peak_MiB");
     for (const Result& r : results)
