@@ -1,0 +1,364 @@
+// bf16 mixed precision (autograd/autocast.h, issue 8): the raw bf16 x bf16 -> float32
+// GEMM against a float32 GEMM of the bf16-rounded inputs, autocast's linear/matmul
+// gradients against float32 formulas on rounded operands (and against plain float32 at
+// DESIGN.md's bf16 tolerance), the CUDA GEMM against the CPU one (skipped without a
+// GPU), and a short training run of the tiny CLIP pair scorer in fp32 vs bf16.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "autograd/api.h"
+#include "autograd/autocast.h"
+#include "losses/objective.h"
+#include "nn/optim.h"
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "vlm/pair_scorer.h"
+
+using namespace mms;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                           \
+  do {                                               \
+    if (!cuda_available()) {                         \
+      MESSAGE("CUDA tests skipped: no GPU");         \
+      return;                                        \
+    }                                                \
+  } while (0)
+
+// The mixed GEMM vs float32 on the same (rounded) inputs: only the summation order may
+// differ, and on the CPU not even that (the same float32 kernel runs on widened values).
+constexpr double kSameInputsTolerance = 1e-6;
+constexpr double kF32Tolerance = 1e-4;    // CPU vs CUDA, float32 accumulation on both
+constexpr double kBf16Tolerance = 2e-2;   // DESIGN.md: bf16 vs float32
+
+// max |got - ref| / max |ref|; NaN or a dtype/shape mismatch fails.
+double relative_error(const Tensor& got, const Tensor& ref) {
+  REQUIRE(got.shape() == ref.shape());
+  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
+  const std::vector<double> r = ref.to(Device::cpu()).to_vector<double>();
+  double max_ref = 0.0, max_diff = 0.0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (!std::isfinite(g[i]) || !std::isfinite(r[i])) return std::numeric_limits<double>::infinity();
+    max_ref = std::max(max_ref, std::abs(r[i]));
+    max_diff = std::max(max_diff, std::abs(g[i] - r[i]));
+  }
+  REQUIRE(max_ref > 0.0);  // never validate on zeros
+  return max_diff / max_ref;
+}
+
+#define CHECK_WITHIN(got, ref, tolerance, what)                               \
+  do {                                                                        \
+    const double error_ = relative_error((got), (ref));                       \
+    INFO(what << ": relative error " << error_);                              \
+    CHECK(error_ <= (tolerance));                                             \
+  } while (0)
+
+// Non-zero random float32 values (normal, shifted away from 0 on average).
+Tensor random_f32(const Shape& shape, uint64_t seed) {
+  return ops::add_scalar(randn(shape, seed, 0, DType::Float32), 0.25);
+}
+Tensor bf16(const Tensor& x) { return ops::cast(x, DType::BFloat16); }
+// x rounded to bf16 and back: the values the mixed GEMM actually multiplies.
+Tensor rounded(const Tensor& x) { return ops::cast(bf16(x), DType::Float32); }
+
+}  // namespace
+
+TEST_CASE("bf16 matmul: float32 output equal to float32 matmul of the rounded inputs") {
+  uint64_t seed = 100;
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{1, 1}, {1, 1}},     {{3, 5}, {5, 7}},           {{37, 61}, {61, 29}},
+      {{2, 3, 17, 9}, {2, 3, 9, 13}},                   {{4, 6, 5}, {5, 3}},  // broadcast weight
+      {{5}, {5, 2}},        {{7, 5}, {5}},              {{1, 33, 65}, {3, 65, 31}},  // broadcast batch
+      {{129, 257}, {257, 67}}};
+  for (const auto& [sa, sb] : cases) {
+    INFO("matmul " << shape_str(sa) << " @ " << shape_str(sb));
+    Tensor a = random_f32(sa, ++seed), b = random_f32(sb, ++seed);
+    Tensor got = ops::matmul(bf16(a), bf16(b));
+    CHECK(got.dtype() == DType::Float32);
+    CHECK_WITHIN(got, ops::matmul(rounded(a), rounded(b)), kSameInputsTolerance, "bf16 matmul");
+    // and it is a bf16-accurate version of the float32 product
+    CHECK_WITHIN(got, ops::matmul(a, b), kBf16Tolerance, "bf16 vs float32 matmul");
+  }
+  // transposed operands (views): the GEMM's transpose flags, or a copy
+  Tensor a = random_f32({19, 6}, ++seed), b = random_f32({11, 19}, ++seed);
+  CHECK_WITHIN(ops::matmul(ops::transpose(bf16(a), 0, 1), ops::transpose(bf16(b), 0, 1)),
+               ops::matmul(ops::transpose(rounded(a), 0, 1), ops::transpose(rounded(b), 0, 1)),
+               kSameInputsTolerance, "transposed views");
+  Tensor batched = random_f32({3, 23, 7}, ++seed), shared = random_f32({23, 5}, ++seed);
+  CHECK_WITHIN(ops::matmul(ops::transpose(bf16(batched), -1, -2), bf16(shared)),
+               ops::matmul(ops::transpose(rounded(batched), -1, -2), rounded(shared)), kSameInputsTolerance,
+               "batched transposed @ shared");
+}
+
+TEST_CASE("bf16 linear: float32 output with a float32 bias") {
+  uint64_t seed = 200;
+  Tensor x = random_f32({2, 5, 37}, ++seed), w = random_f32({13, 37}, ++seed), bias = random_f32({13}, ++seed);
+  Tensor got = ops::linear(bf16(x), bf16(w), bias);
+  CHECK(got.dtype() == DType::Float32);
+  CHECK(got.shape() == Shape{2, 5, 13});
+  CHECK_WITHIN(got, ops::linear(rounded(x), rounded(w), bias), kSameInputsTolerance, "with bias");
+  CHECK_WITHIN(ops::linear(bf16(x), bf16(w), Tensor()), ops::linear(rounded(x), rounded(w), Tensor()),
+               kSameInputsTolerance, "without bias");
+  // a bf16 bias is refused with the op and the dtypes named
+  try {
+    ops::linear(bf16(x), bf16(w), bf16(bias));
+    FAIL("expected an error for a bfloat16 bias");
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find("linear") != std::string::npos);
+    CHECK(message.find("bfloat16") != std::string::npos);
+  }
+}
+
+TEST_CASE("bf16 bmm: alpha, beta and every transpose combination on the backend") {
+  uint64_t seed = 300;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      INFO("bmm trans_a " << ta << " trans_b " << tb);
+      const int64_t B = 3, M = 13, N = 7, K = 21;
+      Tensor A = random_f32(ta ? Shape{B, K, M} : Shape{B, M, K}, ++seed);
+      Tensor Bm = random_f32(tb ? Shape{1, N, K} : Shape{1, K, N}, ++seed);  // broadcast batch
+      Tensor C = random_f32({B, M, N}, ++seed);
+      Tensor got = C.clone(), ref = C.clone();
+      cpu_backend().bmm(bf16(A), bf16(Bm), got, ta, tb, 0.5, 2.0);
+      cpu_backend().bmm(rounded(A), rounded(Bm), ref, ta, tb, 0.5, 2.0);
+      CHECK_WITHIN(got, ref, kSameInputsTolerance, "bmm");
+    }
+  }
+  // mixed dtypes other than bf16 x bf16 -> float32 are refused
+  Tensor out = zeros({1, 2, 2});
+  CHECK_THROWS_AS(cpu_backend().bmm(bf16(random_f32({1, 2, 3}, 1)), random_f32({1, 3, 2}, 2), out, false, false,
+                                    1.0, 0.0),
+                  Error);
+}
+
+TEST_CASE("autocast: the guard is thread-local state, nests, and restores") {
+  CHECK_FALSE(autocast_dtype().has_value());
+  {
+    AutocastGuard outer(DType::BFloat16);
+    CHECK(autocast_dtype() == DType::BFloat16);
+    {
+      AutocastGuard off(std::nullopt);
+      CHECK_FALSE(autocast_dtype().has_value());
+    }
+    CHECK(autocast_dtype() == DType::BFloat16);
+  }
+  CHECK_FALSE(autocast_dtype().has_value());
+  CHECK_THROWS_AS(AutocastGuard(DType::Float16), Error);
+  CHECK_FALSE(autocast_dtype().has_value());
+}
+
+TEST_CASE("autocast linear: forward and gradients are the mixed GEMMs of bf16 operands") {
+  uint64_t seed = 400;
+  Tensor x = random_f32({2, 7, 37}, ++seed).set_requires_grad();
+  Tensor w = random_f32({19, 37}, ++seed).set_requires_grad();
+  Tensor bias = random_f32({19}, ++seed).set_requires_grad();
+  Tensor upstream = random_f32({2, 7, 19}, ++seed);
+
+  Tensor y;
+  {
+    AutocastGuard autocast(DType::BFloat16);
+    y = linear(x, w, bias);
+  }
+  // backward after the guard ended still runs the recorded mixed GEMMs
+  y.backward(upstream);
+  CHECK(y.dtype() == DType::Float32);
+  REQUIRE(x.grad().defined());
+  REQUIRE(w.grad().defined());
+  REQUIRE(bias.grad().defined());
+  CHECK(x.grad().dtype() == DType::Float32);
+  CHECK(w.grad().dtype() == DType::Float32);
+  CHECK(bias.grad().dtype() == DType::Float32);
+
+  // float32 formulas on the bf16-rounded operands and upstream gradient
+  const Tensor rx = ops::reshape(rounded(x.detach()), {-1, 37}), rw = rounded(w.detach());
+  const Tensor rg = ops::reshape(rounded(upstream), {-1, 19});
+  CHECK_WITHIN(y, ops::linear(rounded(x.detach()), rw, bias.detach()), kSameInputsTolerance, "y");
+  CHECK_WITHIN(x.grad(), ops::reshape(ops::matmul(rg, rw), {2, 7, 37}), kSameInputsTolerance, "grad x");
+  CHECK_WITHIN(w.grad(), ops::matmul(ops::transpose(rg, 0, 1), rx), kSameInputsTolerance, "grad w");
+  CHECK_WITHIN(bias.grad(), ops::sum(ops::reshape(upstream, {-1, 19}), {0}), kSameInputsTolerance, "grad bias");
+
+  // ... and within the bf16 tolerance of plain float32
+  Tensor x32 = x.detach().clone().set_requires_grad(), w32 = w.detach().clone().set_requires_grad();
+  Tensor b32 = bias.detach().clone().set_requires_grad();
+  Tensor y32 = linear(x32, w32, b32);
+  y32.backward(upstream);
+  CHECK_WITHIN(y, y32, kBf16Tolerance, "y vs float32");
+  CHECK_WITHIN(x.grad(), x32.grad(), kBf16Tolerance, "grad x vs float32");
+  CHECK_WITHIN(w.grad(), w32.grad(), kBf16Tolerance, "grad w vs float32");
+  CHECK_WITHIN(bias.grad(), b32.grad(), kBf16Tolerance, "grad bias vs float32");
+}
+
+TEST_CASE("autocast matmul: broadcast batch, transposed operand, float32 gradients") {
+  uint64_t seed = 500;
+  Tensor a = random_f32({2, 3, 17, 9}, ++seed).set_requires_grad();
+  Tensor b_stored = random_f32({13, 9}, ++seed).set_requires_grad();  // used transposed: [9, 13]
+  Tensor upstream = random_f32({2, 3, 17, 13}, ++seed);
+  Tensor c;
+  {
+    AutocastGuard autocast(DType::BFloat16);
+    c = matmul(a, transpose(b_stored, 0, 1));
+    c.backward(upstream);
+  }
+  CHECK(c.dtype() == DType::Float32);
+  CHECK(a.grad().dtype() == DType::Float32);
+  CHECK(b_stored.grad().dtype() == DType::Float32);
+  const Tensor ra = rounded(a.detach()), rbt = ops::transpose(rounded(b_stored.detach()), 0, 1);
+  const Tensor rg = rounded(upstream);
+  CHECK_WITHIN(c, ops::matmul(ra, rbt), kSameInputsTolerance, "c");
+  CHECK_WITHIN(a.grad(), ops::matmul(rg, ops::transpose(rbt, 0, 1)), kSameInputsTolerance, "grad a");
+  // dB^T summed over the broadcast batch dims, then transposed back to b's storage
+  const Tensor grad_bt = ops::sum_to(ops::matmul(ops::transpose(ra, -1, -2), rg), {9, 13});
+  CHECK_WITHIN(b_stored.grad(), ops::transpose(grad_bt, 0, 1), kSameInputsTolerance, "grad b");
+
+  Tensor a32 = a.detach().clone().set_requires_grad(), b32 = b_stored.detach().clone().set_requires_grad();
+  Tensor c32 = matmul(a32, transpose(b32, 0, 1));
+  c32.backward(upstream);
+  CHECK_WITHIN(c, c32, kBf16Tolerance, "c vs float32");
+  CHECK_WITHIN(a.grad(), a32.grad(), kBf16Tolerance, "grad a vs float32");
+  CHECK_WITHIN(b_stored.grad(), b32.grad(), kBf16Tolerance, "grad b vs float32");
+}
+
+TEST_CASE("autocast leaves everything else alone: no guard, float64, vectors") {
+  uint64_t seed = 600;
+  Tensor a = random_f32({5, 8}, ++seed), b = random_f32({8, 3}, ++seed);
+  // no guard: the float32 GEMM, bit for bit
+  const std::vector<float> plain = matmul(a, b).to_vector<float>();
+  CHECK(plain == ops::matmul(a, b).to_vector<float>());
+  AutocastGuard autocast(DType::BFloat16);
+  // float64 operands are never cast (gradcheck stays float64)
+  Tensor a64 = a.to(DType::Float64), b64 = b.to(DType::Float64);
+  Tensor c64 = matmul(a64, b64);
+  CHECK(c64.dtype() == DType::Float64);
+  CHECK(c64.to_vector<double>() == ops::matmul(a64, b64).to_vector<double>());
+  // vector operands go through the same mixed GEMM
+  Tensor v = random_f32({8}, ++seed);
+  CHECK_WITHIN(matmul(a, v), ops::matmul(rounded(a), rounded(v)), kSameInputsTolerance, "matrix @ vector");
+}
+
+TEST_CASE("cuda: bf16 GEMM and autocast gradients match the CPU") {
+  SKIP_WITHOUT_GPU();
+  const Device gpu = Device::cuda(0);
+  uint64_t seed = 700;
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{3, 5}, {5, 7}}, {{400, 768}, {768, 96}}, {{2, 3, 17, 9}, {2, 3, 9, 13}}, {{4, 6, 5}, {5, 3}},
+      {{1, 33, 65}, {3, 65, 31}}, {{7, 5}, {5}}};
+  for (const auto& [sa, sb] : cases) {
+    INFO("matmul " << shape_str(sa) << " @ " << shape_str(sb));
+    Tensor a = bf16(random_f32(sa, ++seed)), b = bf16(random_f32(sb, ++seed));
+    Tensor got = ops::matmul(a.to(gpu), b.to(gpu));
+    CHECK(got.dtype() == DType::Float32);
+    CHECK_WITHIN(got, ops::matmul(a, b), kF32Tolerance, "bf16 matmul");
+  }
+  Tensor ta = bf16(random_f32({19, 6}, ++seed)), tb = bf16(random_f32({11, 19}, ++seed));
+  CHECK_WITHIN(ops::matmul(ops::transpose(ta.to(gpu), 0, 1), ops::transpose(tb.to(gpu), 0, 1)),
+               ops::matmul(ops::transpose(ta, 0, 1), ops::transpose(tb, 0, 1)), kF32Tolerance, "transposed views");
+  for (bool ta_flag : {false, true}) {
+    for (bool tb_flag : {false, true}) {
+      INFO("bmm trans_a " << ta_flag << " trans_b " << tb_flag);
+      const int64_t B = 3, M = 13, N = 7, K = 21;
+      Tensor A = bf16(random_f32(ta_flag ? Shape{B, K, M} : Shape{B, M, K}, ++seed));
+      Tensor Bm = bf16(random_f32(tb_flag ? Shape{1, N, K} : Shape{1, K, N}, ++seed));
+      Tensor C = random_f32({B, M, N}, ++seed);
+      Tensor C_gpu = C.to(gpu).clone();
+      cpu_backend().bmm(A, Bm, C, ta_flag, tb_flag, 0.5, 2.0);
+      cuda_backend().bmm(A.to(gpu), Bm.to(gpu), C_gpu, ta_flag, tb_flag, 0.5, 2.0);
+      CHECK_WITHIN(C_gpu, C, kF32Tolerance, "bmm");
+    }
+  }
+  // autocast linear on the GPU: forward and all three gradients against the CPU
+  Tensor x = random_f32({2, 50, 96}, ++seed), w = random_f32({40, 96}, ++seed), bias = random_f32({40}, ++seed);
+  Tensor upstream = random_f32({2, 50, 40}, ++seed);
+  std::vector<Tensor> results[2];
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    const Device device = on_gpu ? gpu : Device::cpu();
+    Tensor xd = x.clone().to(device).set_requires_grad(), wd = w.clone().to(device).set_requires_grad();
+    Tensor bd = bias.clone().to(device).set_requires_grad();
+    AutocastGuard autocast(DType::BFloat16);
+    Tensor y = linear(xd, wd, bd);
+    y.backward(upstream.to(device));
+    results[on_gpu] = {y, xd.grad(), wd.grad(), bd.grad()};
+  }
+  const char* names[] = {"y", "grad x", "grad w", "grad bias"};
+  for (int i = 0; i < 4; ++i) CHECK_WITHIN(results[1][i], results[0][i], kF32Tolerance, names[i]);
+}
+
+namespace {
+
+// Trains the tiny CLIP pair scorer (vlm::tiny_clip_config(), bench/step's --config
+// tiny) on one fixed random batch with AdamW; returns the loss of every step.
+std::vector<double> train_tiny_scorer(int steps, bool bf16_autocast) {
+  const vlm::CLIPConfig config = vlm::tiny_clip_config();
+  vlm::PairHeadConfig head;
+  head.hidden_size = config.projection_dim;
+  head.dropout = 0.0;  // deterministic: the two runs see the same function
+  vlm::PairScorer model(config, head, /*seed=*/0);
+  model.train();
+  nn::AdamWOptions adam;
+  adam.lr = 1e-3;  // large enough that the loss moves a lot in a few hundred steps
+  nn::AdamW optimizer(nn::decay_param_groups(model, 0.01), adam);
+
+  const int64_t lists = 4, list_size = 4, texts = lists * list_size, text_len = 16;
+  const int64_t size = config.vision.image_size;
+  Tensor pixels = randn({lists, 3, size, size}, 1);
+  Tensor ids = ops::cast(ops::mul_scalar(rand({texts, text_len}, 2, 0, DType::Float64),
+                                         static_cast<double>(config.text.vocab_size - 2)),
+                         DType::Int64);
+  Tensor last = ops::narrow(ids, 1, text_len - 1, 1);
+  ops::fill_(last, static_cast<double>(config.text.vocab_size - 1));
+  Tensor mask = ones({texts, text_len}, DType::Int64);
+  Tensor gold = ops::clamp(ops::add_scalar(ops::mul_scalar(rand({lists, list_size}, 3), 4.0), 1.0), 1.0, 5.0);
+  Tensor modality = ops::cast(ops::mul_scalar(rand({lists, list_size}, 5, 0, DType::Float64), 2.999), DType::Int64);
+
+  std::optional<AutocastGuard> autocast;
+  if (bf16_autocast) autocast.emplace(DType::BFloat16);
+  std::vector<double> losses_seen;
+  for (int step = 0; step < steps; ++step) {
+    auto out = model.forward(pixels, ids, mask, list_size);
+    losses::ObjectiveInputs in;
+    in.scores = reshape(out.score, {lists, list_size});
+    in.gold = gold;
+    in.modality_logits = reshape(out.modality_logits, {lists, list_size, 3});
+    in.modality_targets = modality;
+    in.tie_seed = static_cast<uint64_t>(step);
+    losses::ObjectiveResult result = losses::compute_objective(losses::ObjectiveWeights::combined(), in);
+    optimizer.zero_grad();
+    result.total.backward();
+    optimizer.step();
+    losses_seen.push_back(result.total_value);
+  }
+  return losses_seen;
+}
+
+}  // namespace
+
+// Issue 8's target: a 200-step bf16 run's final loss within 2% of the fp32 run's (about
+// 7.5 s for both runs in a Release build on 2 cores; 40 steps under AddressSanitizer,
+// which is several times slower). bench/step --device cpu --config tiny --mode
+// fp32|bf16 --steps 200 checks the same at the bench's own batch and lr.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kTrainingSteps = 40;
+#else
+constexpr int kTrainingSteps = 200;
+#endif
+TEST_CASE("autocast training: the tiny CLIP scorer's 200-step loss tracks float32 (<= 2% final)") {
+  const int steps = kTrainingSteps;
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<double> fp32 = train_tiny_scorer(steps, false);
+  const std::vector<double> bf16_run = train_tiny_scorer(steps, true);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double first = fp32.front(), final32 = fp32.back(), final16 = bf16_run.back();
+  const double relative = std::abs(final16 - final32) / std::abs(final32);
+  MESSAGE("tiny scorer, " << steps << " steps: fp32 loss " << first << " -> " << final32 << ", bf16 "
+                          << bf16_run.front() << " -> " << final16 << " (relative difference " << relative
+                          << ", both runs " << seconds << " s)");
+  for (double v : bf16_run) REQUIRE(std::isfinite(v));
+  CHECK(std::abs(bf16_run.front() - first) <= 2e-2 * std::abs(first));  // same start
+  CHECK(final32 < 0.8 * first);  // training moved: the comparison is not of two untrained models
+  CHECK(relative <= 0.02);
+}
