@@ -21,6 +21,7 @@
 #include "cuda/check.h"
 #include "cuda/device_utils.cuh"
 #include "cuda/memory.h"
+#include "cuda/staging.h"
 
 namespace mms::cuda {
 
@@ -222,6 +223,7 @@ double sum_of_squares_f32(const float* const* tensors, const int64_t* numels, in
   MMS_CUDA_LAUNCH_CHECK();
   double host_result = 0.0;
   MMS_CUDA_CHECK(cudaMemcpyAsync(&host_result, result, sizeof(double), cudaMemcpyDeviceToHost, stream));
+  note_host_sync();
   MMS_CUDA_CHECK(cudaStreamSynchronize(stream));
   return host_result;
 }

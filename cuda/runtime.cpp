@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda/check.h"
+#include "cuda/staging.h"
 
 namespace mms::cuda {
 
@@ -88,16 +89,25 @@ cudaStream_t stream() {
   return the_stream;
 }
 
-void synchronize() { MMS_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  note_host_sync();
+  MMS_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
 
 void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind) {
   if (nbytes == 0) return;
-  const cudaMemcpyKind cuda_kind = kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
-                                   : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
-                                                                    : cudaMemcpyDeviceToDevice;
-  MMS_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cuda_kind, stream()));
-  // Host buffers may be pageable and are the caller's to reuse at once: wait.
-  if (kind != CopyKind::DeviceToDevice) synchronize();
+  switch (kind) {
+    case CopyKind::HostToDevice:  // staged through pinned memory: no wait (cuda/staging.h)
+      upload_async(dst, src, nbytes);
+      return;
+    case CopyKind::DeviceToHost:  // the caller reads the bytes next: wait for them
+      MMS_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
+      synchronize();
+      return;
+    case CopyKind::DeviceToDevice:
+      MMS_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream()));
+      return;
+  }
 }
 
 bool debug_sync_enabled() {

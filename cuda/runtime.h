@@ -21,8 +21,10 @@ cudaStream_t stream();
 void synchronize();
 
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
-// Copies nbytes on stream(); returns once the bytes are at their destination when host
-// memory is involved (so the caller may reuse or read its host buffer at once).
+// Copies nbytes on stream(). Host -> device returns once the bytes are staged (the caller
+// may reuse its buffer at once; the device sees them in stream order, without the host
+// waiting: cuda/staging.h). Device -> host returns once the bytes have arrived (a wait).
+// Device -> device is queued and returns.
 void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind);
 
 // Where CUDA errors go. Default: throw std::runtime_error. The engine installs a handler

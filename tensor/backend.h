@@ -158,5 +158,9 @@ void device_deallocate(void* pointer, Device device);
 void device_memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 // Waits for all queued work on the device (no-op on the CPU).
 void device_synchronize(Device device);
+// How many times the host has waited for a device so far (stream syncs and device ->
+// host reads; 0 in a CPU-only build). A training step that leaves it unchanged never
+// stalls the host, so kernel launches queue ahead of the GPU (bench/step reports it).
+int64_t device_sync_count();
 
 }  // namespace mms

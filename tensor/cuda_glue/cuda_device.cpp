@@ -7,6 +7,7 @@
 #include "cuda/indexing.h"
 #include "cuda/memory.h"
 #include "cuda/runtime.h"
+#include "cuda/staging.h"
 #include "tensor/cuda_glue/cuda_glue.h"
 
 namespace mms {
@@ -75,6 +76,8 @@ void device_synchronize(Device device) {
   if (device.is_cpu() || !cuda_available()) return;
   cuda::synchronize();
 }
+
+int64_t device_sync_count() { return cuda::host_sync_count(); }
 
 namespace cuda_glue {
 
