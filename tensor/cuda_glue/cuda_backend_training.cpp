@@ -68,20 +68,25 @@ void CudaBackend::listmle(const Tensor& scores, const Tensor& order, const Tenso
   MMS_CHECK(loss.numel() == lists, op, ": loss must have ", lists, " elements");
   check_f32(op, "grad_scores", grad_scores);
   check_shape(op, "grad_scores", grad_scores, scores.shape());
-  // The same validation as the CPU kernel, on a host copy of the (small) index tensors:
-  // the kernel trusts that each list names distinct items in range.
-  const std::vector<int64_t> host_lengths = lengths.to_vector<int64_t>();
-  const std::vector<int64_t> host_order = order.to_vector<int64_t>();
-  std::vector<int64_t> seen(size_t(width), -1);
-  for (int64_t b = 0; b < lists; ++b) {
-    const int64_t n = host_lengths[size_t(b)];
-    MMS_CHECK(n >= 0 && n <= width, op, ": list ", b, " has length ", n, " outside 0..", width);
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t item = host_order[size_t(b * width + k)];
-      MMS_CHECK(item >= 0 && item < width, op, ": list ", b, " order[", k, "] = ", item,
-                " is out of range 0..", width - 1);
-      MMS_CHECK(seen[size_t(item)] != b, op, ": list ", b, " names item ", item, " twice in its order");
-      seen[size_t(item)] = b;
+  // The kernel never reads out of bounds (it clamps lengths and skips out-of-range
+  // items), but a repeated item would give a wrong loss. The order normally comes from
+  // losses::listmle_order, which builds a permutation; checking it here needs a host
+  // copy, i.e. a wait for the device in the middle of the step, so it runs only with
+  // MMS_CUDA_DEBUG_SYNC=1 or in debug builds (like the index checks).
+  if (cuda::debug_sync_enabled()) {
+    const std::vector<int64_t> host_lengths = lengths.to_vector<int64_t>();
+    const std::vector<int64_t> host_order = order.to_vector<int64_t>();
+    std::vector<int64_t> seen(size_t(width), -1);
+    for (int64_t b = 0; b < lists; ++b) {
+      const int64_t n = host_lengths[size_t(b)];
+      MMS_CHECK(n >= 0 && n <= width, op, ": list ", b, " has length ", n, " outside 0..", width);
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t item = host_order[size_t(b * width + k)];
+        MMS_CHECK(item >= 0 && item < width, op, ": list ", b, " order[", k, "] = ", item,
+                  " is out of range 0..", width - 1);
+        MMS_CHECK(seen[size_t(item)] != b, op, ": list ", b, " names item ", item, " twice in its order");
+        seen[size_t(item)] = b;
+      }
     }
   }
   cuda::listmle_f32(cf(scores), static_cast<const int64_t*>(order.raw_data()),
