@@ -1,6 +1,7 @@
 #include "losses/loss_utils.h"
 
 #include <cmath>
+#include <utility>
 
 namespace mms::losses {
 
@@ -41,22 +42,38 @@ std::string index_str(int64_t flat, const Shape& shape) {
 }
 }  // namespace
 
+namespace {
+thread_local DeferFiniteChecks* t_deferral = nullptr;
+}  // namespace
+
+DeferFiniteChecks::DeferFiniteChecks() : outer_(t_deferral) { t_deferral = this; }
+DeferFiniteChecks::~DeferFiniteChecks() { t_deferral = outer_; }
+std::vector<PendingFiniteCheck> DeferFiniteChecks::take() { return std::exchange(queued_, {}); }
+
 void check_finite(const char* loss, const char* what, const Tensor& x, const Tensor& keep) {
   if (x.numel() == 0) return;
   NoGradGuard no_grad;
   // x * 0 is 0 for every finite x and NaN for NaN or +/-inf, so one sum answers
   // "is anything non-finite" without overflow on large finite values.
-  const double probe = ops::sum(ops::mul_scalar(zero_outside(x, keep), 0.0)).item();
-  if (std::isfinite(probe)) return;
+  PendingFiniteCheck check{loss, what, x, keep, ops::sum(ops::mul_scalar(zero_outside(x, keep), 0.0))};
+  if (t_deferral != nullptr) {
+    t_deferral->queue(std::move(check));
+    return;
+  }
+  if (!std::isfinite(check.probe.item())) raise_non_finite(check);
+}
+
+void raise_non_finite(const PendingFiniteCheck& check) {
+  const Tensor& x = check.x;
   std::vector<double> values = host_values(x);
-  std::vector<double> kept = keep.defined() ? host_values(keep) : std::vector<double>(values.size(), 1.0);
+  std::vector<double> kept = check.keep.defined() ? host_values(check.keep) : std::vector<double>(values.size(), 1.0);
   for (size_t i = 0; i < values.size(); ++i) {
     if (kept[i] != 0.0 && !std::isfinite(values[i]))
-      fail(loss, ": ", what, " ", shape_str(x.shape()), " has a non-finite value (", values[i],
+      fail(check.loss, ": ", check.what, " ", shape_str(x.shape()), " has a non-finite value (", values[i],
            ") at ", index_str(static_cast<int64_t>(i), x.shape()),
            "; the loss is undefined there (check the model output for overflow)");
   }
-  fail(loss, ": ", what, " has a non-finite value");  // unreachable unless the device disagrees
+  fail(check.loss, ": ", check.what, " has a non-finite value");  // unreachable unless the device disagrees
 }
 
 Tensor zero_loss(const char* op, const Tensor& x) {

@@ -13,10 +13,13 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "autograd/api.h"
+#include "losses/loss_utils.h"
 
 namespace mms::losses {
 
@@ -47,15 +50,39 @@ struct ObjectiveInputs {
   uint64_t tie_seed = 0;    // ListMLE tie shuffle (losses/listmle.h)
 };
 
+// When compute_objective reads the loss values back to the host.
+//   Now:      before it returns (each term's value is filled in; non-finite inputs throw
+//             from inside the loss that saw them). One wait for the device per read.
+//   Deferred: never; the caller calls ObjectiveResult::read_values() when it wants the
+//             numbers (or not at all). No wait for the device happens in between, so a
+//             training step on the GPU can be queued end to end while the GPU runs; the
+//             finiteness checks of the inputs are computed on the device and read with
+//             the values, and raise the same errors then. Labels (gold, valid, modality
+//             targets) are still read on the host: pass them as CPU tensors so that read
+//             is free.
+enum class HostReads { Now, Deferred };
+
 struct ObjectiveResult {
   Tensor total;  // scalar, differentiable
   // Values of the computed terms (unweighted), for logging; nullopt = not computed.
+  // With HostReads::Deferred they are filled in by read_values().
   std::optional<double> listmle, mse, modality, bce, pairwise;
   double total_value = 0.0;
   // {"loss": total, "listmle": ..., ...} with only the computed terms.
   nlohmann::json to_json() const;
+
+  // One device -> host copy of every term, the total and the queued finiteness probes;
+  // throws the error the first failing check would have thrown. Idempotent.
+  void read_values();
+  bool values_read() const { return pending_.empty() && terms_.empty(); }
+
+ private:
+  friend ObjectiveResult compute_objective(const ObjectiveWeights&, const ObjectiveInputs&, HostReads);
+  std::vector<std::pair<std::optional<double> ObjectiveResult::*, Tensor>> terms_;  // not yet read
+  std::vector<PendingFiniteCheck> pending_;
 };
 
-ObjectiveResult compute_objective(const ObjectiveWeights& weights, const ObjectiveInputs& inputs);
+ObjectiveResult compute_objective(const ObjectiveWeights& weights, const ObjectiveInputs& inputs,
+                                  HostReads reads = HostReads::Now);
 
 }  // namespace mms::losses

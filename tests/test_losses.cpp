@@ -232,6 +232,62 @@ TEST_CASE("objective: weighted sum of the terms, each reported; presets") {
   CHECK_THROWS_WITH_AS(compute_objective({0, 0, 0, 0, 0}, in), doctest::Contains("every weight is 0"), Error);
 }
 
+TEST_CASE("objective: deferred host reads give the same values and the same errors, later") {
+  Tensor s = param({0.5, 0.8, 0.4, 1.5, -0.2, 0.1}, {2, 3});
+  Tensor y = values_of({2, 3, 1, 4, 4, 5}, {2, 3});
+  Tensor v = mask_of({1, 1, 1, 1, 0, 1}, {2, 3});
+  Tensor logits = param({1, 2, 3, 0, 0, 0, 5, 5, 5, 1, -1, 0, 2, 2, 0, 3, 1, 2}, {2, 3, 3});
+  Tensor t = ids_of({2, kIgnoreIndex, 0, 1, kIgnoreIndex, 2}, {2, 3});
+  const ObjectiveWeights every_term{1.0, 0.5, 0.1, 0.3, 0.7};
+  ObjectiveInputs in{.scores = s, .gold = y, .valid = v, .modality_logits = logits, .modality_targets = t,
+                     .tie_seed = 5};
+  ObjectiveResult now = compute_objective(every_term, in);
+  ObjectiveResult later = compute_objective(every_term, in, HostReads::Deferred);
+  CHECK(now.values_read());
+  CHECK(!later.values_read());
+  CHECK(!later.listmle);  // nothing read yet
+  later.read_values();
+  CHECK(later.values_read());
+  REQUIRE(later.listmle);
+  REQUIRE(later.pairwise);
+  CHECK(*later.listmle == *now.listmle);
+  CHECK(*later.mse == *now.mse);
+  CHECK(*later.modality == *now.modality);
+  CHECK(*later.bce == *now.bce);
+  CHECK(*later.pairwise == *now.pairwise);
+  CHECK(later.total_value == now.total_value);
+  CHECK(now.total_value > 0.5);  // a real loss, not zeros
+  later.read_values();  // idempotent
+  CHECK(later.total_value == now.total_value);
+
+  // A NaN score at a valid position: the immediate mode throws from compute_objective;
+  // the deferred mode builds the graph and throws the same message from read_values.
+  Tensor bad = param({0.5, 0.8, 0.4, 1.5, -0.2, std::nan("")}, {2, 3});
+  in.scores = bad;
+  std::string immediate;
+  try {
+    compute_objective(every_term, in);
+  } catch (const Error& e) {
+    immediate = e.what();
+  }
+  CHECK(immediate.find("listmle_loss: scores [2, 3] has a non-finite value (nan) at [1, 2]") != std::string::npos);
+  ObjectiveResult deferred = compute_objective(every_term, in, HostReads::Deferred);
+  std::string from_read;
+  try {
+    deferred.read_values();
+  } catch (const Error& e) {
+    from_read = e.what();
+  }
+  CHECK(from_read == immediate);
+  // NaN at the masked position [1, 1] takes no part: no error either way.
+  in.scores = param({0.5, 0.8, 0.4, 1.5, std::nan(""), 0.1}, {2, 3});
+  in.bce_logits = s;
+  ObjectiveWeights ranking_only{1.0, 0.5, 0.0, 0.0, 0.7};
+  ObjectiveResult masked = compute_objective(ranking_only, in, HostReads::Deferred);
+  masked.read_values();
+  CHECK(std::isfinite(masked.total_value));
+}
+
 TEST_CASE("objective: float64 gradcheck of the combined objective through scores and logits") {
   Tensor s = randn({2, 3}, 41, 0, DType::Float64);
   Tensor logits = randn({2, 3, 3}, 42, 0, DType::Float64);
