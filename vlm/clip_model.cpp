@@ -102,14 +102,15 @@ Tensor CLIPTextEmbeddings::forward(const Tensor& ids) const {
   const int64_t length = ids.size(1);
   MMS_CHECK(length <= config.max_position_embeddings, "CLIPTextEmbeddings: sequence length ", length,
             " exceeds max_position_embeddings ", config.max_position_embeddings);
-  // Out-of-range ids would read outside the table: reject them by name here.
+  // Out-of-range ids would read outside the table: reject them by name here. The check
+  // reads the ids on the host: free for host ids (which are then uploaded without a
+  // wait), one device -> host copy for device ids.
   if (ids.numel() > 0) {
-    Tensor host = ids.device().is_cpu() ? ids : ids.to(Device::cpu());
-    for (int64_t id : host.to_vector<int64_t>())
+    for (int64_t id : ids.to_vector<int64_t>())
       MMS_CHECK(id >= 0 && id < config.vocab_size, "CLIPTextEmbeddings: token id ", id,
                 " is outside the vocabulary [0, ", config.vocab_size, ")");
   }
-  Tensor tokens = token_embedding->forward(ids);                          // [M, L, D]
+  Tensor tokens = token_embedding->forward(ids.to(token_embedding->weight.device()));  // [M, L, D]
   Tensor positions = narrow(position_embedding->weight, 0, 0, length);    // [L, D]
   return add(tokens, positions);
 }
@@ -127,8 +128,7 @@ Tensor text_pool_positions(const Tensor& input_ids, const CLIPTextConfig& config
   MMS_CHECK(input_ids.dim() == 2, "text_pool_positions: input_ids must be [M, L], got ",
             shape_str(input_ids.shape()));
   const int64_t rows = input_ids.size(0), length = input_ids.size(1);
-  Tensor host = input_ids.device().is_cpu() ? input_ids : input_ids.to(Device::cpu());
-  const std::vector<int64_t> ids = host.to_vector<int64_t>();
+  const std::vector<int64_t> ids = input_ids.to_vector<int64_t>();
   std::vector<int64_t> positions(rows, 0);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t* row = ids.data() + r * length;
@@ -143,7 +143,10 @@ Tensor text_pool_positions(const Tensor& input_ids, const CLIPTextConfig& config
   return from_vector(positions, {rows});
 }
 
-TowerOutput CLIPTextTransformer::forward(const Tensor& ids, const Tensor& attention_mask) const {
+TowerOutput CLIPTextTransformer::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
+  // The ids and the mask are needed on the host (validation, the pooled position): one
+  // copy here when they live on a device; none when the caller passes host tensors.
+  const Tensor ids = input_ids.to(Device::cpu());
   Tensor h = embeddings->forward(ids);
   const int64_t rows = ids.size(0), length = ids.size(1), d = config.hidden_size;
   if (attention_mask.defined())
@@ -154,8 +157,7 @@ TowerOutput CLIPTextTransformer::forward(const Tensor& ids, const Tensor& attent
   // is always kept under the causal mask when attention_mask[:, 0] is 1: left padding
   // (query 0 with nothing to attend to) is rejected rather than silently diverging.
   if (attention_mask.defined() && rows > 0 && length > 0) {
-    Tensor first = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
-    std::vector<double> keep = first.to_vector<double>();
+    std::vector<double> keep = attention_mask.to_vector<double>();
     for (int64_t r = 0; r < rows; ++r)
       MMS_CHECK(keep[r * length] != 0.0, "CLIPTextTransformer: attention_mask row ", r,
                 " masks its first token; CLIP text is right-padded (left padding is not supported)");

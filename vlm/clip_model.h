@@ -78,6 +78,11 @@ class CLIPVisionTransformer : public nn::Module {
 };
 
 // HF's CLIPTextTransformer ("text_model"): causal self-attention, padded keys masked.
+// input_ids and attention_mask may be host tensors even when the model is on a GPU
+// (unlike the rest of the engine, which wants operands on one device): the tower reads
+// them on the host anyway (id range, left-padding check, the pooled position) and
+// uploads them itself without a wait, so a training step with host ids never stalls.
+// Device ids work too, at the cost of one device -> host copy.
 class CLIPTextTransformer : public nn::Module {
  public:
   explicit CLIPTextTransformer(const CLIPTextConfig& config);
@@ -91,7 +96,8 @@ class CLIPTextTransformer : public nn::Module {
 
 // Row index of the pooled token of each sequence (see CLIPTextConfig::pools_by_argmax):
 // argmax(input_ids) with ties to the first, or the first position equal to eos_token_id
-// (0 when a row has none, as torch's argmax of an all-zero row). Host int64 [M].
+// (0 when a row has none, as torch's argmax of an all-zero row). Host int64 [M]; reads
+// input_ids on the host (a copy when they live on a device).
 Tensor text_pool_positions(const Tensor& input_ids, const CLIPTextConfig& config);
 
 struct CLIPOutput {
