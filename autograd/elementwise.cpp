@@ -151,15 +151,16 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
                 });
 }
 
+// y = x * mask, mask = (u >= p ? 1/(1-p) : 0) with u the Philox uniform at (seed, offset)
+// (one fused kernel, bit-identical to rand + compare + where + mul). d y = g * mask: the
+// backward saves only (p, seed, offset) and regenerates the mask from the counter.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset) {
   MMS_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
-  // keep = u >= p with u ~ U[0,1) from the Philox stream; survivors scaled by 1/(1-p).
-  Tensor u = rand(x.shape(), seed, offset, x.dtype(), x.device());
-  Tensor keep = ops::binary(BinaryOp::Ge, u, full({}, p, x.dtype(), x.device()));
-  Tensor scale = full({}, p < 1.0 ? 1.0 / (1.0 - p) : 0.0, x.dtype(), x.device());
-  Tensor mask = ops::where(keep, scale, full({}, 0.0, x.dtype(), x.device()));
-  return mul(x, mask);
+  return record("dropout", ops::dropout(x, p, seed, offset), {x},
+                [p, seed, offset](const Tensor& g, const std::vector<bool>&) {
+                  return Grads{ops::dropout(g, p, seed, offset)};
+                });
 }
 
 Tensor dropout(const Tensor& x, double p, bool training) {

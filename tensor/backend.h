@@ -63,6 +63,11 @@ class Backend {
   // Uniform: a + (b - a) * u, u in [0, 1). Normal: a + b * z (Box-Muller on pairs).
   virtual void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,
                       Tensor& dst) = 0;
+  // Inverted dropout in one pass: out = x * (u >= p ? 1/(1-p) : 0), u the uniform at
+  // stream position offset + i (the same u as random(Uniform, seed, offset, 0, 1) would
+  // give element i), p and 1/(1-p) rounded to x's dtype first. x and out contiguous,
+  // same shape and floating dtype; p in [0, 1] (p = 1 drops everything).
+  virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& out) = 0;
 
   // out = op(x); x any strides.
   virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) = 0;

@@ -26,6 +26,10 @@ Tensor unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, doubl
 // Both operands must share dtype and device; shapes broadcast.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// Inverted dropout in one pass: x * (u >= p ? 1/(1-p) : 0), u the Philox uniform that
+// rand(x.shape(), seed, offset) would give each element (tensor/ops/dropout.cpp). x any
+// strides, float32/float64, p in [0, 1]. Its own backward: the same call on the gradient.
+Tensor dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset);
 
 inline Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }
 inline Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x); }

@@ -1,10 +1,10 @@
 // The CPU backend: every kernel of tensor/backend.h for host memory.
 //
 // The class is declared here and its methods are defined one family per file
-// (copy.cpp, random.cpp, elementwise.cpp, reduce.cpp, softmax.cpp, layer_norm.cpp,
-// gemm.cpp, indexing.cpp, attention.cpp, listmle.cpp, adamw.cpp). This header also
-// holds the small helpers every family shares: dtype dispatch and the OpenMP
-// "is it worth it" thresholds.
+// (copy.cpp, random.cpp, dropout.cpp, elementwise.cpp, reduce.cpp, softmax.cpp,
+// layer_norm.cpp, gemm.cpp, indexing.cpp, attention.cpp, listmle.cpp, adamw.cpp). This
+// header also holds the small helpers every family shares: dtype dispatch and the
+// OpenMP "is it worth it" thresholds.
 //
 // Math kernels are templates on float/double; other dtypes get a clear mms::Error.
 // Kernels never throw from inside an OpenMP region (an exception cannot cross it):
@@ -26,6 +26,7 @@ class CpuBackend final : public Backend {
   void arange(Tensor& dst, double start, double step) override;
   void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,
               Tensor& dst) override;
+  void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& out) override;
 
   void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) override;
   void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, Tensor& grad_in,

@@ -1,6 +1,7 @@
-// CudaBackend: copies, fills, random tensors and the elementwise ops (cuda/copy.h,
-// cuda/random.h, cuda/elementwise.h).
+// CudaBackend: copies, fills, random tensors, dropout and the elementwise ops (cuda/copy.h,
+// cuda/random.h, cuda/dropout.h, cuda/elementwise.h).
 #include "cuda/copy.h"
+#include "cuda/dropout.h"
 #include "cuda/elementwise.h"
 #include "cuda/random.h"
 #include "cuda/runtime.h"
@@ -52,6 +53,19 @@ void CudaBackend::random(RandomKind kind, uint64_t seed, uint64_t offset, double
   else
     cuda::random_normal(dst.raw_data(), scalar_type(dst.dtype()), dst.numel(), seed, offset, a, b,
                         cuda::stream());
+}
+
+void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& out) {
+  check_cuda("dropout", "input", x);
+  check_cuda("dropout", "output", out);
+  check_contiguous("dropout", "input", x);
+  check_contiguous("dropout", "output", out);
+  check_shape("dropout", "output", out, x.shape());
+  MMS_CHECK((x.dtype() == DType::Float32 || x.dtype() == DType::Float64) && out.dtype() == x.dtype(),
+            "dropout: CUDA takes float32 or float64 input and output of one dtype, got ",
+            dtype_name(x.dtype()), " and ", dtype_name(out.dtype()));
+  cuda::dropout(x.raw_data(), out.raw_data(), scalar_type(x.dtype()), x.numel(), p, seed, offset,
+                cuda::stream());
 }
 
 void CudaBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) {

@@ -22,6 +22,7 @@ class CudaBackend final : public Backend {
   void arange(Tensor& dst, double start, double step) override;
   void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,
               Tensor& dst) override;
+  void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& out) override;
 
   void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) override;
   void unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, Tensor& grad_in,
