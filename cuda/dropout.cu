@@ -13,19 +13,30 @@
 // Algorithm: one Philox-4x32-10 evaluation gives the 32-bit words of stream positions
 // 4b .. 4b+3 (counter = b = (offset + i) / 4, lane = (offset + i) % 4). Each thread takes
 // one such block b in a grid-stride loop and handles the (up to) four elements of x that
-// fall in it; an offset that is not a multiple of 4 only makes the first and the last
-// block partial. Tuned float32 path: when offset % 4 == 0 the four elements of a block
-// are x[4k .. 4k+3], so with 16-byte aligned x and out a thread moves them as one float4.
+// fall in it: x[4k - head .. 4k - head + 3], head = offset % 4, k = b - offset / 4. An
+// offset that is not a multiple of 4 only makes the first and the last block partial.
+// Memory access, float32 (three variants, picked per launch):
+//   head 0, x/out 16-byte aligned: a full block is one float4 load and store;
+//   head 2 (the default generator reserves even counts, so offsets are even), x/out
+//     8-byte aligned: two float2 (x[4k-2..4k-1], x[4k..4k+1]);
+//   otherwise (odd offsets, misaligned views; float64 always): four scalar accesses.
+// Why bother: random.cu's tuned kernel, which stores its four values as scalars, measured
+// 27% of memcpy bandwidth on an H100 (docs/kernels.md) while the float4 elementwise
+// kernels reach ~100%: a warp's scalar accesses 16 bytes apart use a quarter of each
+// memory transaction.
 //
-// Floors (float32): bytes moved = read x + write out = 8 B/element; at ~3 TB/s (H100 SXM
-// HBM3) a [32*4*77, 3072] activation (3.8M elements, 30 MB) takes ~10 us. Compute: one
-// Philox block is ~10 rounds x (2 wide multiplies + 4 xor/add) ~ 100 integer ops, ~25
-// per element; at ~25-30 T int32 op/s that is ~40% of the memory time, so it hides under
-// the loads, but only because all four words are used: the naive kernel (one evaluation
-// per element, ~100 ops/element) is compute bound. The composition it replaces moved
-// ~26 B/element over four launches (rand writes 4; compare reads 4, writes 1; where reads
-// 1, writes 4; mul reads 8, writes 4) and kept the 4 B/element mask alive until backward.
-// Unmeasured on a GPU so far: bench/kernels reports it (fused vs naive vs composition).
+// Floors (float32): bytes moved = read x + write out = 8 B/element; a [32*4*77, 3072]
+// activation (30.3M elements, 242 MB) takes ~81 us at the 2984 GB/s memcpy rate measured
+// on an H100 80GB HBM3. Compute: bench/kernels measured random.cu's naive kernel (one
+// Philox evaluation per element, ~100 integer ops) at 160 us for those 30.3M elements,
+// ~190 G evaluations/s; the fused kernel needs one evaluation per four elements, ~40 us
+// of issue time, so it can hide under the ~81 us of memory traffic, but only because
+// all four words are used: the naive kernel (one evaluation per element) is compute
+// bound at ~2x the floor. The composition it replaces moved ~26 B/element over four
+// launches (rand writes 4; compare reads 4, writes 1; where reads 1, writes 4; mul reads
+// 8, writes 4) and kept the 4 B/element mask alive until the backward.
+// Unmeasured on a GPU so far: bench/kernels times composed / naive / per-lane / float2 /
+// float4 after checking each bit for bit against the CPU.
 #include <cstdint>
 
 #include "cuda/check.h"
@@ -49,9 +60,11 @@ __device__ __forceinline__ T dropped(T x, uint32_t bits, T threshold, T scale) {
   return x * (u >= threshold ? scale : T(0));
 }
 
-// kVector: float32 with offset % 4 == 0 and 16-byte aligned x/out, so block k covers
-// x[4k .. 4k+3] and a full block is one float4.
-template <typename T, bool kVector>
+// kWidth: how the four elements of a full block are moved (see the header): 4 = one
+// float4 (float32, head 0, 16-byte aligned), 2 = two float2 (float32, head 2, 8-byte
+// aligned), 1 = four scalars (any type, head, alignment). Partial blocks (the first and
+// the last) always take the scalar path.
+template <typename T, int kWidth>
 __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t n,
                                uint64_t seed, uint64_t offset, T threshold, T scale,
                                int64_t block_count) {
@@ -61,8 +74,8 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ out, int
        k += int64_t(gridDim.x) * blockDim.x) {
     const MmsPhilox4 words = mms_philox_block(seed, (first_block + uint64_t(k)) & kBlockMask);
     const int64_t base = 4 * k - head;  // element index of lane 0 (negative in a partial head)
-    if constexpr (kVector) {
-      if (base + 4 <= n) {
+    if constexpr (kWidth == 4) {
+      if (base + 4 <= n) {  // head is 0, so base = 4k >= 0
         const float4 v = reinterpret_cast<const float4*>(x)[k];
         float4 r;
         r.x = dropped(v.x, words.x[0], threshold, scale);
@@ -70,6 +83,19 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ out, int
         r.z = dropped(v.z, words.x[2], threshold, scale);
         r.w = dropped(v.w, words.x[3], threshold, scale);
         reinterpret_cast<float4*>(out)[k] = r;
+        continue;
+      }
+    } else if constexpr (kWidth == 2) {
+      if (base >= 0 && base + 4 <= n) {  // head is 2: base = 4k - 2 is even
+        const float2 lo = *reinterpret_cast<const float2*>(x + base);
+        const float2 hi = *reinterpret_cast<const float2*>(x + base + 2);
+        float2 r_lo, r_hi;
+        r_lo.x = dropped(lo.x, words.x[0], threshold, scale);
+        r_lo.y = dropped(lo.y, words.x[1], threshold, scale);
+        r_hi.x = dropped(hi.x, words.x[2], threshold, scale);
+        r_hi.y = dropped(hi.y, words.x[3], threshold, scale);
+        *reinterpret_cast<float2*>(out + base) = r_lo;
+        *reinterpret_cast<float2*>(out + base + 2) = r_hi;
         continue;
       }
     }
@@ -92,7 +118,9 @@ __global__ void dropout_naive_kernel(const float* __restrict__ x, float* __restr
 
 double dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
 
-bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
+bool aligned(const void* pointer, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(pointer) % bytes == 0;
+}
 
 }  // namespace
 
@@ -107,15 +135,19 @@ void dropout(const void* x, void* out, ScalarType type, int64_t n, double p, uin
   if (type == ScalarType::Float32) {
     const float* xf = static_cast<const float*>(x);
     float* of = static_cast<float*>(out);
-    if (offset % 4 == 0 && aligned16(x) && aligned16(out)) {
-      dropout_kernel<float, true><<<grid, kThreads, 0, stream>>>(
-          xf, of, n, seed, offset, float(p), float(scale), block_count);
+    const uint64_t head = offset % 4;
+    if (head == 0 && aligned(x, 16) && aligned(out, 16)) {
+      dropout_kernel<float, 4><<<grid, kThreads, 0, stream>>>(xf, of, n, seed, offset, float(p),
+                                                               float(scale), block_count);
+    } else if (head == 2 && aligned(x, 8) && aligned(out, 8)) {
+      dropout_kernel<float, 2><<<grid, kThreads, 0, stream>>>(xf, of, n, seed, offset, float(p),
+                                                               float(scale), block_count);
     } else {
-      dropout_kernel<float, false><<<grid, kThreads, 0, stream>>>(
-          xf, of, n, seed, offset, float(p), float(scale), block_count);
+      dropout_kernel<float, 1><<<grid, kThreads, 0, stream>>>(xf, of, n, seed, offset, float(p),
+                                                               float(scale), block_count);
     }
   } else if (type == ScalarType::Float64) {
-    dropout_kernel<double, false><<<grid, kThreads, 0, stream>>>(
+    dropout_kernel<double, 1><<<grid, kThreads, 0, stream>>>(
         static_cast<const double*>(x), static_cast<double*>(out), n, seed, offset, p, scale,
         block_count);
   } else {

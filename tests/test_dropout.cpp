@@ -183,7 +183,8 @@ TEST_CASE("dropout: CUDA matches the CPU bit for bit") {
       const Tensor x = randn(shape, seed++, 0, dtype);
       const Tensor xg = x.to(gpu);
       for (double p : {0.0, 0.1, 0.5, 0.9, 1.0}) {
-        // offsets 0 and 4 take the float4 path, the others the per-lane path
+        // float32: offsets 0 and 4 take the float4 path, 2 the float2 path, odd ones the
+        // per-lane path
         for (uint64_t offset : {0ull, 1ull, 2ull, 3ull, 4ull, 1001ull}) {
           INFO(dtype_name(dtype) << " shape " << shape_str(shape) << " p " << p << " offset " << offset);
           CHECK_SAME_BITS(ops::dropout(xg, p, 77, offset), ops::dropout(x, p, 77, offset));
@@ -194,10 +195,17 @@ TEST_CASE("dropout: CUDA matches the CPU bit for bit") {
   // the four-launch composition on the GPU (float32: CUDA's compare/where/mul) agrees too
   const Tensor x = randn({129, 77}, 5, 0, DType::Float32, gpu);
   CHECK_SAME_BITS(ops::dropout(x, 0.1, 3, 6), composed_dropout(x, 0.1, 3, 6));
-  // a misaligned contiguous view (storage offset 1: no float4) and a transposed one
+  // contiguous views at storage offsets 1 and 2 (4- and 8-byte aligned: no float4; the
+  // float2 path needs 8) with stream offsets of every head, and a transposed view
   const Tensor flat = randn({1001}, 6, 0, DType::Float32, gpu);
-  const Tensor shifted = narrow(flat, 0, 1, 999);
-  CHECK_SAME_BITS(ops::dropout(shifted, 0.5, 3, 8), ops::dropout(shifted.to(Device::cpu()), 0.5, 3, 8));
+  for (int64_t shift : {1, 2}) {
+    const Tensor shifted = narrow(flat, 0, shift, 997);
+    for (uint64_t offset : {8ull, 9ull, 10ull, 11ull}) {
+      INFO("storage offset " << shift << " stream offset " << offset);
+      CHECK_SAME_BITS(ops::dropout(shifted, 0.5, 3, offset),
+                      ops::dropout(shifted.to(Device::cpu()), 0.5, 3, offset));
+    }
+  }
   const Tensor transposed = transpose(randn({13, 9}, 7, 0, DType::Float32, gpu), 0, 1);
   CHECK_SAME_BITS(ops::dropout(transposed, 0.5, 3, 2), ops::dropout(transposed.to(Device::cpu()), 0.5, 3, 2));
   // backward on the GPU: the same regenerated mask

@@ -18,6 +18,7 @@
 
 #include "cuda/adamw.h"
 #include "cuda/attention.h"
+#include "cuda/dropout.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemm.h"
 #include "cuda/indexing.h"
@@ -168,6 +169,45 @@ void bench_elementwise() {
   report_memory("random_uniform", "4/philox", time_us([&] {
     cuda::random_uniform(fp(r), cuda::ScalarType::Float32, n, 7, 0, 0.0, 1.0, cuda::stream());
   }), 4.0 * n);
+}
+
+// Fused dropout vs the four-launch composition it replaced (rand, >=, where, mul). GB/s
+// count the fused kernel's floor, 8 B/element (read x, write out), for every variant, so
+// the columns compare times; the composition really moves ~26 B/element.
+void bench_dropout() {
+  const int64_t tokens = 32 * 4 * 77, n = tokens * 3072;
+  const double p = 0.1;
+  std::printf("kernel dropout: p = %.1f on [%lld, 3072]\n", p, (long long)tokens);
+  Tensor x = randn_gpu({tokens, 3072}, 30), out = empty_gpu({tokens, 3072});
+  const Tensor xc = x.to(Device::cpu());
+  // bit-exact against the CPU kernel: stream offset 0 takes the float4 path, 2 the float2
+  // path (the default generator's offsets are even), 1 the per-lane one
+  validate("dropout float4 vs cpu (exact)", ops::dropout(x, p, 7, 0), ops::dropout(xc, p, 7, 0), 0.0);
+  validate("dropout float2 vs cpu (exact)", ops::dropout(x, p, 7, 2), ops::dropout(xc, p, 7, 2), 0.0);
+  validate("dropout per-lane vs cpu (exact)", ops::dropout(x, p, 7, 1), ops::dropout(xc, p, 7, 1), 0.0);
+  cuda::dropout_f32_naive(cfp(x), fp(out), n, p, 7, 2, cuda::stream());
+  validate("dropout naive vs cpu (exact)", out, ops::dropout(xc, p, 7, 2), 0.0);
+  auto composed = [&] {
+    Tensor u = rand({tokens, 3072}, 7, 0, DType::Float32, kGpu);
+    Tensor keep = ops::binary(BinaryOp::Ge, u, full({}, p, DType::Float32, kGpu));
+    Tensor mask = ops::where(keep, full({}, 1.0 / (1.0 - p), DType::Float32, kGpu),
+                             full({}, 0.0, DType::Float32, kGpu));
+    return ops::mul(x, mask);
+  };
+  validate("dropout composed vs fused (exact)", composed(), ops::dropout(x, p, 7, 0), 0.0);
+  report_memory("dropout", "composed", time_us([&] { composed(); }), 8.0 * n);
+  report_memory("dropout", "naive", time_us([&] {
+    cuda::dropout_f32_naive(cfp(x), fp(out), n, p, 7, 0, cuda::stream());
+  }), 8.0 * n);
+  report_memory("dropout", "per-lane", time_us([&] {
+    cuda::dropout(cfp(x), fp(out), cuda::ScalarType::Float32, n, p, 7, 1, cuda::stream());
+  }), 8.0 * n);
+  report_memory("dropout", "float2", time_us([&] {
+    cuda::dropout(cfp(x), fp(out), cuda::ScalarType::Float32, n, p, 7, 2, cuda::stream());
+  }), 8.0 * n);
+  report_memory("dropout", "float4", time_us([&] {
+    cuda::dropout(cfp(x), fp(out), cuda::ScalarType::Float32, n, p, 7, 0, cuda::stream());
+  }), 8.0 * n);
 }
 
 void bench_rows() {
@@ -375,8 +415,10 @@ void bench_training_kernels() {
   report_memory("adamw", "multi", time_us([&] {
     cuda::adamw_f32(pointers.data(), int64_t(pointers.size()), 1e-3, 0.9, 0.999, 1e-8, 2, cuda::stream());
   }), 28.0 * total);
+  Tensor norm_squared = empty({}, DType::Float64, kGpu);
   report_memory("sum_of_squares", "multi", time_us([&] {
-    cuda::sum_of_squares_f32(grads.data(), sizes.data(), int64_t(sizes.size()), cuda::stream());
+    cuda::sum_of_squares_f32(grads.data(), sizes.data(), int64_t(sizes.size()),
+                             static_cast<double*>(norm_squared.raw_data()), cuda::stream());
   }), 4.0 * total);
 }
 
@@ -392,6 +434,7 @@ int main() {
   try {
     measure_peaks();
     bench_elementwise();
+    bench_dropout();
     bench_rows();
     bench_gemm();
     bench_attention();
