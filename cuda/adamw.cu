@@ -21,7 +21,6 @@
 #include "cuda/check.h"
 #include "cuda/device_utils.cuh"
 #include "cuda/memory.h"
-#include "cuda/staging.h"
 
 namespace mms::cuda {
 
@@ -203,13 +202,15 @@ void adamw_f32_per_tensor(const AdamWPointers* tensors, int64_t count, double lr
   }
 }
 
-double sum_of_squares_f32(const float* const* tensors, const int64_t* numels, int64_t count,
-                          cudaStream_t stream) {
+void sum_of_squares_f32(const float* const* tensors, const int64_t* numels, int64_t count,
+                        double* result, cudaStream_t stream) {
   int64_t total_chunks = 0;
   for (int64_t i = 0; i < count; ++i) total_chunks += ceil_div(numels[i], kChunk);
-  if (total_chunks == 0) return 0.0;
-  ScratchBuffer partials(size_t(total_chunks + 1) * sizeof(double));
-  double* result = partials.as<double>() + total_chunks;
+  if (total_chunks == 0) {
+    MMS_CUDA_CHECK(cudaMemsetAsync(result, 0, sizeof(double), stream));
+    return;
+  }
+  ScratchBuffer partials(size_t(total_chunks) * sizeof(double));
   int64_t first_block = 0;
   for_each_pack(
       count, numels,
@@ -221,11 +222,6 @@ double sum_of_squares_f32(const float* const* tensors, const int64_t* numels, in
       });
   sum_partials_kernel<<<1, 1024, 0, stream>>>(partials.as<double>(), total_chunks, result);
   MMS_CUDA_LAUNCH_CHECK();
-  double host_result = 0.0;
-  MMS_CUDA_CHECK(cudaMemcpyAsync(&host_result, result, sizeof(double), cudaMemcpyDeviceToHost, stream));
-  note_host_sync();
-  MMS_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host_result;
 }
 
 }  // namespace mms::cuda

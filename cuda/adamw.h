@@ -29,9 +29,10 @@ void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double be
 void adamw_f32_per_tensor(const AdamWPointers* tensors, int64_t count, double lr, double beta1,
                           double beta2, double eps, int64_t step, cudaStream_t stream);
 
-// sum over tensors of sum(x^2): per-chunk partials in double, then one final reduction;
-// returns to the host (synchronises the stream).
-double sum_of_squares_f32(const float* const* tensors, const int64_t* numels, int64_t count,
-                          cudaStream_t stream);
+// *result (one double in device memory) = sum over tensors of sum(x^2): per-chunk
+// partials in double, then one final reduction. Stays on the device: clipping by the
+// global norm can scale the gradients without the host ever waiting for the value.
+void sum_of_squares_f32(const float* const* tensors, const int64_t* numels, int64_t count,
+                        double* result, cudaStream_t stream);
 
 }  // namespace mms::cuda

@@ -63,6 +63,13 @@ const char* reduce_op_name(ReduceOp op) {
   return "reduce?";
 }
 
+double Backend::sum_of_squares(const std::vector<Tensor>& tensors) {
+  if (tensors.empty()) return 0.0;
+  Tensor out = empty({}, DType::Float64, tensors.front().device());
+  sum_of_squares_into(tensors, out);
+  return out.item();
+}
+
 Backend& backend_for(Device device) {
   return device.is_cpu() ? cpu_backend() : cuda_backend();
 }

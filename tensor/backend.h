@@ -131,8 +131,11 @@ class Backend {
   struct AdamWTensor { Tensor param, grad, exp_avg, exp_avg_sq; double weight_decay; };
   virtual void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1,
                      double beta2, double eps, int64_t step) = 0;
-  // sum over all tensors of sum(x^2), accumulated in double (global gradient norm^2).
-  virtual double sum_of_squares(const std::vector<Tensor>& tensors) = 0;
+  // out (a float64 scalar on this backend's device) = sum over all tensors of sum(x^2),
+  // accumulated in double (the global gradient norm^2). Nothing is read to the host.
+  virtual void sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) = 0;
+  // The same value read to the host (a wait for the device). 0 for no tensors.
+  double sum_of_squares(const std::vector<Tensor>& tensors);
 
   // Scaled dot-product attention on contiguous q [B, H, Lq, D], k, v [B, H, Lk, D]:
   //   P = softmax(scale * q k^T + mask), out = P v.

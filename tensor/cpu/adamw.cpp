@@ -85,7 +85,10 @@ void CpuBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, doubl
   }
 }
 
-double CpuBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
+void CpuBackend::sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) {
+  MMS_CHECK(out.device().is_cpu() && out.dtype() == DType::Float64 && out.numel() == 1,
+            "sum_of_squares: out must be a float64 scalar on the CPU, got ", dtype_name(out.dtype()), " ",
+            shape_str(out.shape()), " on ", out.device().str());
   // As adamw: one job over all tensors end to end, one double partial per part, the
   // partials added in part order (the same sum for the same thread count).
   std::vector<int64_t> starts(tensors.size() + 1, 0);
@@ -111,13 +114,16 @@ double CpuBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
     }
     return sum;
   };
-  if (!parallel_worth_it(2, total)) return squares(0, total);
+  if (!parallel_worth_it(2, total)) {
+    out.data<double>()[0] = squares(0, total);
+    return;
+  }
   const int64_t parts = parallel_threads();
   std::vector<double> partial(parts, 0.0);
   parallel_parts(parts, [&](int64_t t) { partial[t] = squares(total * t / parts, total * (t + 1) / parts); });
   double sum = 0.0;
   for (double p : partial) sum += p;
-  return sum;
+  out.data<double>()[0] = sum;
 }
 
 }  // namespace mms::cpu

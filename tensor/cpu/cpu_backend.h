@@ -59,7 +59,7 @@ class CpuBackend final : public Backend {
 
   void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
              double eps, int64_t step) override;
-  double sum_of_squares(const std::vector<Tensor>& tensors) override;
+  void sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) override;
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
                  bool causal, double scale, Tensor& out, Tensor& lse) override;

@@ -116,7 +116,10 @@ void CudaBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, doub
   cuda::adamw_f32(pointers.data(), int64_t(pointers.size()), lr, beta1, beta2, eps, step, cuda::stream());
 }
 
-double CudaBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
+void CudaBackend::sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) {
+  check_cuda("sum_of_squares", "out", out);
+  MMS_CHECK(out.dtype() == DType::Float64 && out.numel() == 1, "sum_of_squares: out must be a float64 scalar, got ",
+            dtype_name(out.dtype()), " ", shape_str(out.shape()));
   std::vector<const float*> pointers;
   std::vector<int64_t> numels;
   for (const Tensor& t : tensors) {
@@ -125,7 +128,8 @@ double CudaBackend::sum_of_squares(const std::vector<Tensor>& tensors) {
     pointers.push_back(cf(t));
     numels.push_back(t.numel());
   }
-  return cuda::sum_of_squares_f32(pointers.data(), numels.data(), int64_t(pointers.size()), cuda::stream());
+  cuda::sum_of_squares_f32(pointers.data(), numels.data(), int64_t(pointers.size()),
+                           static_cast<double*>(out.raw_data()), cuda::stream());
 }
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep, bool causal,
