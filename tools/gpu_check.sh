@@ -53,6 +53,12 @@ if [ -x "$BUILD/tests/test_cuda_ops" ]; then
 else
   skip cuda_tests "test binary missing (build failed?)"
 fi
+# A whole tiny-CLIP step on the GPU vs the CPU, and zero host waits inside the step.
+if [ -x "$BUILD/tests/test_cuda_step" ]; then
+  step cuda_step "$BUILD/tests/test_cuda_step"
+else
+  skip cuda_step "test binary missing (build failed?)"
+fi
 
 if [ "${SKIP_CTEST:-0}" != "1" ]; then
   step ctest ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --timeout 240
