@@ -15,17 +15,20 @@ BatchTensors to_tensors(const mms::data::ListBatch& b, mms::Device device) {
   BatchTensors t;
   t.lists = B;
   t.list_size = K;
+  // Only the pixels go to the device here. The text tower and the losses read ids,
+  // mask and labels on the host anyway and upload what the GPU needs without waiting
+  // (vlm/clip_model.h, losses/objective.h); device copies would cost a wait to read back.
   t.pixels = mms::from_vector(b.pixels, {B, 3, S, S}).to(device);
   std::vector<int64_t> ids(b.input_ids.begin(), b.input_ids.end());
   std::vector<int64_t> mask(b.attention_mask.begin(), b.attention_mask.end());
-  t.input_ids = mms::from_vector(ids, {B * K, L}).to(device);
-  t.attention_mask = mms::from_vector(mask, {B * K, L}).to(device);
-  t.gold = mms::from_vector(b.ratings, {B, K}).to(device);
-  t.valid = mms::from_vector(b.valid, {B, K}).to(device);
+  t.input_ids = mms::from_vector(ids, {B * K, L});
+  t.attention_mask = mms::from_vector(mask, {B * K, L});
+  t.gold = mms::from_vector(b.ratings, {B, K});
+  t.valid = mms::from_vector(b.valid, {B, K});
   std::vector<int64_t> targets(static_cast<size_t>(B * K));
   for (size_t i = 0; i < targets.size(); ++i)
     targets[i] = b.valid[i] ? static_cast<int64_t>(b.modality[i]) : mms::losses::kIgnoreIndex;
-  t.modality_targets = mms::from_vector(targets, {B, K}).to(device);
+  t.modality_targets = mms::from_vector(targets, {B, K});
   return t;
 }
 

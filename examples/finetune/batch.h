@@ -1,5 +1,6 @@
 // From a host ListBatch (data/batching.h) to the tensors the scorer and the objective
-// take, on the run's device; and the modality ablations.
+// take (pixels on the run's device, the rest on the host: see to_tensors); and the
+// modality ablations.
 #pragma once
 
 #include <string>
@@ -11,8 +12,8 @@ namespace mmsft {
 
 struct BatchTensors {
   int64_t lists = 0, list_size = 0;  // B, K
-  mms::Tensor pixels;            // [B, 3, S, S] float32
-  mms::Tensor input_ids;         // [B*K, L] int64
+  mms::Tensor pixels;            // [B, 3, S, S] float32, on the run's device
+  mms::Tensor input_ids;         // [B*K, L] int64; this and the rest on the host
   mms::Tensor attention_mask;    // [B*K, L] int64
   mms::Tensor gold;              // [B, K] float32 mean ratings (0 at padding)
   mms::Tensor valid;             // [B, K] uint8
