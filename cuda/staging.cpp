@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "cuda/check.h"
@@ -116,10 +117,58 @@ StagingRing& ring() {
   return *the_ring;
 }
 
+// The arena of the capture in progress (one capture at a time per process).
+struct CaptureArena {
+  std::mutex mutex;
+  std::shared_ptr<void> memory;
+  size_t capacity = 0, used = 0;
+  bool active = false;
+};
+CaptureArena& capture_arena() {
+  static CaptureArena* the_arena = new CaptureArena();
+  return *the_arena;
+}
+
 }  // namespace
+
+void begin_capture_uploads(size_t bytes) {
+  CaptureArena& arena = capture_arena();
+  std::lock_guard<std::mutex> lock(arena.mutex);
+  MMS_CUDA_REQUIRE(!arena.active, "begin_capture_uploads: a capture is already collecting uploads");
+  void* memory = nullptr;
+  MMS_CUDA_CHECK(cudaHostAlloc(&memory, bytes, cudaHostAllocDefault));
+  arena.memory = std::shared_ptr<void>(memory, [](void* p) {
+    if (cudaFreeHost(p) != cudaSuccess) cudaGetLastError();
+  });
+  arena.capacity = bytes;
+  arena.used = 0;
+  arena.active = true;
+}
+
+std::shared_ptr<void> end_capture_uploads() {
+  CaptureArena& arena = capture_arena();
+  std::lock_guard<std::mutex> lock(arena.mutex);
+  arena.active = false;
+  return std::exchange(arena.memory, nullptr);
+}
 
 void upload_async(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
+  CaptureArena& arena = capture_arena();
+  {
+    std::lock_guard<std::mutex> lock(arena.mutex);
+    if (arena.active) {
+      const size_t begin = (arena.used + kAlignment - 1) / kAlignment * kAlignment;
+      MMS_CUDA_REQUIRE(begin + nbytes <= arena.capacity,
+                       "graph capture: the uploads of the captured step need more pinned memory than "
+                       "the capture's arena holds (raise CapturedGraph::capture's upload_bytes)");
+      char* slot = static_cast<char*>(arena.memory.get()) + begin;
+      std::memcpy(slot, src, nbytes);
+      MMS_CUDA_CHECK(cudaMemcpyAsync(dst, slot, nbytes, cudaMemcpyHostToDevice, stream()));
+      arena.used = begin + nbytes;
+      return;
+    }
+  }
   ring().upload(dst, src, nbytes);
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace mms::cuda {
 
@@ -22,6 +23,15 @@ namespace mms::cuda {
 // copies still in flight. The ring starts at 64 MiB and grows (once, with a sync) to
 // twice the largest upload seen.
 void upload_async(void* dst, const void* src, size_t nbytes);
+
+// Uploads during a graph capture (cuda/graph.h) cannot use the ring: the captured copy
+// re-reads its source on every replay, so the bytes must stay put for the graph's life.
+// begin_capture_uploads allocates a pinned arena of `bytes` (before capturing starts:
+// the allocation may synchronise); until end_capture_uploads, each upload takes the
+// next slot of it (an mms error when it is full). end_capture_uploads hands the arena
+// to the caller, who keeps it alive as long as the graph.
+void begin_capture_uploads(size_t bytes);
+std::shared_ptr<void> end_capture_uploads();
 
 // How many times the host has waited for the device so far: stream synchronisations,
 // device -> host reads, and ring slots waited on. A step that adds nothing here lets

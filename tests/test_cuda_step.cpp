@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "autograd/api.h"
@@ -14,6 +15,10 @@
 #include "nn/optim.h"
 #include "tensor/backend.h"
 #include "vlm/pair_scorer.h"
+
+#ifdef MMS_WITH_CUDA
+#include "cuda/graph.h"
+#endif
 
 using namespace mms;
 
@@ -52,6 +57,48 @@ Batch make_batch(const vlm::CLIPConfig& config, Device device) {
   return b;
 }
 
+// The tiny pair scorer, its optimizer and one fixed batch on `device`.
+struct TinySetup {
+  std::shared_ptr<vlm::PairScorer> model;
+  std::unique_ptr<nn::AdamW> optimizer;
+  Batch batch;
+
+  explicit TinySetup(Device device) {
+    const vlm::CLIPConfig config = vlm::tiny_clip_config();
+    vlm::PairHeadConfig head;
+    head.hidden_size = config.projection_dim;
+    head.dropout = 0.0;
+    model = std::make_shared<vlm::PairScorer>(config, head, /*seed=*/5);
+    model->to(device);
+    model->train();
+    nn::AdamWOptions options;
+    options.lr = 1e-3;
+    optimizer = std::make_unique<nn::AdamW>(nn::decay_param_groups(*model, 0.01), options);
+    batch = make_batch(config, device);
+  }
+
+  // The combined objective of the batch, values not read.
+  losses::ObjectiveResult objective(uint64_t tie_seed) const {
+    auto out = model->forward(batch.pixels, batch.ids, batch.mask, kListSize);
+    losses::ObjectiveInputs in;
+    in.scores = reshape(out.score, {kLists, kListSize});
+    in.gold = batch.gold;
+    in.modality_logits = reshape(out.modality_logits, {kLists, kListSize, 3});
+    in.modality_targets = batch.modality;
+    in.tie_seed = tie_seed;
+    return losses::compute_objective({}, in, losses::HostReads::Deferred);
+  }
+
+  // One AdamW step; returns the objective (unread).
+  losses::ObjectiveResult step(uint64_t tie_seed) {
+    losses::ObjectiveResult result = objective(tie_seed);
+    optimizer->zero_grad();
+    result.total.backward();
+    optimizer->step();
+    return result;
+  }
+};
+
 struct Trained {
   std::vector<double> losses;
   int64_t waits_in_steps = 0;
@@ -60,32 +107,12 @@ struct Trained {
 // `steps` AdamW steps of the combined objective on `device`; the objective is read
 // after each step's optimizer update, outside the counted region.
 Trained train(Device device, int steps) {
-  const vlm::CLIPConfig config = vlm::tiny_clip_config();
-  vlm::PairHeadConfig head;
-  head.hidden_size = config.projection_dim;
-  head.dropout = 0.0;
-  auto model = std::make_shared<vlm::PairScorer>(config, head, /*seed=*/5);
-  model->to(device);
-  model->train();
-  nn::AdamWOptions options;
-  options.lr = 1e-3;
-  nn::AdamW optimizer(nn::decay_param_groups(*model, 0.01), options);
-  const Batch batch = make_batch(config, device);
+  TinySetup setup(device);
   Trained result;
   for (int s = 0; s < steps; ++s) {
     device_synchronize(device);
     const int64_t before = device_sync_count();
-    auto out = model->forward(batch.pixels, batch.ids, batch.mask, kListSize);
-    losses::ObjectiveInputs in;
-    in.scores = reshape(out.score, {kLists, kListSize});
-    in.gold = batch.gold;
-    in.modality_logits = reshape(out.modality_logits, {kLists, kListSize, 3});
-    in.modality_targets = batch.modality;
-    in.tie_seed = static_cast<uint64_t>(s);
-    losses::ObjectiveResult objective = losses::compute_objective({}, in, losses::HostReads::Deferred);
-    optimizer.zero_grad();
-    objective.total.backward();
-    optimizer.step();
+    losses::ObjectiveResult objective = setup.step(static_cast<uint64_t>(s));
     result.waits_in_steps += device_sync_count() - before;
     objective.read_values();
     result.losses.push_back(objective.total_value);
@@ -125,3 +152,51 @@ TEST_CASE("cuda: a whole step matches the CPU and never makes the host wait") {
   // With MMS_CUDA_DEBUG_SYNC=1 every launch syncs on purpose; otherwise none may.
   if (!debug_sync_requested()) CHECK(gpu.waits_in_steps == 0);
 }
+
+#ifdef MMS_WITH_CUDA
+TEST_CASE("cuda: a captured graph replays the forward exactly and the training step keeps learning") {
+  if (!cuda_available()) {
+    MESSAGE("CUDA tests skipped: no GPU");
+    return;
+  }
+  TinySetup setup(Device::cuda(0));
+  setup.step(0).read_values();  // eager warm-up: optimizer state, cuBLAS workspace
+
+  // Forward + objective only: a replay computes exactly what the eager call computed.
+  setup.optimizer->zero_grad();
+  losses::ObjectiveResult eager = setup.objective(1);
+  eager.read_values();
+  Tensor forward_loss = zeros({}, DType::Float32, Device::cuda(0));
+  {
+    cuda::CapturedGraph forward;
+    forward.capture([&] {
+      NoGradGuard no_grad;
+      ops::copy_(forward_loss, setup.objective(1).total);
+    });
+    CHECK(forward.node_count() > 20);
+    ops::fill_(forward_loss, 0.0);
+    forward.replay();
+    CHECK(forward_loss.item() == doctest::Approx(eager.total_value).epsilon(1e-6));
+  }
+
+  // The whole step (frozen: batch, lr, AdamW bias correction, tie seed): replays keep
+  // updating the weights, so the loss they report falls, and no replay waits.
+  Tensor step_loss = zeros({}, DType::Float32, Device::cuda(0));
+  cuda::CapturedGraph step;
+  step.capture([&] {
+    losses::ObjectiveResult result = setup.step(2);
+    ops::copy_(step_loss, result.total.detach());
+    setup.optimizer->zero_grad();
+  });
+  std::vector<double> losses;
+  for (int i = 0; i < 5; ++i) {
+    const int64_t before = device_sync_count();
+    step.replay();
+    CHECK(device_sync_count() == before);
+    losses.push_back(step_loss.item());
+  }
+  for (double loss : losses) CHECK(std::isfinite(loss));
+  CHECK(losses.back() < losses.front());
+  CHECK(losses.front() <= eager.total_value * 1.0001);  // the replays continue from the eager weights
+}
+#endif

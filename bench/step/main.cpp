@@ -18,8 +18,10 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <optional>
 #include <sstream>
+#include <string>
 
 #include "autograd/api.h"
 #include "finetune_default.h"
@@ -31,6 +33,7 @@
 
 #ifdef MMS_WITH_CUDA
 #include "cuda/gemm.h"
+#include "cuda/graph.h"
 #include "cuda/memory.h"
 #include "cuda/runtime.h"
 #endif
@@ -44,6 +47,9 @@ struct Result {
   double median_ms = 0, min_ms = 0, max_ms = 0, pairs_per_s = 0, tflops = 0, mfu = -1, peak_mib = 0;
   double final_loss = 0;
   double host_syncs_per_step = 0;  // times the host waited for the device inside a step
+  int64_t graph_nodes = 0;          // --graph: nodes of the captured step (0: eager)
+  double graph_capture_ms = 0;
+  std::string graph_error;          // why --graph fell back to eager, if it did
 };
 
 vlm::CLIPConfig config_named(const std::string& name) {
@@ -82,7 +88,8 @@ StepSpec peer_spec(const vlm::CLIPConfig& config, int64_t list_size, int64_t tex
   return s;
 }
 
-Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int steps, uint64_t seed) {
+Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int steps, uint64_t seed,
+           bool use_graph) {
   const vlm::CLIPConfig& config = spec.config;
   const int64_t list_size = spec.list_size, text_len = spec.text_len;
   auto model = spec.model;
@@ -118,7 +125,9 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   const losses::ObjectiveWeights weights = spec.weights;
 
   losses::ObjectiveResult last;  // the loss is read once, after the timed steps
-  auto step = [&](int index) {
+  // One step; with `loss_out` (the graph's body) the loss is copied there and every
+  // tensor the step made is released inside it (cuda/graph.h's rules).
+  auto step = [&](int index, Tensor* loss_out) {
     auto out = model->forward(pixels, ids, mask, list_size);
     losses::ObjectiveInputs in;
     in.scores = reshape(out.score, {lists, list_size});
@@ -131,17 +140,59 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
     result.total.backward();
     if (spec.grad_clip > 0) nn::clip_grad_norm_(params, spec.grad_clip);
     optimizer.step();
-    last = std::move(result);
+    if (loss_out != nullptr) {
+      ops::copy_(*loss_out, result.total.detach());
+      optimizer.zero_grad();
+    } else {
+      last = std::move(result);
+    }
   };
 
-  for (int i = 0; i < warmup; ++i) step(i);
+  for (int i = 0; i < warmup; ++i) step(i, nullptr);
+  device_synchronize(device);
+  Result r;
+#ifdef MMS_WITH_CUDA
+  // --graph: capture one step (after the eager warm-up created the optimizer state and
+  // cuBLAS's workspace) and time replays of it. Frozen into the graph: the batch, the
+  // learning rate, AdamW's bias correction (the captured step's count) and the ListMLE
+  // tie seed. A capture that fails is reported and the run falls back to eager steps.
+  std::unique_ptr<mms::cuda::CapturedGraph> graph;
+  Tensor graph_loss;
+  if (use_graph && device.is_cuda()) {
+    optimizer.zero_grad();  // grads and the last result were allocated outside: free them first
+    last = losses::ObjectiveResult{};
+    graph_loss = zeros({}, DType::Float32, device);
+    graph = std::make_unique<mms::cuda::CapturedGraph>();
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      graph->capture([&] { step(warmup, &graph_loss); });
+      r.graph_nodes = static_cast<int64_t>(graph->node_count());
+      r.graph_capture_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    } catch (const std::exception& e) {
+      r.graph_error = e.what();
+      graph.reset();
+      std::fprintf(stderr, "bench/step: graph capture failed, timing eager steps instead: %s\n", e.what());
+    }
+  }
+  auto timed_step = [&](int index) {
+    if (graph) {
+      graph->replay();
+    } else {
+      step(index, nullptr);
+    }
+  };
+#else
+  MMS_CHECK(!use_graph || !device.is_cuda(), "bench/step: --graph needs a CUDA build");
+  auto timed_step = [&](int index) { step(index, nullptr); };
+#endif
+  if (use_graph && !device.is_cuda()) r.graph_error = "--graph applies to --device cuda only";
   device_synchronize(device);
   reset_peak_memory(device);
   std::vector<double> times;
   const int64_t syncs_before = device_sync_count();
   for (int i = 0; i < steps; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    step(warmup + i);
+    timed_step(warmup + i);
     device_synchronize(device);  // the step is done when the device is done
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
@@ -150,9 +201,7 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   const int64_t synced_for_timing = device.is_cuda() ? steps : 0;
   const double syncs_per_step =
       static_cast<double>(device_sync_count() - syncs_before - synced_for_timing) / std::max(steps, 1);
-  last.read_values();
   std::sort(times.begin(), times.end());
-  Result r;
   r.lists = lists;
   r.median_ms = times[times.size() / 2];
   r.min_ms = times.front();
@@ -160,7 +209,15 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   r.pairs_per_s = static_cast<double>(texts) / r.median_ms * 1000.0;
   r.tflops = mmsbench::step_flops(config, lists, list_size, text_len, spec.head.hidden_size) / (r.median_ms * 1e-3) / 1e12;
   r.peak_mib = peak_memory_mib(device);
-  r.final_loss = last.total_value;
+#ifdef MMS_WITH_CUDA
+  if (graph) {
+    r.final_loss = graph_loss.item();
+  } else
+#endif
+  {
+    last.read_values();
+    r.final_loss = last.total_value;
+  }
   r.host_syncs_per_step = syncs_per_step;
   return r;
 }
@@ -183,7 +240,10 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--mode", mode, "fp32 | tf32 | bf16");
-  bool print_config = false;
+  bool print_config = false, use_graph = false;
+  app.add_flag("--graph", use_graph,
+               "CUDA: capture one step as a CUDA graph after the warm-up and time its replays (cuda/graph.h; "
+               "needs a step without host reads: no --config default, whose clipping reads the norm)");
   app.add_option("--config", config_name,
                  "vitb32 (the peer's model), tiny, or default (the finetune program's default run: its model, "
                  "batch, K, L, lr, loss weights and clipping; --batch-lists/--list-size/--text-len/--seed ignored)");
@@ -266,7 +326,7 @@ int main(int argc, char** argv) {
       const StepSpec spec = make_spec(requested, &lists);
       list_size = spec.list_size;
       text_len = spec.text_len;
-      Result r = run(spec, device, lists, warmup, steps, seed);
+      Result r = run(spec, device, lists, warmup, steps, seed, use_graph);
       if (peak > 0) r.mfu = r.tflops / peak;
       results.push_back(r);
       nlohmann::json line = {{"engine", "mmscale"}, {"device", card}, {"mode", mode},
@@ -275,7 +335,9 @@ int main(int argc, char** argv) {
                              {"median_ms", r.median_ms}, {"min_ms", r.min_ms}, {"max_ms", r.max_ms},
                              {"pairs_per_s", r.pairs_per_s}, {"tflops", r.tflops}, {"bf16_peak_tflops", peak},
                              {"mfu", r.mfu}, {"peak_mem_mib", r.peak_mib}, {"loss", r.final_loss},
-                             {"host_syncs_per_step", r.host_syncs_per_step}};
+                             {"host_syncs_per_step", r.host_syncs_per_step}, {"graph", use_graph},
+                             {"graph_nodes", r.graph_nodes}, {"graph_capture_ms", r.graph_capture_ms}};
+      if (!r.graph_error.empty()) line["graph_error"] = r.graph_error;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
     }
