@@ -57,7 +57,11 @@ __device__ __forceinline__ void adamw_element(float& p, float g, float& m, float
   p -= c.lr * (mi * c.inv_bias_correction1) / denom + c.lr * wd * p;
 }
 
-__global__ void __launch_bounds__(kThreads) adamw_multi_tensor_kernel(TensorList list, AdamWConstants c) {
+// `device_constants` (when not null) replaces `c`: the capturable variant, whose
+// constants are computed on the device from a step count in device memory.
+__global__ void __launch_bounds__(kThreads)
+adamw_multi_tensor_kernel(TensorList list, AdamWConstants c, const AdamWConstants* __restrict__ device_constants) {
+  if (device_constants != nullptr) c = *device_constants;
   const int tensor = list.block_tensor[blockIdx.x];
   const int64_t begin = int64_t(list.block_chunk[blockIdx.x]) * kChunk;
   const int64_t end = min(list.numel[tensor], begin + kChunk);
@@ -168,11 +172,20 @@ AdamWConstants make_constants(double lr, double beta1, double beta2, double eps,
   return {float(lr), float(beta1), float(beta2), float(eps), float(1.0 / bc1), float(1.0 / std::sqrt(bc2))};
 }
 
-}  // namespace
+// The same constants from device scalars (one thread): bias corrections in double, as
+// on the host. A step count < 1 would divide by zero; it is clamped to 1 (the caller's
+// count starts at 0 and is advanced before the update, so this never happens in use).
+__global__ void adamw_device_constants_kernel(const double* lr, double lr_scale, double beta1, double beta2,
+                                              double eps, const int64_t* step, AdamWConstants* out) {
+  const double t = static_cast<double>(*step < 1 ? 1 : *step);
+  const double bc1 = 1.0 - pow(beta1, t);
+  const double bc2 = 1.0 - pow(beta2, t);
+  *out = {float(*lr * lr_scale), float(beta1), float(beta2), float(eps), float(1.0 / bc1), float(1.0 / sqrt(bc2))};
+}
 
-void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double beta1, double beta2,
-               double eps, int64_t step, cudaStream_t stream) {
-  const AdamWConstants constants = make_constants(lr, beta1, beta2, eps, step);
+// Packs the tensors and launches the multi-tensor kernel (host or device constants).
+void launch_adamw_packs(const AdamWPointers* tensors, int64_t count, const AdamWConstants& constants,
+                        const AdamWConstants* device_constants, cudaStream_t stream) {
   std::vector<int64_t> numels(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) numels[size_t(i)] = tensors[i].numel;
   for_each_pack(
@@ -185,9 +198,26 @@ void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double be
         list.weight_decay[slot] = tensors[index].weight_decay;
       },
       [&](const TensorList& list, int blocks) {
-        adamw_multi_tensor_kernel<<<blocks, kThreads, 0, stream>>>(list, constants);
+        adamw_multi_tensor_kernel<<<blocks, kThreads, 0, stream>>>(list, constants, device_constants);
         MMS_CUDA_LAUNCH_CHECK();
       });
+}
+
+}  // namespace
+
+void adamw_f32_device_scalars(const AdamWPointers* tensors, int64_t count, const double* lr, double lr_scale,
+                              double beta1, double beta2, double eps, const int64_t* step,
+                              cudaStream_t stream) {
+  ScratchBuffer constants(sizeof(AdamWConstants));
+  adamw_device_constants_kernel<<<1, 1, 0, stream>>>(lr, lr_scale, beta1, beta2, eps, step,
+                                                     constants.as<AdamWConstants>());
+  MMS_CUDA_LAUNCH_CHECK();
+  launch_adamw_packs(tensors, count, AdamWConstants{}, constants.as<AdamWConstants>(), stream);
+}
+
+void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double beta1, double beta2,
+               double eps, int64_t step, cudaStream_t stream) {
+  launch_adamw_packs(tensors, count, make_constants(lr, beta1, beta2, eps, step), nullptr, stream);
 }
 
 void adamw_f32_per_tensor(const AdamWPointers* tensors, int64_t count, double lr, double beta1,

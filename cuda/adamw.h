@@ -25,6 +25,13 @@ struct AdamWPointers {
 // handful of launches instead of 200.
 void adamw_f32(const AdamWPointers* tensors, int64_t count, double lr, double beta1, double beta2,
                double eps, int64_t step, cudaStream_t stream);
+// The same update with the learning rate (*lr * lr_scale) and the step count t (*step,
+// advanced by the caller before the call) read from device memory. One extra one-thread
+// launch computes the constants; every kernel argument is then fixed from step to
+// step, so a captured CUDA graph (cuda/graph.h) replays a correct AdamW update.
+void adamw_f32_device_scalars(const AdamWPointers* tensors, int64_t count, const double* lr, double lr_scale,
+                              double beta1, double beta2, double eps, const int64_t* step,
+                              cudaStream_t stream);
 // Baseline: one launch per tensor, same math.
 void adamw_f32_per_tensor(const AdamWPointers* tensors, int64_t count, double lr, double beta1,
                           double beta2, double eps, int64_t step, cudaStream_t stream);

@@ -29,7 +29,16 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
   }
 }
 
+void AdamW::set_lr(double lr) {
+  options_.lr = lr;
+  if (device_lr_.defined()) ops::fill_(device_lr_, lr);
+}
+
 void AdamW::step() {
+  if (options_.capturable) {
+    step_capturable();
+    return;
+  }
   // Bucket the work by what one fused call shares: device, lr and step count.
   struct Key {
     int device_type, device_index;
@@ -66,18 +75,68 @@ void AdamW::step() {
   }
 }
 
+void AdamW::step_capturable() {
+  // One call per lr_scale; the count is shared, so every parameter must take part.
+  std::map<double, std::vector<Backend::AdamWTensor>> calls;
+  Device device = Device::cpu();
+  bool first = true;
+  for (const ParamGroup& g : groups_) {
+    for (const auto& [name, p] : g.params) {
+      Tensor grad = p.grad();
+      MMS_CHECK(grad.defined(), "AdamW(capturable): parameter '", name,
+                "' has no gradient; capturable mode keeps one step count for all parameters, so each "
+                "must have a gradient at every step");
+      MMS_CHECK(first || p.device() == device, "AdamW(capturable): parameters on ", device.str(), " and ",
+                p.device().str(), "; one device only");
+      MMS_CHECK(p.is_contiguous() && !p.storage()->read_only() && grad.shape() == p.shape() &&
+                    grad.device() == p.device(),
+                "AdamW(capturable): parameter '", name, "' must be contiguous and writable, with a gradient of ",
+                "its shape on its device");
+      device = p.device();
+      first = false;
+      AdamWState& s = state_[name];
+      if (!s.exp_avg.defined()) {
+        s.exp_avg = zeros_like(p);
+        s.exp_avg_sq = zeros_like(p);
+      }
+      s.step += 1;  // the host's view, exact in eager use; refresh_steps() after replays
+      calls[g.lr_scale].push_back({p.detach(), grad.to(p.dtype()).contiguous(), s.exp_avg, s.exp_avg_sq,
+                                   g.weight_decay});
+    }
+  }
+  if (calls.empty()) return;
+  if (!device_step_.defined()) {
+    // The count so far: the state's (0 for a fresh optimizer, or a loaded checkpoint's).
+    const int64_t done = state_.begin()->second.step - 1;
+    device_step_ = full({}, static_cast<double>(done), DType::Int64, device);
+    device_lr_ = full({}, options_.lr, DType::Float64, device);
+  }
+  ops::copy_(device_step_, ops::add(device_step_, ones({}, DType::Int64, device)));  // t += 1, on the device
+  for (const auto& [lr_scale, tensors] : calls)
+    backend_for(device).adamw_device_scalars(tensors, device_lr_, lr_scale, options_.beta1, options_.beta2,
+                                             options_.eps, device_step_);
+}
+
+void AdamW::refresh_steps() const {
+  if (!device_step_.defined()) return;
+  const int64_t count = static_cast<int64_t>(device_step_.item());
+  for (auto& [_, s] : state_) s.step = count;
+}
+
 void AdamW::zero_grad() {
   for (const ParamGroup& g : groups_)
     for (const auto& [_, p] : g.params) Tensor(p).set_grad(Tensor());
 }
 
 const AdamWState& AdamW::state(const std::string& param_name) const {
+  refresh_steps();
   auto it = state_.find(param_name);
   MMS_CHECK(it != state_.end(), "AdamW: no state for parameter '", param_name, "' (not updated yet?)");
   return it->second;
 }
 
 NamedTensors AdamW::state_dict() const {
+  refresh_steps();
   NamedTensors out;
   for (const ParamGroup& g : groups_) {
     for (const auto& [name, _] : g.params) {
@@ -135,6 +194,15 @@ void AdamW::load_state_dict(const StateDict& state) {
     os << "AdamW.load_state_dict: " << problems.size() << " problem(s):";
     for (const auto& p : problems) os << "\n  " << p;
     throw Error(os.str());
+  }
+  if (options_.capturable) {
+    std::set<int64_t> steps;
+    for (const auto& [_, s] : loaded) steps.insert(s.step);
+    MMS_CHECK(steps.size() <= 1, "AdamW.load_state_dict: capturable mode keeps one step count, but the state has ",
+              steps.size(), " different ones");
+    // In place: a captured graph holds the scalars' addresses.
+    if (device_step_.defined())
+      ops::fill_(device_step_, steps.empty() ? 0.0 : static_cast<double>(*steps.begin()));
   }
   state_ = std::move(loaded);
 }

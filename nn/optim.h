@@ -8,6 +8,15 @@
 // which is torch.optim.AdamW's update. As in torch, a parameter without a gradient is
 // skipped (its moments and step do not advance), so each parameter keeps its own step.
 //
+// Capturable mode (options.capturable, as torch's AdamW(capturable=True)): the step count
+// and the learning rate live in scalars on the parameters' device, the count is advanced
+// there, and the fused update reads both from device memory. Nothing the host passes to
+// a kernel then changes between steps, so a step (forward, backward, optimizer) can be
+// captured in a CUDA graph and replayed (cuda/graph.h) with correct bias correction.
+// It needs one shared count: every parameter must have a gradient at every step (an
+// error otherwise), all on one device. Run one step before capturing (it creates the
+// moments and the device scalars), and call set_lr between replays, not inside a capture.
+//
 // State for checkpointing: state_dict() gives named tensors "exp_avg.<param>",
 // "exp_avg_sq.<param>" and "step.<param>" (int64, shape []), ready for
 // save_safetensors; load_state_dict() takes them back (strict, all problems listed).
@@ -32,6 +41,7 @@ struct AdamWOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  bool capturable = false;  // step count and lr in device scalars (see above)
 };
 
 struct AdamWState {
@@ -49,7 +59,8 @@ class AdamW {
   void zero_grad();  // clears the gradients of every parameter in every group
 
   double lr() const { return options_.lr; }
-  void set_lr(double lr) { options_.lr = lr; }
+  // Capturable: also writes the device scalar (a kernel on the device's stream).
+  void set_lr(double lr);
   const AdamWOptions& options() const { return options_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
@@ -61,9 +72,15 @@ class AdamW {
   void load_state_dict(const StateDict& state);
 
  private:
+  void step_capturable();
+  // Capturable: copies the device count into every state's `step` (a read of the device).
+  void refresh_steps() const;
+
   std::vector<ParamGroup> groups_;
   AdamWOptions options_;
-  std::map<std::string, AdamWState> state_;
+  mutable std::map<std::string, AdamWState> state_;
+  Tensor device_step_;  // capturable: int64 [] on the parameters' device, updates so far
+  Tensor device_lr_;    // capturable: float64 [] on the parameters' device
 };
 
 // True for parameters that should not be weight-decayed: tensors of rank <= 1 (biases,

@@ -131,6 +131,12 @@ class Backend {
   struct AdamWTensor { Tensor param, grad, exp_avg, exp_avg_sq; double weight_decay; };
   virtual void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1,
                      double beta2, double eps, int64_t step) = 0;
+  // The same update with the learning rate (lr * lr_scale) and the step count t read from
+  // scalars on the tensors' device (lr float64, step int64, t >= 1), so that nothing the
+  // host passes changes from step to step: what a CUDA graph replay needs.
+  virtual void adamw_device_scalars(const std::vector<AdamWTensor>& tensors, const Tensor& lr,
+                                    double lr_scale, double beta1, double beta2, double eps,
+                                    const Tensor& step) = 0;
   // out (a float64 scalar on this backend's device) = sum over all tensors of sum(x^2),
   // accumulated in double (the global gradient norm^2). Nothing is read to the host.
   virtual void sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) = 0;

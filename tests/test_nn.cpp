@@ -409,6 +409,63 @@ TEST_CASE("AdamW skips parameters without gradients and checkpoints its state") 
   CHECK_THROWS_AS(AdamW({ParamGroup{"x", {{"a", a}}, 0, 1}, ParamGroup{"y", {{"a", a}}, 0, 1}}), Error);
 }
 
+TEST_CASE("AdamW capturable: device-scalar step and lr give the same updates, states and checkpoints") {
+  // Two groups with different lr_scale and decay, an lr change between steps.
+  auto make = [](bool capturable, Tensor& a, Tensor& b) {
+    a = from_vector<double>({1, 2, -0.5}, {3}).set_requires_grad(true);
+    b = from_vector<double>({3, 0.25}, {2}).set_requires_grad(true);
+    AdamWOptions options{0.05};
+    options.capturable = capturable;
+    return AdamW({ParamGroup{"decay", {{"a", a}}, 0.01, 1.0}, ParamGroup{"head", {{"b", b}}, 0.0, 3.0}}, options);
+  };
+  Tensor a1, b1, a2, b2;
+  AdamW plain = make(false, a1, b1);
+  AdamW capturable = make(true, a2, b2);
+  const std::vector<std::vector<double>> grads_a = {{0.1, -0.2, 0.3}, {0.5, 0.5, -1}, {-0.3, 0.1, 0.2}};
+  const std::vector<std::vector<double>> grads_b = {{1, -1}, {0.2, 0.4}, {-2, 0.5}};
+  for (size_t step = 0; step < 3; ++step) {
+    if (step == 2) {
+      plain.set_lr(0.02);
+      capturable.set_lr(0.02);
+    }
+    a1.set_grad(from_vector<double>(grads_a[step], {3}));
+    b1.set_grad(from_vector<double>(grads_b[step], {2}));
+    a2.set_grad(from_vector<double>(grads_a[step], {3}));
+    b2.set_grad(from_vector<double>(grads_b[step], {2}));
+    plain.step();
+    capturable.step();
+    CHECK(a2.to_vector<double>() == a1.to_vector<double>());
+    CHECK(b2.to_vector<double>() == b1.to_vector<double>());
+  }
+  CHECK(a1.to_vector<double>() != std::vector<double>{1, 2, -0.5});  // it moved
+  CHECK(capturable.state("a").step == 3);
+  CHECK(capturable.state("b").exp_avg_sq.to_vector<double>() == plain.state("b").exp_avg_sq.to_vector<double>());
+
+  // A checkpoint of the capturable optimizer resumes into either kind identically.
+  TempDir dir;
+  save_safetensors(dir.file("optim.safetensors"), capturable.state_dict());
+  Tensor a3, b3;
+  AdamW resumed = make(true, a3, b3);
+  ops::copy_(a3, a2.detach());
+  ops::copy_(b3, b2.detach());
+  resumed.load_state_dict(load_safetensors(dir.file("optim.safetensors")));
+  for (AdamW* o : {&plain, &resumed}) o->set_lr(0.01);
+  a1.set_grad(from_vector<double>({0.7, 0.7, 0.7}, {3}));
+  b1.set_grad(from_vector<double>({0.1, -0.1}, {2}));
+  a3.set_grad(from_vector<double>({0.7, 0.7, 0.7}, {3}));
+  b3.set_grad(from_vector<double>({0.1, -0.1}, {2}));
+  plain.step();
+  resumed.step();
+  CHECK(a3.to_vector<double>() == a1.to_vector<double>());
+  CHECK(b3.to_vector<double>() == b1.to_vector<double>());
+  CHECK(resumed.state("b").step == 4);
+
+  // One shared count: a parameter without a gradient is an error, not a silent skip.
+  a2.set_grad(from_vector<double>({0.1, 0.1, 0.1}, {3}));
+  b2.set_grad(Tensor());
+  CHECK(contains(error_of([&] { capturable.step(); }), "parameter 'b' has no gradient"));
+}
+
 TEST_CASE("decay groups: biases, norms and 1-d tensors are not decayed") {
   manual_seed(5);
   EncoderLayer layer(tiny_config());

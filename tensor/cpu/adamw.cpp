@@ -36,6 +36,16 @@ void adamw_one(T* p, const T* g, T* m, T* v, int64_t n, T lr, T b1, T b2, T eps,
 
 }  // namespace
 
+void CpuBackend::adamw_device_scalars(const std::vector<AdamWTensor>& tensors, const Tensor& lr, double lr_scale,
+                                      double beta1, double beta2, double eps, const Tensor& step) {
+  // On the CPU the "device" scalars are host memory: read them and run the plain update.
+  MMS_CHECK(lr.device().is_cpu() && step.device().is_cpu() && lr.numel() == 1 && step.numel() == 1 &&
+                step.dtype() == DType::Int64,
+            "adamw: lr and step must be CPU scalars (step int64), got ", lr.device().str(), " ",
+            shape_str(lr.shape()), " and ", step.device().str(), " ", dtype_name(step.dtype()));
+  adamw(tensors, lr.item() * lr_scale, beta1, beta2, eps, static_cast<int64_t>(step.item()));
+}
+
 void CpuBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1,
                        double beta2, double eps, int64_t step) {
   const char* op = "adamw";

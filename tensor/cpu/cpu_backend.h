@@ -59,6 +59,8 @@ class CpuBackend final : public Backend {
 
   void adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
              double eps, int64_t step) override;
+  void adamw_device_scalars(const std::vector<AdamWTensor>& tensors, const Tensor& lr, double lr_scale,
+                            double beta1, double beta2, double eps, const Tensor& step) override;
   void sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) override;
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,

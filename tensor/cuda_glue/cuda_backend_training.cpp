@@ -94,14 +94,14 @@ void CudaBackend::listmle(const Tensor& scores, const Tensor& order, const Tenso
                     cuda::stream());
 }
 
-void CudaBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
-                        double eps, int64_t step) {
+namespace {
+// The kernel's view of the tensors (float32, contiguous, shapes matching the param).
+std::vector<cuda::AdamWPointers> adamw_pointers(const std::vector<Backend::AdamWTensor>& tensors) {
   const char* op = "adamw";
-  MMS_CHECK(step >= 1, op, ": step must be >= 1 (bias correction), got ", step);
   std::vector<cuda::AdamWPointers> pointers;
   pointers.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const AdamWTensor& t = tensors[i];
+    const Backend::AdamWTensor& t = tensors[i];
     const Tensor* parts[] = {&t.param, &t.grad, &t.exp_avg, &t.exp_avg_sq};
     const char* names[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
     for (int j = 0; j < 4; ++j) {
@@ -113,7 +113,28 @@ void CudaBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, doub
     pointers.push_back({mf(t.param), cf(t.grad), mf(t.exp_avg), mf(t.exp_avg_sq), t.param.numel(),
                         float(t.weight_decay)});
   }
+  return pointers;
+}
+}  // namespace
+
+void CudaBackend::adamw(const std::vector<AdamWTensor>& tensors, double lr, double beta1, double beta2,
+                        double eps, int64_t step) {
+  MMS_CHECK(step >= 1, "adamw: step must be >= 1 (bias correction), got ", step);
+  const std::vector<cuda::AdamWPointers> pointers = adamw_pointers(tensors);
   cuda::adamw_f32(pointers.data(), int64_t(pointers.size()), lr, beta1, beta2, eps, step, cuda::stream());
+}
+
+void CudaBackend::adamw_device_scalars(const std::vector<AdamWTensor>& tensors, const Tensor& lr, double lr_scale,
+                                       double beta1, double beta2, double eps, const Tensor& step) {
+  check_cuda("adamw", "lr", lr);
+  check_cuda("adamw", "step", step);
+  MMS_CHECK(lr.dtype() == DType::Float64 && lr.numel() == 1 && step.dtype() == DType::Int64 && step.numel() == 1,
+            "adamw: lr must be a float64 scalar and step an int64 scalar, got ", dtype_name(lr.dtype()), " ",
+            shape_str(lr.shape()), " and ", dtype_name(step.dtype()), " ", shape_str(step.shape()));
+  const std::vector<cuda::AdamWPointers> pointers = adamw_pointers(tensors);
+  cuda::adamw_f32_device_scalars(pointers.data(), int64_t(pointers.size()), static_cast<const double*>(lr.raw_data()),
+                                 lr_scale, beta1, beta2, eps, static_cast<const int64_t*>(step.raw_data()),
+                                 cuda::stream());
 }
 
 void CudaBackend::sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) {
