@@ -31,17 +31,29 @@ namespace {
 
 bool g_tf32 = false;
 
-// One handle for the process, bound to the engine's stream, with a workspace from our
-// pool so cuBLAS never calls cudaMalloc inside a training step.
+// One handle for the process with a workspace from our pool, so cuBLAS never allocates
+// inside a training step (nor adds its own allocations to a captured graph).
+// cublasSetStream resets the handle's workspace to cuBLAS's default, so binding the
+// stream always goes through bind_stream, which sets ours again.
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // what NVIDIA suggests for Hopper
+
+void* workspace() {
+  static void* the_workspace = pool_allocate(kWorkspaceBytes);
+  return the_workspace;
+}
+
 cublasHandle_t handle() {
   static cublasHandle_t the_handle = [] {
     cublasHandle_t created = nullptr;
     MMS_CUBLAS_CHECK(cublasCreate(&created));
-    constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // what NVIDIA suggests for Hopper
-    MMS_CUBLAS_CHECK(cublasSetWorkspace(created, pool_allocate(kWorkspaceBytes), kWorkspaceBytes));
     return created;
   }();
   return the_handle;
+}
+
+void bind_stream(cublasHandle_t blas, cudaStream_t stream) {
+  MMS_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  MMS_CUBLAS_CHECK(cublasSetWorkspace(blas, workspace(), kWorkspaceBytes));
 }
 
 __global__ void gemm_naive_kernel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
@@ -77,7 +89,7 @@ void gemm_strided_batched_f32(bool trans_a, bool trans_b, int64_t batch, int64_t
   MMS_CUDA_REQUIRE(batch <= INT_MAX && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX,
                    "gemm: a dimension exceeds cuBLAS's 32-bit sizes");
   cublasHandle_t blas = handle();
-  MMS_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  bind_stream(blas, stream);
   MMS_CUBLAS_CHECK(cublasSetMathMode(blas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   if (k == 0) {  // an empty sum: c = beta * c (cuBLAS rejects k = 0 leading dimensions)
     gemm_strided_batched_f32_naive(trans_a, trans_b, batch, m, n, k, alpha, a, stride_a, b,
@@ -111,7 +123,7 @@ void gemm_strided_batched_bf16_f32(bool trans_a, bool trans_b, int64_t batch, in
     return;
   }
   cublasHandle_t blas = handle();
-  MMS_CUBLAS_CHECK(cublasSetStream(blas, stream));
+  bind_stream(blas, stream);
   // The math mode only concerns float32 inputs (TF32 or not); bf16 inputs use the
   // tensor cores in either mode. Set it anyway so this call does not depend on the last.
   MMS_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));

@@ -13,12 +13,17 @@
 //     must not move during the body);
 //   - host -> device uploads are frozen into the graph: during a capture each upload
 //     gets its own slot of a pinned arena owned by the graph (cuda/staging.h), so a
-//     replay re-sends the same bytes. Values the host computed (index tensors, kernel
-//     arguments such as the learning rate or AdamW's step count) are frozen too;
+//     replay re-sends the same bytes. Values the host computed are frozen too: index
+//     tensors, kernel arguments such as a learning rate or a step count (nn::AdamW's
+//     capturable mode keeps those on the device), and dropout's seed and offset (a
+//     replay draws the same mask: capture dropout-free steps);
+//   - one thread: the capturing thread's work is recorded; other threads must not use
+//     the engine during a capture;
 //   - memory: allocations made in the body live in the graph's own pool; every tensor
 //     the body creates must be released before the capture ends (copy results into
 //     tensors allocated before the capture), and the body must not free memory that
-//     was allocated outside it (a replay would free it again).
+//     was allocated outside it (a replay would free it again). The pool checks both
+//     and capture() fails with a count if either happens (cuda/memory.h).
 #pragma once
 
 #include <cstddef>
@@ -62,5 +67,9 @@ class CapturedGraph {
 
 // True while this thread is capturing (uploads then go to the capture's arena).
 bool capturing();
+
+// The most device memory graphs have held at once (the driver's count; the engine's
+// pool statistics do not see graph memory).
+size_t graph_memory_high_bytes();
 
 }  // namespace mms::cuda

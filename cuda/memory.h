@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "cuda/common.h"
 
@@ -28,6 +29,14 @@ PoolStats pool_stats();
 void pool_reset_peak();
 // Returns cached blocks to the driver (e.g. before measuring memory of a fresh phase).
 void pool_trim();
+
+// Bookkeeping for a graph capture (cuda/graph.h): between begin and end, allocations
+// are the graph's own and must all be freed inside the capture, and nothing allocated
+// before it may be freed inside it (a replay would free it again). end reports both
+// kinds of mistakes (empty string: none), so the capture can fail with a clear message
+// instead of a later replay failing obscurely.
+void pool_begin_capture();
+std::string pool_end_capture();
 
 // A scoped scratch buffer from the pool, for kernels needing temporary space. It is
 // freed on stream(), so the kernels using it must run on stream() too.

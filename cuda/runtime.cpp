@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda/check.h"
+#include "cuda/graph.h"
 #include "cuda/staging.h"
 
 namespace mms::cuda {
@@ -111,6 +112,9 @@ void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind) {
 }
 
 bool debug_sync_enabled() {
+  // A sync (or a host read) on a capturing stream would invalidate the capture: the
+  // debug checks stand down while a graph is being recorded (cuda/graph.h).
+  if (capturing()) return false;
 #if defined(MMS_CUDA_DEBUG_SYNC) || !defined(NDEBUG)
   return true;
 #else

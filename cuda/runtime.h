@@ -35,7 +35,8 @@ void set_error_handler(ErrorHandler handler);
 [[noreturn]] void report_cuda_error(const char* file, int line, const char* call,
                                     const char* library_message);
 
-// True in debug builds, or when the environment sets MMS_CUDA_DEBUG_SYNC=1.
+// True in debug builds, or when the environment sets MMS_CUDA_DEBUG_SYNC=1; false while
+// this thread is capturing a CUDA graph (a sync would break the capture).
 bool debug_sync_enabled();
 
 // Name and peak numbers of the current device, for benchmarks and logs.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cuda/check.h"
+#include "cuda/graph.h"
 #include "cuda/runtime.h"
 
 namespace mms::cuda {
@@ -36,7 +37,9 @@ class StagingRing {
  public:
   void upload(void* dst, const void* src, size_t nbytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (nbytes > capacity_ / 2) grow(std::max(kInitialRingBytes, 2 * nbytes));
+    // Room for three uploads of this size (e.g. this step's pixels, the last step's still
+    // in flight, and the small index tensors between them) before a wait.
+    if (nbytes > capacity_ / 3) grow(std::max(kInitialRingBytes, 3 * align(nbytes) + (size_t(1) << 20)));
     retire_completed();
     size_t begin = align(head_);
     if (begin + nbytes > capacity_) begin = 0;
@@ -157,7 +160,9 @@ void upload_async(void* dst, const void* src, size_t nbytes) {
   CaptureArena& arena = capture_arena();
   {
     std::lock_guard<std::mutex> lock(arena.mutex);
-    if (arena.active) {
+    // Only the capturing thread's uploads belong to the graph (capture is per thread);
+    // another thread's upload during a capture takes the ring as usual.
+    if (arena.active && capturing()) {
       const size_t begin = (arena.used + kAlignment - 1) / kAlignment * kAlignment;
       MMS_CUDA_REQUIRE(begin + nbytes <= arena.capacity,
                        "graph capture: the uploads of the captured step need more pinned memory than "

@@ -21,7 +21,7 @@ namespace mms::cuda {
 // Queues a copy of nbytes from host memory `src` to device memory `dst` on stream() and
 // returns; `src` may be reused or freed at once. Waits only when the ring is full of
 // copies still in flight. The ring starts at 64 MiB and grows (once, with a sync) to
-// twice the largest upload seen.
+// three times the largest upload seen.
 void upload_async(void* dst, const void* src, size_t nbytes);
 
 // Uploads during a graph capture (cuda/graph.h) cannot use the ring: the captured copy

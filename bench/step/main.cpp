@@ -97,6 +97,8 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   model->train();
   nn::AdamWOptions adam;
   adam.lr = spec.lr;
+  // A replayed graph must not freeze AdamW's step count: keep it (and lr) on the device.
+  adam.capturable = use_graph && device.is_cuda();
   nn::AdamW optimizer(nn::decay_param_groups(*model, spec.weight_decay), adam);
   const std::vector<Tensor> params = model->parameters();
 
@@ -152,15 +154,19 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   device_synchronize(device);
   Result r;
 #ifdef MMS_WITH_CUDA
-  // --graph: capture one step (after the eager warm-up created the optimizer state and
-  // cuBLAS's workspace) and time replays of it. Frozen into the graph: the batch, the
-  // learning rate, AdamW's bias correction (the captured step's count) and the ListMLE
-  // tie seed. A capture that fails is reported and the run falls back to eager steps.
+  // --graph: capture one step (after the eager warm-up created the optimizer state, its
+  // device step count and cuBLAS's workspace) and time replays of it. AdamW runs in
+  // capturable mode (step count and lr read from the device), so replays are real
+  // training steps; frozen into the graph are the batch and the ListMLE tie seed. A
+  // capture that fails is reported and the run falls back to eager steps.
   std::unique_ptr<mms::cuda::CapturedGraph> graph;
   Tensor graph_loss;
   if (use_graph && device.is_cuda()) {
+    MMS_CHECK(warmup >= 1, "bench/step: --graph needs --warmup >= 1 (the eager steps create the optimizer "
+                           "state and workspaces, which must not be born inside the graph)");
     optimizer.zero_grad();  // grads and the last result were allocated outside: free them first
     last = losses::ObjectiveResult{};
+    mms::cuda::pool_trim();  // the eager warm-up's cached blocks would sit beside the graph's memory
     graph_loss = zeros({}, DType::Float32, device);
     graph = std::make_unique<mms::cuda::CapturedGraph>();
     const auto start = std::chrono::steady_clock::now();
@@ -169,6 +175,7 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
       r.graph_nodes = static_cast<int64_t>(graph->node_count());
       r.graph_capture_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     } catch (const std::exception& e) {
+      optimizer.zero_grad();  // the failed body's gradients point into the discarded graph
       r.graph_error = e.what();
       graph.reset();
       std::fprintf(stderr, "bench/step: graph capture failed, timing eager steps instead: %s\n", e.what());
@@ -209,6 +216,10 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
   r.pairs_per_s = static_cast<double>(texts) / r.median_ms * 1000.0;
   r.tflops = mmsbench::step_flops(config, lists, list_size, text_len, spec.head.hidden_size) / (r.median_ms * 1e-3) / 1e12;
   r.peak_mib = peak_memory_mib(device);
+#ifdef MMS_WITH_CUDA
+  // A replay's activations live in graph memory, which the pool does not see.
+  if (graph) r.peak_mib += static_cast<double>(mms::cuda::graph_memory_high_bytes()) / (1 << 20);
+#endif
 #ifdef MMS_WITH_CUDA
   if (graph) {
     r.final_loss = graph_loss.item();
