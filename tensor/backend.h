@@ -43,6 +43,12 @@ enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, LogSumExp };
 
 enum class RandomKind : uint8_t { Uniform, Normal };
 
+// What a fused linear forward applies after the GEMM (Backend::linear_epilogue).
+enum class LinearEpilogue : uint8_t {
+  Bias,          // + bias
+  GeluTanhBias,  // gelu_tanh(. + bias)
+};
+
 const char* unary_op_name(UnaryOp op);
 const char* binary_op_name(BinaryOp op);
 const char* reduce_op_name(ReduceOp op);
@@ -106,6 +112,21 @@ class Backend {
   // with out float32 (products and sums in float32: autocast's GEMM).
   virtual void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
                    double alpha, double beta) = 0;
+
+  // The linear layer's forward as one GEMM whose epilogue applies the bias (and the
+  // activation), where the device has one (CUDA: cuBLASLt, cuda/gemm_lt.h):
+  //   Bias:          out = x @ weight^T + bias
+  //   GeluTanhBias:  out = gelu_tanh(x @ weight^T + bias); pre_activation, when defined,
+  //                  receives x @ weight^T + bias (the backward's input)
+  // x [M, K] and weight [N, K] contiguous, both float32 or both bfloat16; bias [N],
+  // out and pre_activation [M, N], float32 and contiguous; M, N, K > 0. Returns false,
+  // having written nothing, when this backend has no fused path for these operands (the
+  // default): the caller then runs bmm and the separate passes.
+  virtual bool linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               LinearEpilogue epilogue, Tensor& out, Tensor& pre_activation) {
+    (void)x, (void)weight, (void)bias, (void)epilogue, (void)out, (void)pre_activation;
+    return false;
+  }
 
   // out[i, :] = table[index[i], :]; table contiguous [N, D], index Int64 [I].
   virtual void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) = 0;

@@ -88,8 +88,17 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
 // float32 (mixed precision: what autocast runs, autograd/autocast.h).
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x [..., in] @ weight[out, in]^T + bias[out]. bfloat16 x and weight give a float32
-// output; the bias (optional) then is float32.
+// output; the bias (optional) then is float32. On CUDA the bias is added in the GEMM's
+// epilogue (cuBLASLt, cuda/gemm_lt.h) unless MMS_CUBLASLT=0; otherwise the output is
+// pre-filled with the bias and the GEMM accumulates onto it.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// y = gelu_tanh(linear(x, weight, bias)), the up-projection of an MLP whose activation is
+// the tanh-approximate GELU: one cuBLASLt GEMM with a GELU epilogue on CUDA where it
+// applies, linear then the elementwise GELU elsewhere. With keep_pre_activation, also
+// returns h = linear(x, weight, bias), the GELU's input the backward needs.
+struct LinearGeluResult { Tensor y, pre_activation; };
+LinearGeluResult linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  bool keep_pre_activation);
 
 // ---- indexing ------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index 1-D Int64

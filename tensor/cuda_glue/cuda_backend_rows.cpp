@@ -1,6 +1,8 @@
-// CudaBackend: row-wise ops (reductions, softmax, layer norm) and batched GEMM
-// (cuda/reduce.h, cuda/softmax.h, cuda/layernorm.h, cuda/gemm.h).
+// CudaBackend: row-wise ops (reductions, softmax, layer norm), batched GEMM and the
+// linear layer's fused GEMM + epilogue (cuda/reduce.h, cuda/softmax.h, cuda/layernorm.h,
+// cuda/gemm.h, cuda/gemm_lt.h).
 #include "cuda/gemm.h"
+#include "cuda/gemm_lt.h"
 #include "cuda/layernorm.h"
 #include "cuda/reduce.h"
 #include "cuda/runtime.h"
@@ -162,6 +164,50 @@ void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_
                                  static_cast<const float*>(a.raw_data()), stride_a,
                                  static_cast<const float*>(b.raw_data()), stride_b, float(beta),
                                  static_cast<float*>(out.raw_data()), m * n, cuda::stream());
+}
+
+bool CudaBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  LinearEpilogue epilogue, Tensor& out, Tensor& pre_activation) {
+  const char* name = epilogue == LinearEpilogue::Bias ? "linear" : "linear_gelu_tanh";
+  if (!cuda::cublaslt_enabled()) return false;  // MMS_CUBLASLT=0: the bmm + bias-pass path
+  check_cuda(name, "x", x);
+  check_cuda(name, "weight", weight);
+  check_cuda(name, "bias", bias);
+  check_cuda(name, "out", out);
+  // float32 throughout, or autocast's bf16 x and weight; anything else has no fused path
+  const bool bf16_operands = x.dtype() == DType::BFloat16 && weight.dtype() == DType::BFloat16;
+  const bool f32_operands = x.dtype() == DType::Float32 && weight.dtype() == DType::Float32;
+  if (!bf16_operands && !f32_operands) return false;
+  if (bias.dtype() != DType::Float32 || out.dtype() != DType::Float32) return false;
+  if (pre_activation.defined() && pre_activation.dtype() != DType::Float32) return false;
+  check_contiguous(name, "x", x);
+  check_contiguous(name, "weight", weight);
+  check_contiguous(name, "bias", bias);
+  check_contiguous(name, "out", out);
+  MMS_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), name, ": x ", shape_str(x.shape()),
+            " and weight ", shape_str(weight.shape()), " are not [M, K] and [N, K]");
+  const int64_t m = x.size(0), k = x.size(1), n = weight.size(0);
+  check_shape(name, "bias", bias, {n});
+  check_shape(name, "out", out, {m, n});
+  MMS_CHECK(!pre_activation.defined() || epilogue == LinearEpilogue::GeluTanhBias, name,
+            ": only the GELU epilogue writes a pre-activation");
+  float* pre = nullptr;
+  if (pre_activation.defined()) {
+    check_cuda(name, "pre_activation", pre_activation);
+    check_contiguous(name, "pre_activation", pre_activation);
+    check_shape(name, "pre_activation", pre_activation, {m, n});
+    pre = static_cast<float*>(pre_activation.raw_data());
+  }
+  const cuda::LtEpilogue lt_epilogue =
+      epilogue == LinearEpilogue::Bias ? cuda::LtEpilogue::Bias : cuda::LtEpilogue::GeluTanhBias;
+  const float* bias_data = static_cast<const float*>(bias.raw_data());
+  float* out_data = static_cast<float*>(out.raw_data());
+  if (bf16_operands)
+    return cuda::linear_lt_bf16_f32(lt_epilogue, m, n, k, static_cast<const uint16_t*>(x.raw_data()),
+                                    static_cast<const uint16_t*>(weight.raw_data()), bias_data, out_data, pre,
+                                    cuda::stream());
+  return cuda::linear_lt_f32(lt_epilogue, m, n, k, static_cast<const float*>(x.raw_data()),
+                             static_cast<const float*>(weight.raw_data()), bias_data, out_data, pre, cuda::stream());
 }
 
 }  // namespace mms

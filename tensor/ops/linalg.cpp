@@ -94,47 +94,103 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return result;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_same_device("linear", x, weight);
-  check_same_dtype("linear", x, weight);
-  check_gemm_dtype("linear", x);
-  MMS_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", shape_str(weight.shape()));
-  MMS_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),
-            " does not end in in_features = ", weight.size(1), " of weight ",
-            shape_str(weight.shape()));
-  const int64_t in = weight.size(1), out_features = weight.size(0);
-  const int64_t rows = in == 0 ? 0 : x.numel() / in;
-  Shape out_shape = x.shape();
-  out_shape.back() = out_features;
-  const DType out_dtype = gemm_output_dtype(x.dtype());
-  Tensor out = empty({1, rows, out_features}, out_dtype, x.device());
-  double beta = 0.0;
+namespace {
+// linear's operands, checked, with x and weight as the 2-D contiguous GEMM operands.
+struct LinearOperands {
+  Tensor x2;        // [rows, in], contiguous
+  Tensor weight;    // [out, in], contiguous
+  Tensor bias;      // [out] or undefined
+  int64_t rows = 0, in = 0, out_features = 0;
+  Shape out_shape;  // x's shape with the last dim replaced by out
+  DType out_dtype = DType::Float32;
+};
+
+LinearOperands linear_operands(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_same_device(op, x, weight);
+  check_same_dtype(op, x, weight);
+  check_gemm_dtype(op, x);
+  MMS_CHECK(weight.dim() == 2, op, ": weight must be [out, in], got ", shape_str(weight.shape()));
+  MMS_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), op, ": input ", shape_str(x.shape()),
+            " does not end in in_features = ", weight.size(1), " of weight ", shape_str(weight.shape()));
+  LinearOperands operands;
+  operands.in = weight.size(1);
+  operands.out_features = weight.size(0);
+  operands.rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));  // 1 for a vector
+  operands.out_shape = x.shape();
+  operands.out_shape.back() = operands.out_features;
+  operands.out_dtype = gemm_output_dtype(x.dtype());
   if (bias.defined()) {
-    check_same_device("linear", x, bias);
-    if (out_dtype == x.dtype()) {
-      check_same_dtype("linear", x, bias);
+    check_same_device(op, x, bias);
+    if (operands.out_dtype == x.dtype()) {
+      check_same_dtype(op, x, bias);
     } else {
-      MMS_CHECK(bias.dtype() == out_dtype, "linear: bias ", shape_str(bias.shape()), " is ",
-                dtype_name(bias.dtype()), ", but ", dtype_name(x.dtype()), " inputs give a ",
-                dtype_name(out_dtype), " output and the bias must be ", dtype_name(out_dtype));
+      const std::string out_name = dtype_name(operands.out_dtype);
+      MMS_CHECK(bias.dtype() == operands.out_dtype, op, ": bias ", shape_str(bias.shape()), " is ",
+                dtype_name(bias.dtype()), ", but ", dtype_name(x.dtype()), " inputs give a ", out_name,
+                " output and the bias must be ", out_name);
     }
-    MMS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias ",
-              shape_str(bias.shape()), " does not match out_features = ", out_features);
-    // Start from the bias and let the GEMM accumulate onto it (beta = 1): one pass less.
-    Tensor rows_view = reshape(out, {rows, out_features});
-    copy_(rows_view, bias);
+    MMS_CHECK(bias.dim() == 1 && bias.size(0) == operands.out_features, op, ": bias ",
+              shape_str(bias.shape()), " does not match out_features = ", operands.out_features);
+    operands.bias = bias.contiguous();
+  }
+  operands.x2 = reshape(x.contiguous(), {operands.rows, operands.in});
+  operands.weight = weight.contiguous();
+  return operands;
+}
+
+// The device's fused GEMM + epilogue (Backend::linear_epilogue) into out [rows, out]
+// (and pre_activation, when defined); false when it has none for these operands.
+bool try_linear_epilogue(const LinearOperands& operands, LinearEpilogue epilogue, Tensor& out,
+                         Tensor& pre_activation) {
+  if (!operands.bias.defined() || operands.rows == 0 || operands.in == 0 || operands.out_features == 0)
+    return false;
+  return backend_for(out.device())
+      .linear_epilogue(operands.x2, operands.weight, operands.bias, epilogue, out, pre_activation);
+}
+
+// out [rows, out] = x2 @ weight^T + bias: fused where the device can, else the output
+// starts as the bias and the GEMM accumulates onto it (beta = 1).
+void linear_into(const LinearOperands& operands, Tensor& out) {
+  Tensor no_pre_activation;
+  if (try_linear_epilogue(operands, LinearEpilogue::Bias, out, no_pre_activation)) return;
+  double beta = 0.0;
+  if (operands.bias.defined()) {
+    copy_(out, operands.bias);
     beta = 1.0;
   }
-  if (out.numel() > 0) {
-    if (in == 0) {
-      if (!bias.defined()) fill_(out, 0.0);
-    } else {
-      Tensor x3 = reshape(x.contiguous(), {1, rows, in});
-      Tensor w3 = reshape(weight.contiguous(), {1, out_features, in});
-      backend_for(x.device()).bmm(x3, w3, out, false, true, 1.0, beta);
-    }
+  if (out.numel() == 0) return;
+  if (operands.in == 0) {
+    if (!operands.bias.defined()) fill_(out, 0.0);
+    return;
   }
-  return reshape(out, out_shape);
+  Tensor out3 = reshape(out, {1, operands.rows, operands.out_features});
+  backend_for(out.device())
+      .bmm(reshape(operands.x2, {1, operands.rows, operands.in}),
+           reshape(operands.weight, {1, operands.out_features, operands.in}), out3, false, true, 1.0, beta);
+}
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const LinearOperands operands = linear_operands("linear", x, weight, bias);
+  Tensor out = empty({operands.rows, operands.out_features}, operands.out_dtype, x.device());
+  linear_into(operands, out);
+  return reshape(out, operands.out_shape);
+}
+
+LinearGeluResult linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  bool keep_pre_activation) {
+  const LinearOperands operands = linear_operands("linear_gelu_tanh", x, weight, bias);
+  const Shape rows_shape = {operands.rows, operands.out_features};
+  Tensor y = empty(rows_shape, operands.out_dtype, x.device());
+  Tensor h = keep_pre_activation ? empty(rows_shape, operands.out_dtype, x.device()) : Tensor();
+  if (!try_linear_epilogue(operands, LinearEpilogue::GeluTanhBias, y, h)) {
+    // Unfused: the linear (itself with the bias epilogue where the device has one), then
+    // the elementwise GELU.
+    if (!h.defined()) h = empty(rows_shape, operands.out_dtype, x.device());
+    linear_into(operands, h);
+    y = unary(UnaryOp::GeluTanh, h);
+  }
+  return {reshape(y, operands.out_shape), keep_pre_activation ? reshape(h, operands.out_shape) : Tensor()};
 }
 
 }  // namespace mms::ops
