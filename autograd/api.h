@@ -92,6 +92,9 @@ Tensor to_device(const Tensor& x, Device device);
 // Under an AutocastGuard(bfloat16) (autograd/autocast.h) both run bf16 x bf16 -> float32.
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// gelu(linear(x, weight, bias), tanh approximation) as one op: one GEMM with a GELU
+// epilogue on CUDA (cuBLASLt); the same values and gradients as the two ops composed.
+Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- normalisation (autograd/normalization.cpp) ---------------------------------
 Tensor softmax(const Tensor& x, int64_t dim);

@@ -1,6 +1,8 @@
 // matmul and linear with their derivatives:
 //   C = A B      =>  dA = dC B^T,  dB = A^T dC  (summed over broadcast batch dims)
 //   y = x W^T + b =>  dx = dy W,   dW = dy^T x,  db = sum of dy over rows
+//   y = gelu_tanh(x W^T + b) (fused on CUDA: one cuBLASLt GEMM with a GELU epilogue)
+//                 =>  dh = dy * gelu_tanh'(h), then linear's formulas with dh
 //
 // Mixed precision (autograd/autocast.h): under an AutocastGuard(bfloat16), or when both
 // operands already are bfloat16, the GEMM operands are bf16 (float32 ones are cast here,
@@ -62,25 +64,62 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return result;
 }
 
+namespace {
+// The operands of linear as its GEMM sees them (bf16 copies under autocast), and the
+// dtypes its gradients go back in.
+struct LinearInputs {
+  Tensor xs, ws;  // saved for the backward
+  bool mixed = false;
+  DType x_dtype = DType::Float32, w_dtype = DType::Float32, b_dtype = DType::Float32;
+};
+
+LinearInputs linear_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  LinearInputs in;
+  in.mixed = mixed_gemm(x, weight);
+  in.x_dtype = x.dtype();
+  in.w_dtype = weight.dtype();
+  in.b_dtype = bias.defined() ? bias.dtype() : DType::Float32;
+  in.xs = saved(in.mixed ? to_bf16(x) : x);
+  in.ws = saved(in.mixed ? to_bf16(weight) : weight);
+  return in;
+}
+
+// The bias the GEMM adds: the mixed GEMM accumulates onto a float32 bias.
+Tensor gemm_bias(const LinearInputs& in, const Tensor& bias) {
+  return in.mixed && bias.defined() ? in_dtype(bias, DType::Float32) : bias;
+}
+
+// dx = g W, dW = g^T x, db = sum of g over rows, for g = dL/d(x W^T + b).
+Grads linear_backward(const LinearInputs& in, const Tensor& g, const std::vector<bool>& needs) {
+  const int64_t out_features = in.ws.size(0), in_features = in.ws.size(1);
+  Tensor g2 = ops::reshape(g, {-1, out_features});
+  const Tensor g2_gemm = in.mixed ? to_bf16(g2) : g2;
+  Tensor gx, gw, gb;
+  if (needs[0]) gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, in.ws), in.xs.shape()), in.x_dtype);
+  if (needs[1])
+    gw = in_dtype(ops::matmul(ops::transpose(g2_gemm, 0, 1), ops::reshape(in.xs, {-1, in_features})), in.w_dtype);
+  if (needs[2]) gb = in_dtype(ops::sum(g2, {0}), in.b_dtype);
+  return Grads{gx, gw, gb};
+}
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const bool mixed = mixed_gemm(x, weight);
-  const DType x_dtype = x.dtype(), w_dtype = weight.dtype();
-  const DType b_dtype = bias.defined() ? bias.dtype() : DType::Float32;
-  Tensor xs = saved(mixed ? to_bf16(x) : x), ws = saved(mixed ? to_bf16(weight) : weight);
-  // the mixed GEMM accumulates onto a float32 bias
-  const Tensor bias_used = mixed && bias.defined() ? in_dtype(bias, DType::Float32) : bias;
-  Tensor y = ops::linear(xs, ws, bias_used);
+  const LinearInputs in = linear_inputs(x, weight, bias);
+  Tensor y = ops::linear(in.xs, in.ws, gemm_bias(in, bias));
   return record("linear", y, {x, weight, bias},
-                [xs, ws, mixed, x_dtype, w_dtype, b_dtype](const Tensor& g, const std::vector<bool>& needs) {
-    const int64_t out_features = ws.size(0), in_features = ws.size(1);
-    Tensor g2 = ops::reshape(g, {-1, out_features});
-    const Tensor g2_gemm = mixed ? to_bf16(g2) : g2;
-    Tensor gx, gw, gb;
-    if (needs[0]) gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, ws), xs.shape()), x_dtype);
-    if (needs[1])
-      gw = in_dtype(ops::matmul(ops::transpose(g2_gemm, 0, 1), ops::reshape(xs, {-1, in_features})), w_dtype);
-    if (needs[2]) gb = in_dtype(ops::sum(g2, {0}), b_dtype);
-    return Grads{gx, gw, gb};
+                [in](const Tensor& g, const std::vector<bool>& needs) { return linear_backward(in, g, needs); });
+}
+
+// y = gelu_tanh(h), h = x W^T + b: dh = dy * gelu_tanh'(h), then linear's formulas. h is
+// the GEMM epilogue's second output on CUDA (kept only when a gradient is needed).
+Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const LinearInputs in = linear_inputs(x, weight, bias);
+  const bool keep_pre_activation = needs_graph({x, weight, bias});
+  ops::LinearGeluResult result = ops::linear_gelu_tanh(in.xs, in.ws, gemm_bias(in, bias), keep_pre_activation);
+  const Tensor h = saved(result.pre_activation);
+  return record("linear_gelu_tanh", result.y, {x, weight, bias},
+                [in, h](const Tensor& g, const std::vector<bool>& needs) {
+    return linear_backward(in, ops::unary_backward(UnaryOp::GeluTanh, g, h), needs);
   });
 }
 

@@ -40,6 +40,10 @@ MLP::MLP(int64_t hidden, int64_t intermediate, Activation act, double init_std)
 }
 
 Tensor MLP::forward(const Tensor& x) const {
+  // cuBLASLt's GELU epilogue is the tanh approximation: only gelu_new models can fuse
+  // their activation into fc1's GEMM (quick_gelu and erf-GELU stay separate kernels).
+  if (activation == Activation::GeluTanh)
+    return fc2->forward(linear_gelu_tanh(x, fc1->weight, fc1->bias));
   return fc2->forward(apply_activation(activation, fc1->forward(x)));
 }
 
