@@ -21,6 +21,7 @@
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemm.h"
+#include "cuda/gemm_lt.h"
 #include "cuda/indexing.h"
 #include "cuda/layernorm.h"
 #include "cuda/listmle.h"
@@ -283,6 +284,106 @@ void bench_gemm() {
   cuda::set_tf32_enabled(false);
 }
 
+// The linear layer y = x W^T + b (and gelu_tanh of it): the old path (the output
+// pre-filled with the bias, then cuBLAS with beta = 1; the GELU a separate kernel)
+// against one cuBLASLt GEMM with the bias / GELU epilogue (cuda/gemm_lt.h), at the
+// ViT-B/32 MLP shapes, B = 32 images (50 tokens each). Validated through ops::linear
+// with the cuBLASLt switch off and on (what the model runs), then the kernels timed.
+void bench_linear_epilogue() {
+  const int64_t rows = 50 * 32;
+  const bool lt_before = cuda::cublaslt_enabled();
+  struct Shape2 { const char* name; int64_t in, out; };
+  for (const Shape2& layer : {Shape2{"fc1", 768, 3072}, Shape2{"fc2", 3072, 768}}) {
+    std::printf("kernel linear %s: [%lld, %lld] x [%lld, %lld]^T + b (ViT-B/32 MLP, B = 32)\n", layer.name,
+                (long long)rows, (long long)layer.in, (long long)layer.out, (long long)layer.in);
+    Tensor x = randn_gpu({rows, layer.in}, 50), w = randn_gpu({layer.out, layer.in}, 51);
+    Tensor b = randn_gpu({layer.out}, 52);
+    const double flops = 2.0 * rows * layer.in * layer.out;
+    // Validate on the first 256 rows against the CPU, every path and precision first.
+    Tensor x_rows = ops::narrow(x, 0, 0, 256).contiguous();
+    Tensor x_rows_cpu = x_rows.to(Device::cpu()), w_cpu = w.to(Device::cpu()), b_cpu = b.to(Device::cpu());
+    const Tensor ref = ops::linear(x_rows_cpu, w_cpu, b_cpu);
+    const Tensor ref_gelu = ops::unary(UnaryOp::GeluTanh, ref);
+    Tensor xb_rows = ops::cast(x_rows, DType::BFloat16), wb = ops::cast(w, DType::BFloat16);
+    const Tensor ref_bf16 = ops::linear(xb_rows.to(Device::cpu()), wb.to(Device::cpu()), b_cpu);
+    for (bool tf32 : {false, true}) {
+      cuda::set_tf32_enabled(tf32);
+      const double tolerance = tf32 ? 1e-3 : 1e-4;
+      for (bool lt : {false, true}) {
+        cuda::set_cublaslt_enabled(lt);
+        const std::string label = std::string(tf32 ? "tf32 " : "fp32 ") + (lt ? "cublaslt" : "cublas+bias");
+        validate((label + " linear").c_str(), ops::linear(x_rows, w, b), ref, tolerance);
+        // 1e-3: cuBLASLt's tanh may be a hardware approximation (tests/test_cuda_gemm_lt.cpp)
+        validate((label + " linear+gelu").c_str(), ops::linear_gelu_tanh(x_rows, w, b, true).y, ref_gelu, 1e-3);
+        if (!tf32) validate((std::string("bf16 ") + (lt ? "cublaslt" : "cublas+bias") + " linear").c_str(),
+                            ops::linear(xb_rows, wb, b), ref_bf16);
+      }
+    }
+    // Then time the kernels each path queues, on preallocated buffers: the GEMM alone (no
+    // bias: what both paths approach), the bias pass + GEMM (beta = 1) [+ GELU kernel],
+    // and the one cuBLASLt call.
+    Tensor xb = ops::cast(x, DType::BFloat16), y = empty_gpu({rows, layer.out}), h = empty_gpu({rows, layer.out});
+    const Tensor b_rows = ops::expand(b, {rows, layer.out});  // stride 0 over rows
+    struct Mode { const char* name; bool tf32, bf16; };
+    for (const Mode& mode : {Mode{"fp32", false, false}, Mode{"tf32", true, false}, Mode{"bf16", false, true}}) {
+      cuda::set_tf32_enabled(mode.tf32);
+      const Tensor& xs = mode.bf16 ? xb : x;
+      const Tensor& ws = mode.bf16 ? wb : w;
+      auto report = [&](const char* what, const char* path, double us) {
+        const std::string variant = std::string(mode.name) + " " + path;
+        if (mode.bf16) {  // no bf16 peak is measured here: TFLOP/s only
+          std::printf("  %-26s %-10s %10.2f us %9.2f TFLOP/s\n", what, variant.c_str(), us, flops / (us * 1e-6) / 1e12);
+        } else {
+          report_compute(what, variant.c_str(), us, flops, mode.tf32 ? g_peak_tf32 : g_peak_fp32);
+        }
+      };
+      auto gemm = [&](float beta) {
+        if (mode.bf16) {
+          cuda::gemm_strided_batched_bf16_f32(false, true, 1, rows, layer.out, layer.in, 1.0f,
+                                              static_cast<const uint16_t*>(xs.raw_data()), 0,
+                                              static_cast<const uint16_t*>(ws.raw_data()), 0, beta, fp(y), 0,
+                                              cuda::stream());
+        } else {
+          cuda::gemm_strided_batched_f32(false, true, 1, rows, layer.out, layer.in, 1.0f, cfp(xs), 0, cfp(ws), 0,
+                                         beta, fp(y), 0, cuda::stream());
+        }
+      };
+      auto bias_pass_linear = [&] {
+        cuda_backend().copy(b_rows, y);
+        gemm(1.0f);
+      };
+      // returns false when cuBLASLt offers no algorithm (counted as a failure: it must)
+      auto lt_linear = [&](cuda::LtEpilogue epilogue, float* out, float* pre_activation) {
+        const bool ran =
+            mode.bf16 ? cuda::linear_lt_bf16_f32(epilogue, rows, layer.out, layer.in,
+                                                 static_cast<const uint16_t*>(xs.raw_data()),
+                                                 static_cast<const uint16_t*>(ws.raw_data()), cfp(b), out,
+                                                 pre_activation, cuda::stream())
+                      : cuda::linear_lt_f32(epilogue, rows, layer.out, layer.in, cfp(xs), cfp(ws), cfp(b), out,
+                                            pre_activation, cuda::stream());
+        if (!ran) {
+          std::printf("  cuBLASLt offered no algorithm (%s): FAILED\n", mode.name);
+          ++g_failures;
+        }
+      };
+      report("gemm, no bias", "cublas", time_us([&] { gemm(0.0f); }));
+      report("linear", "bias-pass", time_us(bias_pass_linear));
+      report("linear", "lt-epilogue", time_us([&] { lt_linear(cuda::LtEpilogue::Bias, fp(y), nullptr); }));
+      report("linear+gelu_tanh", "bias-pass", time_us([&] {
+        bias_pass_linear();
+        cuda_backend().unary(UnaryOp::GeluTanh, y, h, 0.0, 0.0);
+      }));
+      // training keeps the GELU's input (GELU_AUX_BIAS); inference does not (GELU_BIAS)
+      report("linear+gelu_tanh train", "lt-epilogue",
+             time_us([&] { lt_linear(cuda::LtEpilogue::GeluTanhBias, fp(y), fp(h)); }));
+      report("linear+gelu_tanh infer", "lt-epilogue",
+             time_us([&] { lt_linear(cuda::LtEpilogue::GeluTanhBias, fp(y), nullptr); }));
+    }
+    cuda::set_tf32_enabled(false);
+  }
+  cuda::set_cublaslt_enabled(lt_before);
+}
+
 void bench_attention() {
   struct Case { const char* name; int64_t B, H, L, D; bool causal; };
   for (const Case& c : {Case{"vit b8", 8, 12, 50, 64, false}, Case{"vit b32", 32, 12, 50, 64, false},
@@ -437,6 +538,7 @@ int main() {
     bench_dropout();
     bench_rows();
     bench_gemm();
+    bench_linear_epilogue();
     bench_attention();
     bench_training_kernels();
   } catch (const std::exception& e) {
