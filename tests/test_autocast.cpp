@@ -18,45 +18,18 @@
 #include "tensor/ops.h"
 #include "vlm/pair_scorer.h"
 
+#include "device_test_utils.h"
+
 using namespace mms;
+using mms::testing::relative_error;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                           \
-  do {                                               \
-    if (!cuda_available()) {                         \
-      MESSAGE("CUDA tests skipped: no GPU");         \
-      return;                                        \
-    }                                                \
-  } while (0)
 
 // The mixed GEMM vs float32 on the same (rounded) inputs: only the summation order may
 // differ, and on the CPU not even that (the same float32 kernel runs on widened values).
 constexpr double kSameInputsTolerance = 1e-6;
 constexpr double kF32Tolerance = 1e-4;    // CPU vs CUDA, float32 accumulation on both
 constexpr double kBf16Tolerance = 2e-2;   // DESIGN.md: bf16 vs float32
-
-// max |got - ref| / max |ref|; NaN or a dtype/shape mismatch fails.
-double relative_error(const Tensor& got, const Tensor& ref) {
-  REQUIRE(got.shape() == ref.shape());
-  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
-  const std::vector<double> r = ref.to(Device::cpu()).to_vector<double>();
-  double max_ref = 0.0, max_diff = 0.0;
-  for (size_t i = 0; i < r.size(); ++i) {
-    if (!std::isfinite(g[i]) || !std::isfinite(r[i])) return std::numeric_limits<double>::infinity();
-    max_ref = std::max(max_ref, std::abs(r[i]));
-    max_diff = std::max(max_diff, std::abs(g[i] - r[i]));
-  }
-  REQUIRE(max_ref > 0.0);  // never validate on zeros
-  return max_diff / max_ref;
-}
-
-#define CHECK_WITHIN(got, ref, tolerance, what)                               \
-  do {                                                                        \
-    const double error_ = relative_error((got), (ref));                       \
-    INFO(what << ": relative error " << error_);                              \
-    CHECK(error_ <= (tolerance));                                             \
-  } while (0)
 
 // Non-zero random float32 values (normal, shifted away from 0 on average).
 Tensor random_f32(const Shape& shape, uint64_t seed) {

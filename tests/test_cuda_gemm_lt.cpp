@@ -26,17 +26,12 @@
 #include "cuda/gemm_lt.h"
 #endif
 
+#include "device_test_utils.h"
+
 using namespace mms;
+using mms::testing::relative_error;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                           \
-  do {                                               \
-    if (!cuda_available()) {                         \
-      MESSAGE("CUDA tests skipped: no GPU");         \
-      return;                                        \
-    }                                                \
-  } while (0)
 
 constexpr double kF32Tolerance = 1e-4;   // DESIGN.md, relative to max |ref|
 constexpr double kTf32Tolerance = 1e-3;
@@ -47,28 +42,6 @@ constexpr double kBf16Tolerance = 2e-2;
 // check fails on the GPU and says so: the fused GELU must then not replace the exact
 // one (no tolerance is loosened to let it). The float32 test prints the error it saw.
 constexpr double kGeluEpilogueTolerance = 1e-4;
-
-// max |got - ref| / max |ref|; NaN, infinities or an all-zero reference fail.
-double relative_error(const Tensor& got, const Tensor& ref) {
-  REQUIRE(got.shape() == ref.shape());
-  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
-  const std::vector<double> r = ref.to(Device::cpu()).to_vector<double>();
-  double max_ref = 0.0, max_diff = 0.0;
-  for (size_t i = 0; i < r.size(); ++i) {
-    if (!std::isfinite(g[i]) || !std::isfinite(r[i])) return std::numeric_limits<double>::infinity();
-    max_ref = std::max(max_ref, std::abs(r[i]));
-    max_diff = std::max(max_diff, std::abs(g[i] - r[i]));
-  }
-  REQUIRE(max_ref > 0.0);  // never validate on zeros
-  return max_diff / max_ref;
-}
-
-#define CHECK_WITHIN(got, ref, tolerance, what)                               \
-  do {                                                                        \
-    const double error_ = relative_error((got), (ref));                       \
-    INFO(what << ": relative error " << error_);                              \
-    CHECK(error_ <= (tolerance));                                             \
-  } while (0)
 
 Tensor random_f32(const Shape& shape, uint64_t seed) { return randn(shape, seed, 0, DType::Float32); }
 

@@ -23,17 +23,11 @@
 #include "cuda/softmax.h"
 #endif
 
+#include "device_test_utils.h"
+
 using namespace mms;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                           \
-  do {                                               \
-    if (!cuda_available()) {                         \
-      MESSAGE("CUDA tests skipped: no GPU");         \
-      return;                                        \
-    }                                                \
-  } while (0)
 
 const Device kGpu = Device::cuda(0);
 

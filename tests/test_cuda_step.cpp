@@ -20,6 +20,8 @@
 #include "cuda/graph.h"
 #endif
 
+#include "device_test_utils.h"
+
 using namespace mms;
 
 namespace {
@@ -138,10 +140,7 @@ TEST_CASE("step on the CPU: the deferred objective gives real, decreasing losses
 }
 
 TEST_CASE("cuda: a whole step matches the CPU and never makes the host wait") {
-  if (!cuda_available()) {
-    MESSAGE("CUDA tests skipped: no GPU");
-    return;
-  }
+  SKIP_WITHOUT_GPU();
   const Trained cpu = train(Device::cpu(), 4);
   const Trained gpu = train(Device::cuda(0), 4);
   REQUIRE(gpu.losses.size() == cpu.losses.size());
@@ -156,10 +155,7 @@ TEST_CASE("cuda: a whole step matches the CPU and never makes the host wait") {
 
 #ifdef MMS_WITH_CUDA
 TEST_CASE("cuda: a captured graph replays the forward exactly, and replayed steps train like eager steps") {
-  if (!cuda_available()) {
-    MESSAGE("CUDA tests skipped: no GPU");
-    return;
-  }
+  SKIP_WITHOUT_GPU();
   const Device gpu = Device::cuda(0);
   TinySetup setup(gpu, /*capturable=*/true);
   setup.step(0).read_values();  // eager warm-up: optimizer state, device step count, cuBLAS workspace

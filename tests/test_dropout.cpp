@@ -18,6 +18,8 @@
 #include "tensor/tensor.h"
 #include "tensor/view.h"
 
+#include "device_test_utils.h"
+
 using namespace mms;
 
 namespace {
@@ -172,10 +174,7 @@ TEST_CASE("dropout: float64 gradcheck with fixed seed and offsets") {
 }
 
 TEST_CASE("dropout: CUDA matches the CPU bit for bit") {
-  if (!cuda_available()) {
-    MESSAGE("CUDA tests skipped: no GPU");
-    return;
-  }
+  SKIP_WITHOUT_GPU();
   const Device gpu = Device::cuda(0);
   uint64_t seed = 60;
   for (DType dtype : {DType::Float32, DType::Float64}) {
