@@ -162,6 +162,48 @@ ListBatch make_batch(const Dataset& dataset, const TokenizedDataset& tokens, con
   return batch;
 }
 
+int64_t longest_real_text(const ListBatch& batch) {
+  const int64_t L = batch.context_length;
+  MMS_CHECK(L >= 0 && batch.input_ids.size() == batch.attention_mask.size() &&
+                (L == 0 ? batch.input_ids.empty() : batch.input_ids.size() % static_cast<size_t>(L) == 0),
+            "trim_text: input_ids (", batch.input_ids.size(), ") and attention_mask (", batch.attention_mask.size(),
+            ") must both hold rows of context_length ", L);
+  if (L == 0) return 0;
+  const auto rows = static_cast<int64_t>(batch.input_ids.size()) / L;
+  int64_t longest = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* mask = &batch.attention_mask[static_cast<size_t>(r * L)];
+    // Scan from the right: the last real token decides (a mask that is not a prefix of
+    // ones still keeps every real token).
+    for (int64_t i = L - 1; i >= longest; --i)
+      if (mask[i] != 0) {
+        longest = i + 1;
+        break;
+      }
+  }
+  return std::clamp<int64_t>(longest, 1, L);
+}
+
+TextTrim trim_text_to_longest(ListBatch& batch) {
+  const int64_t L = batch.context_length, kept = longest_real_text(batch);
+  TextTrim trim;
+  trim.rows = L == 0 ? 0 : static_cast<int64_t>(batch.input_ids.size()) / L;
+  trim.from_length = L;
+  trim.to_length = kept;
+  if (kept == L) return trim;
+  // In place, row by row: row r's kept prefix moves to r * L', never past where it came from.
+  for (int64_t r = 0; r < trim.rows; ++r) {
+    const auto from = static_cast<size_t>(r * L), to = static_cast<size_t>(r * kept);
+    std::copy(batch.input_ids.begin() + from, batch.input_ids.begin() + from + kept, batch.input_ids.begin() + to);
+    std::copy(batch.attention_mask.begin() + from, batch.attention_mask.begin() + from + kept,
+              batch.attention_mask.begin() + to);
+  }
+  batch.input_ids.resize(static_cast<size_t>(trim.rows * kept));
+  batch.attention_mask.resize(static_cast<size_t>(trim.rows * kept));
+  batch.context_length = kept;
+  return trim;
+}
+
 std::vector<std::pair<int32_t, int32_t>> ranked_pairs(const ListBatch& batch, double min_gap) {
   std::vector<std::pair<int32_t, int32_t>> pairs;
   const int64_t K = batch.list_size;

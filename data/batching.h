@@ -112,6 +112,53 @@ class ImageCache {
 ListBatch make_batch(const Dataset& dataset, const TokenizedDataset& tokens, const std::vector<ListItem>& items,
                      int64_t list_size, const ClipImageConfig& image_config, ImageCache* cache, int64_t step = 0);
 
+// ---- trimming the texts of a batch ----------------------------------------------------
+//
+// trim_text_to_longest cuts input_ids / attention_mask from [B*K, L] to [B*K, L'], L' the
+// longest real sequence of the batch (the last position with attention_mask = 1, + 1;
+// at least 1, never more than L), and sets context_length = L'. The tokens are padded to
+// a fixed L (77 for a CLIP checkpoint, 20 for the built-in default) although real
+// scenarios are much shorter, and the text tower's cost is linear (MLP, projections) to
+// quadratic (attention) in the length.
+//
+// Why the text tower's outputs do not change (vlm/clip_model.h, CLIPTextTransformer):
+//   * attention is causal: a token at position i attends to keys 0..i only, so the state
+//     of every kept position depends only on kept positions, never on the cut ones
+//     (which are all padding: every row's real tokens end before L');
+//   * padding keys inside the kept window (shorter rows) stay masked by the same
+//     attention_mask values as before;
+//   * the pooled token -- argmax(input_ids) or the first eos, text_pool_positions -- is
+//     the eos that ClipTokenizer::encode puts last among a row's real tokens (padding is
+//     eos too, and both rules pick the first), so it lies inside the kept window and is
+//     pooled from the same position;
+//   * position embeddings are indexed 0..L'-1: the same rows of the table the kept
+//     positions used before; LayerNorm, MLP and projections act per token.
+// So the pooled features and the scores are the same numbers in exact arithmetic. In
+// float32 they agree to rounding, not always bit for bit: the GEMMs see B*K*L' token rows
+// instead of B*K*L, and the CPU's (Eigen) computes the rows of a partial tile at the end
+// with another kernel, so a real token's dot products may be summed in another order.
+// Measured on the CPU: tests/test_text_trim.cpp's batch bit-identical; the default run's
+// test split 476 of 521 scores bit-identical, the rest within 4.8e-7 (one float32 ulp at
+// 4), every ranking metric the same. The backward's weight gradients sum over fewer token
+// rows (the dropped ones contribute exact zeros): equal up to rounding too, so a long run
+// with and without trimming drifts apart like two runs on different hardware.
+//
+// The precondition is the tokenizer's: a real text ends with its eos inside the real
+// tokens (true of every ClipTokenizer::encode output, truncation included). Rows that
+// are all padding (attention_mask all 0) count as length 0.
+struct TextTrim {
+  int64_t rows = 0;         // B*K texts
+  int64_t from_length = 0;  // L before
+  int64_t to_length = 0;    // L' after
+  int64_t tokens_before() const { return rows * from_length; }
+  int64_t tokens_after() const { return rows * to_length; }
+  int64_t tokens_saved() const { return rows * (from_length - to_length); }
+};
+
+// The length trim_text_to_longest would cut `batch` to.
+int64_t longest_real_text(const ListBatch& batch);
+TextTrim trim_text_to_longest(ListBatch& batch);
+
 // (i, j) slot pairs within each list with rating_i > rating_j + min_gap, for pairwise
 // losses; flat slot index = b * K + k.
 std::vector<std::pair<int32_t, int32_t>> ranked_pairs(const ListBatch& batch, double min_gap = 0.0);

@@ -1,8 +1,10 @@
 // Batching: list shapes and padding, sampling without replacement, determinism per
 // seed (and per step, for resume), data_fraction subsets, the background loader equal
-// to the synchronous path, and worker errors reaching the caller with the file name.
+// to the synchronous path, worker errors reaching the caller with the file name, and
+// trimming a batch's texts to its longest real one.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -179,4 +181,96 @@ TEST_CASE("loader: a corrupt image surfaces from next() naming the file") {
   CHECK(loader.next(batch));
   CHECK(loader.next(batch));  // steps before the bad one still arrive
   CHECK_THROWS_WITH_AS(loader.next(batch), doctest::Contains(d.images[2].path.c_str()), mms::Error);
+}
+
+TEST_CASE("trim_text_to_longest: hand-made rows of different lengths and an all-padding row") {
+  // B = 2 lists x K = 2 texts, L = 6. Real lengths 3, 5, 0 (all padding), 2.
+  ListBatch batch;
+  batch.batch_lists = 2;
+  batch.list_size = 2;
+  batch.context_length = 6;
+  batch.input_ids = {10, 11, 99, 99, 99, 99,   //
+                     10, 12, 13, 14, 99, 99,   //
+                     99, 99, 99, 99, 99, 99,   //
+                     10, 99, 99, 99, 99, 99};
+  batch.attention_mask = {1, 1, 1, 0, 0, 0,  //
+                          1, 1, 1, 1, 1, 0,  //
+                          0, 0, 0, 0, 0, 0,  //
+                          1, 1, 0, 0, 0, 0};
+  CHECK(longest_real_text(batch) == 5);
+  const TextTrim trim = trim_text_to_longest(batch);
+  CHECK(trim.rows == 4);
+  CHECK(trim.from_length == 6);
+  CHECK(trim.to_length == 5);
+  CHECK(trim.tokens_before() == 24);
+  CHECK(trim.tokens_after() == 20);
+  CHECK(trim.tokens_saved() == 4);
+  CHECK(batch.context_length == 5);
+  CHECK(batch.input_ids == std::vector<int32_t>{10, 11, 99, 99, 99,  //
+                                               10, 12, 13, 14, 99,  //
+                                               99, 99, 99, 99, 99,  //
+                                               10, 99, 99, 99, 99});
+  CHECK(batch.attention_mask == std::vector<int32_t>{1, 1, 1, 0, 0,  //
+                                                    1, 1, 1, 1, 1,  //
+                                                    0, 0, 0, 0, 0,  //
+                                                    1, 1, 0, 0, 0});
+  // Idempotent: trimming again keeps everything.
+  const ListBatch once = batch;
+  const TextTrim again = trim_text_to_longest(batch);
+  CHECK(again.tokens_saved() == 0);
+  CHECK(batch.input_ids == once.input_ids);
+  CHECK(batch.attention_mask == once.attention_mask);
+
+  // A batch whose every row is padding keeps one position (never 0); a full-length row
+  // keeps all L.
+  ListBatch empty;
+  empty.batch_lists = 1;
+  empty.list_size = 2;
+  empty.context_length = 3;
+  empty.input_ids = {7, 7, 7, 7, 7, 7};
+  empty.attention_mask = {0, 0, 0, 0, 0, 0};
+  CHECK(trim_text_to_longest(empty).to_length == 1);
+  CHECK(empty.input_ids == std::vector<int32_t>{7, 7});
+  CHECK(empty.attention_mask == std::vector<int32_t>{0, 0});
+  ListBatch full = once;
+  full.attention_mask[3] = 1;  // row 0's last position is real: L' = L
+  full.attention_mask[4] = 1;
+  CHECK(trim_text_to_longest(full).to_length == 5);
+  CHECK(full.input_ids == once.input_ids);
+
+  // Buffers that do not hold whole rows are rejected.
+  ListBatch broken = once;
+  broken.input_ids.pop_back();
+  CHECK_THROWS_AS(trim_text_to_longest(broken), mms::Error);
+}
+
+TEST_CASE("trim_text_to_longest: a real batch keeps every real token and each row's prefix") {
+  const Fixture& f = fixture();
+  TokenizedDataset tokens = tokenize_dataset(f.dataset, *f.tokenizer, 24);
+  ListSampler sampler(f.dataset, {.batch_lists = 6, .list_size = 5, .seed = 4});
+  const ListBatch full = make_batch(f.dataset, tokens, sampler.batch(0, 0), 5, small_images(), nullptr);
+  ListBatch trimmed = full;
+  const TextTrim trim = trim_text_to_longest(trimmed);
+  const int64_t L = 24, Lp = trim.to_length, rows = 30;
+  REQUIRE(Lp < L);  // the synthetic texts are short
+  int64_t longest = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t real = 0;
+    for (int64_t i = 0; i < L; ++i) real += full.attention_mask[r * L + i];
+    longest = std::max(longest, real);
+    for (int64_t i = 0; i < L; ++i) {
+      if (i < Lp) {
+        CHECK(trimmed.input_ids[r * Lp + i] == full.input_ids[r * L + i]);
+        CHECK(trimmed.attention_mask[r * Lp + i] == full.attention_mask[r * L + i]);
+      } else {
+        CHECK(full.attention_mask[r * L + i] == 0);  // only padding was cut
+      }
+    }
+  }
+  CHECK(Lp == longest);
+  CHECK(trim.tokens_saved() == rows * (L - Lp));
+  // Everything but the texts is untouched.
+  CHECK(trimmed.pixels == full.pixels);
+  CHECK(trimmed.ratings == full.ratings);
+  CHECK(trimmed.valid == full.valid);
 }
