@@ -6,12 +6,15 @@
 //   * a NaN loss stops the run naming the step and the term, the last checkpoint stays;
 //   * a failed checkpoint write (file size limit = a full disk) throws and leaves the
 //     previous checkpoint byte for byte;
-//   * a stop request finishes the step, saves and returns Interrupted.
+//   * a stop request finishes the step, saves and returns Interrupted;
+//   * --trim-text trims every batch and follows the untrimmed run (and --ablate text
+//     means the same texts with it).
 // A tiny model on a 40-image synthetic set keeps it to seconds.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -292,4 +295,104 @@ TEST_CASE("finetune: --ablate replaces one modality by a constant") {
     CHECK(std::equal(empty.input_ids.begin(), empty.input_ids.end(), text.input_ids.begin() + row * L));
     CHECK(std::equal(empty.attention_mask.begin(), empty.attention_mask.end(), text.attention_mask.begin() + row * L));
   }
+}
+
+TEST_CASE("finetune: --trim-text trains, trims every batch, and follows the untrimmed run") {
+  const RunData& data = run_data();
+  Options plain = tiny_options(scratch("trim-off"));
+  plain.steps = 4;
+  plain.eval_every = 4;
+  Options trim = plain;
+  trim.out = scratch("trim-on").string();
+  trim.trim_text = true;
+  // One after the other: a Trainer seeds the (global) dropout generator when it is built.
+  Trainer a(plain, data, build_model(plain, data));
+  REQUIRE(a.train() == Trainer::End::Finished);
+  Trainer b(trim, data, build_model(trim, data));
+  REQUIRE(b.train() == Trainer::End::Finished);
+
+  CHECK(a.text_trim().saved_fraction() == 0.0);
+  const TrimTally& t = b.text_trim();
+  CHECK(t.batches == 4);
+  CHECK(t.context_length == plain.context_length);
+  CHECK(t.mean_length() < static_cast<double>(plain.context_length));  // the synthetic texts are short
+  CHECK(t.saved_fraction() > 0.0);
+  MESSAGE("tiny run: texts cut to ", t.mean_length(), " of ", t.context_length, " tokens on average (",
+          100.0 * t.saved_fraction(), "% saved)");
+
+  // The same numbers up to float32 rounding (data/batching.h): a GEMM may tile the fewer
+  // token rows differently, so steps may round differently and drift apart slowly.
+  REQUIRE(b.log().size() == 4);
+  double worst = 0.0;
+  for (size_t i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    const LogRow &x = a.log()[i], &y = b.log()[i];
+    worst = std::max(worst, std::abs(x.loss - y.loss) / std::abs(x.loss));
+    CHECK(y.loss == doctest::Approx(x.loss).epsilon(1e-4));
+    CHECK(y.grad_norm == doctest::Approx(x.grad_norm).epsilon(1e-4));
+  }
+  CHECK(b.log()[0].loss == doctest::Approx(a.log()[0].loss).epsilon(1e-6));  // step 1: same weights
+  MESSAGE("tiny run: largest relative loss difference over 4 steps ", worst);
+  REQUIRE(b.log()[3].val_ndcg5.has_value());
+  CHECK(*b.log()[3].val_ndcg5 == doctest::Approx(*a.log()[3].val_ndcg5).epsilon(1e-4));
+
+  // Evaluation alone: the same model scores a split identically with and without trimming.
+  Evaluator eval_full(data.val, data, "", /*trim_text=*/false), eval_trim(data.val, data, "", /*trim_text=*/true);
+  const EvalResult r_full = eval_full.run(a.model()), r_trim = eval_trim.run(a.model());
+  REQUIRE(r_full.pairs.size() == r_trim.pairs.size());
+  REQUIRE(!r_full.pairs.empty());
+  // Same numbers up to float32 rounding (a GEMM may tile the fewer token rows differently).
+  for (size_t i = 0; i < r_full.pairs.size(); ++i)
+    CHECK(r_full.pairs[i].prediction == doctest::Approx(r_trim.pairs[i].prediction).epsilon(1e-6));
+  CHECK(eval_trim.text_trim().saved_fraction() > 0.0);
+
+  // trim_text is a trajectory setting: resuming the trimmed run without it is refused.
+  Options resume = plain;
+  resume.out = trim.out;
+  resume.resume = true;
+  Trainer c(resume, data, build_model(resume, data));
+  CHECK_THROWS_WITH_AS(c.resume(), doctest::Contains("trim_text"), mms::Error);
+
+  // --ablate text with --trim-text: every batch is the empty text's 2 tokens.
+  Options ablate = trim;
+  ablate.out = scratch("trim-ablate").string();
+  ablate.ablate = "text";
+  ablate.steps = 2;
+  ablate.eval_every = 0;
+  Trainer d(ablate, data, build_model(ablate, data));
+  REQUIRE(d.train() == Trainer::End::Finished);
+  CHECK(d.text_trim().mean_length() == 2.0);
+}
+
+TEST_CASE("finetune: --ablate text gives the same texts before or after trimming") {
+  const RunData& data = run_data();
+  mms::data::SamplerOptions so;
+  so.batch_lists = 3;
+  so.list_size = 4;
+  mms::data::ListSampler sampler(data.train, so);
+  mms::data::TokenizedDataset tokens = mms::data::tokenize_dataset(data.train, *data.tokenizer, data.context_length);
+  const mms::data::ListBatch original =
+      mms::data::make_batch(data.train, tokens, sampler.batch_at_step(0), 4, data.image, nullptr);
+  const mms::data::TokenizedText empty = data.tokenizer->encode("", data.context_length);
+
+  mms::data::ListBatch ablate_then_trim = original;
+  const mms::data::TextTrim first = prepare_batch(ablate_then_trim, "text", empty, /*trim_text=*/true);
+  CHECK(first.to_length == 2);
+  mms::data::ListBatch trim_then_ablate = original;
+  mms::data::trim_text_to_longest(trim_then_ablate);
+  REQUIRE(trim_then_ablate.context_length > 2);
+  apply_ablation(trim_then_ablate, "text", empty);  // the empty text's first L' tokens
+  const size_t Lp = static_cast<size_t>(trim_then_ablate.context_length);
+  for (size_t row = 0; row * Lp < trim_then_ablate.input_ids.size(); ++row)
+    CHECK(std::equal(empty.input_ids.begin(), empty.input_ids.begin() + Lp, trim_then_ablate.input_ids.begin() + row * Lp));
+  mms::data::trim_text_to_longest(trim_then_ablate);  // only padding left to cut
+  CHECK(trim_then_ablate.input_ids == ablate_then_trim.input_ids);
+  CHECK(trim_then_ablate.attention_mask == ablate_then_trim.attention_mask);
+
+  // A batch too short for the empty text's real tokens is refused, not silently cut.
+  mms::data::ListBatch one = original;
+  one.context_length = 1;
+  one.input_ids.assign(12, empty.input_ids[0]);
+  one.attention_mask.assign(12, 1);
+  CHECK_THROWS_AS(apply_ablation(one, "text", empty), mms::Error);
 }

@@ -38,15 +38,45 @@ void apply_ablation(mms::data::ListBatch& b, const std::string& ablate, const mm
     std::fill(b.pixels.begin(), b.pixels.end(), 0.0f);
   } else if (ablate == "text") {
     const size_t L = static_cast<size_t>(b.context_length);
-    MMS_CHECK(empty.input_ids.size() == L, "ablate text: the empty text has ", empty.input_ids.size(),
-              " tokens, the batch ", L);
+    MMS_CHECK(empty.input_ids.size() >= L && empty.attention_mask.size() == empty.input_ids.size(),
+              "ablate text: the empty text has ", empty.input_ids.size(), " tokens, the batch ", L);
+    // A trimmed batch (L shorter than the empty text): only padding may be cut.
+    MMS_CHECK(std::all_of(empty.attention_mask.begin() + L, empty.attention_mask.end(), [](int32_t m) { return m == 0; }),
+              "ablate text: the batch's ", L, " tokens cannot hold the empty text's real tokens");
     for (size_t row = 0; row * L < b.input_ids.size(); ++row) {
-      std::copy(empty.input_ids.begin(), empty.input_ids.end(), b.input_ids.begin() + row * L);
-      std::copy(empty.attention_mask.begin(), empty.attention_mask.end(), b.attention_mask.begin() + row * L);
+      std::copy(empty.input_ids.begin(), empty.input_ids.begin() + L, b.input_ids.begin() + row * L);
+      std::copy(empty.attention_mask.begin(), empty.attention_mask.begin() + L, b.attention_mask.begin() + row * L);
     }
   } else {
     mms::fail("--ablate: unknown modality '", ablate, "' (image or text)");
   }
+}
+
+mms::data::TextTrim prepare_batch(mms::data::ListBatch& b, const std::string& ablate,
+                                  const mms::data::TokenizedText& empty, bool trim_text) {
+  apply_ablation(b, ablate, empty);
+  if (trim_text) return mms::data::trim_text_to_longest(b);
+  mms::data::TextTrim none;
+  none.rows = b.batch_lists * b.list_size;
+  none.from_length = none.to_length = b.context_length;
+  return none;
+}
+
+void TrimTally::add(const mms::data::TextTrim& t) {
+  ++batches;
+  length_sum += t.to_length;
+  context_length = std::max(context_length, t.from_length);
+  tokens_before += t.tokens_before();
+  tokens_after += t.tokens_after();
+}
+
+nlohmann::json TrimTally::to_json() const {
+  return {{"batches", batches},
+          {"context_length", context_length},
+          {"mean_trimmed_length", mean_length()},
+          {"text_tokens", tokens_before},
+          {"text_tokens_kept", tokens_after},
+          {"saved_fraction", saved_fraction()}};
 }
 
 }  // namespace mmsft

@@ -65,8 +65,12 @@ std::optional<nlohmann::json> finished_run(const Options& o) {
   }
   if (!j.contains("config") || !j["config"].is_object()) return std::nullopt;
   const nlohmann::json want = o.trajectory_json();
-  for (auto it = want.begin(); it != want.end(); ++it)
-    if (!j["config"].contains(it.key()) || j["config"][it.key()] != it.value()) return std::nullopt;
+  // A run written before a setting existed (e.g. trim_text) ran with its default.
+  const nlohmann::json defaults = Options().trajectory_json();
+  for (auto it = want.begin(); it != want.end(); ++it) {
+    const nlohmann::json& theirs = j["config"].contains(it.key()) ? j["config"][it.key()] : defaults[it.key()];
+    if (theirs != it.value()) return std::nullopt;
+  }
   return j;
 }
 

@@ -37,8 +37,8 @@ std::string value_str(double x) {
 }  // namespace
 
 Evaluator::Evaluator(const mms::data::Dataset& dataset, const RunData& data, const std::string& ablate,
-                     int64_t batch_lists)
-    : dataset_(dataset), ablate_(ablate), empty_text_(data.tokenizer->encode("", data.context_length)) {
+                     bool trim_text, int64_t batch_lists)
+    : dataset_(dataset), ablate_(ablate), trim_text_(trim_text), empty_text_(data.tokenizer->encode("", data.context_length)) {
   mms::data::LoaderOptions lo;
   lo.sampler.batch_lists = batch_lists;
   lo.sampler.list_size = 0;  // every scenario of an image in its list
@@ -60,7 +60,7 @@ EvalResult Evaluator::run(mms::vlm::PairScorer& model) {
   loader_->start(0, loader_->sampler().batches_per_epoch());
   mms::data::ListBatch batch;
   while (loader_->next(batch)) {
-    apply_ablation(batch, ablate_, empty_text_);
+    trim_tally_.add(prepare_batch(batch, ablate_, empty_text_, trim_text_));
     const BatchTensors t = to_tensors(batch, device);
     const auto out = model.forward(t.pixels, t.input_ids, t.attention_mask, t.list_size);
     const std::vector<double> score = out.score.to_vector<double>();

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "batch.h"
 #include "data/batching.h"
 #include "losses/metrics.h"
 #include "setup.h"
@@ -27,16 +28,20 @@ struct EvalResult {
 };
 
 // Keeps one loader (and its preprocessed-image cache) per split, so repeated
-// validation does not decode the images again.
+// validation does not decode the images again. Batches go through prepare_batch
+// (batch.h): the ablation, then with trim_text the cut to the longest real text.
 class Evaluator {
  public:
   Evaluator(const mms::data::Dataset& dataset, const RunData& data, const std::string& ablate,
-            int64_t batch_lists = 32);
+            bool trim_text = false, int64_t batch_lists = 32);
   EvalResult run(mms::vlm::PairScorer& model);
+  const TrimTally& text_trim() const { return trim_tally_; }  // over every run() so far
 
  private:
   const mms::data::Dataset& dataset_;
   std::string ablate_;
+  bool trim_text_ = false;
+  TrimTally trim_tally_;
   mms::data::TokenizedText empty_text_;
   std::unique_ptr<mms::data::BatchLoader> loader_;
 };

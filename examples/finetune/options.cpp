@@ -87,6 +87,7 @@ nlohmann::json Options::trajectory_json() const {
           {"seed", seed},
           {"head_dropout", head_dropout},
           {"ablate", ablate},
+          {"trim_text", trim_text},
           {"image_size", image_size},
           {"patch_size", patch_size},
           {"width", width},
@@ -153,6 +154,10 @@ bool parse_options(int argc, char** argv, Options* o, int* exit_code) {
                  "hide one modality: image = every picture replaced by a constant (zero after normalisation, the "
                  "mean colour), text = every scenario replaced by the empty text")
       ->check(CLI::IsMember({"image", "text"}))
+      ->group(tr);
+  app.add_flag("--trim-text", o->trim_text,
+               "cut every training and evaluation batch's texts to its longest real one instead of the context "
+               "length (the same scores up to float32 rounding: the text tower is causal and pools a real token)")
       ->group(tr);
 
   auto* sm = "Built-in small CLIP (without --model)";

@@ -62,6 +62,7 @@ struct Options {
   bool compare = false;
   int seeds = 1;
   std::string ablate;       // "" | "image" | "text"
+  bool trim_text = false;   // cut each batch's texts to its longest real one (data/batching.h)
   bool quiet = false;       // no progress output (tests, --compare's inner runs print less)
 
   // Debugging the fault path: pretend the loss is NaN at this step (-1 = never).

@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "evaluate.h"
@@ -9,6 +10,14 @@
 namespace mmsft {
 
 namespace fs = std::filesystem;
+
+namespace {
+std::string fixed(double x, int digits) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.*f", digits, x);
+  return buffer;
+}
+}  // namespace
 
 RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>* stop, const Logger& log) {
   const auto start = std::chrono::steady_clock::now();
@@ -22,7 +31,8 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   }
   log(mms::concat("model: ", o.model.empty() ? "small random CLIP" : o.model, ", ", model->num_parameters(),
                   " parameters (", trainer.trainable_parameters(), " trainable); objective ", o.objective,
-                  o.ablate.empty() ? "" : ", ablate " + o.ablate, "; ", trainer.total_steps(), " steps of ",
+                  o.ablate.empty() ? "" : ", ablate " + o.ablate, o.trim_text ? ", texts trimmed" : "", "; ",
+                  trainer.total_steps(), " steps of ",
                   o.batch_lists, " lists x ", o.list_size, " (", trainer.batches_per_epoch(), " per epoch); device ",
                   o.device));
 
@@ -35,8 +45,15 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
     return result;
   }
 
-  Evaluator test(data.test, data, o.ablate);
+  Evaluator test(data.test, data, o.ablate, o.trim_text);
   const EvalResult eval = test.run(*model);
+  if (o.trim_text) {
+    const TrimTally& t = trainer.text_trim();
+    log(mms::concat("--trim-text: training texts cut to ", fixed(t.mean_length(), 2), " of ", t.context_length,
+                    " tokens on average over ", t.batches, " batches (", fixed(100.0 * t.saved_fraction(), 1),
+                    "% of text tokens saved); test ", fixed(test.text_trim().mean_length(), 2), " (",
+                    fixed(100.0 * test.text_trim().saved_fraction(), 1), "% saved)"));
+  }
   result.test = eval.metrics;
   result.random = random_scorer_metrics(eval.pairs, o.seed);
   write_predictions_jsonl((fs::path(o.out) / "predictions_test.jsonl").string(), eval.pairs);
@@ -54,6 +71,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   metrics["vocab"] = data.vocab_source;
   metrics["config"] = o.to_json();
   metrics["random_scorer"] = mms::losses::metrics_to_json(*result.random);
+  if (o.trim_text) metrics["text_trim"] = {{"train", trainer.text_trim().to_json()}, {"test", test.text_trim().to_json()}};
   if (trainer.last_validation()) metrics["val"] = mms::losses::metrics_to_json(*trainer.last_validation());
   write_file_atomically((fs::path(o.out) / "metrics.json").string(), metrics.dump(2) + "\n");
   return result;

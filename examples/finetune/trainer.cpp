@@ -121,9 +121,11 @@ void Trainer::resume() {
   MMS_CHECK(fs::exists(path), "--resume: there is no checkpoint at ", path, " (run without --resume to start)");
   TrainingState state = load_checkpoint(path, *model_, *optimizer_);
   const nlohmann::json mine = options_.trajectory_json();
+  // A checkpoint written before a setting existed (e.g. trim_text) ran with its default.
+  const nlohmann::json defaults = Options().trajectory_json();
   std::string differences;
   for (auto it = mine.begin(); it != mine.end(); ++it) {
-    const nlohmann::json theirs = state.trajectory.value(it.key(), nlohmann::json());
+    const nlohmann::json theirs = state.trajectory.value(it.key(), defaults.value(it.key(), nlohmann::json()));
     if (theirs != it.value())
       differences += " " + it.key() + " (checkpoint " + theirs.dump() + ", now " + it.value().dump() + ");";
   }
@@ -140,7 +142,7 @@ void Trainer::resume() {
 LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
   const int64_t step_number = step_ + 1;  // 1-based in messages and logs
   mms::data::ListBatch batch = host_batch;
-  apply_ablation(batch, options_.ablate, empty_text_);
+  trim_tally_.add(prepare_batch(batch, options_.ablate, empty_text_, options_.trim_text));
   const BatchTensors t = to_tensors(batch, device_);
   const double lr = schedule_.lr(step_);
   optimizer_->set_lr(lr);
@@ -214,7 +216,7 @@ LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
 
 void Trainer::validate() {
   if (data_.val.images.empty()) return;
-  if (!val_evaluator_) val_evaluator_ = std::make_unique<Evaluator>(data_.val, data_, options_.ablate);
+  if (!val_evaluator_) val_evaluator_ = std::make_unique<Evaluator>(data_.val, data_, options_.ablate, options_.trim_text);
   const EvalResult result = val_evaluator_->run(*model_);
   last_val_ = result.metrics;
   if (!log_.empty() && log_.back().step == step_) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "batch.h"
 #include "checkpoint.h"
 #include "data/batching.h"
 #include "evaluate.h"
@@ -62,6 +63,8 @@ class Trainer {
   const std::optional<mms::losses::Metrics>& last_validation() const { return last_val_; }
   mms::vlm::PairScorer& model() { return *model_; }
   int64_t trainable_parameters() const;
+  // The text tokens of the batches this trainer stepped on (trimmed with --trim-text).
+  const TrimTally& text_trim() const { return trim_tally_; }
 
  private:
   LogRow train_step(const mms::data::ListBatch& batch);
@@ -85,6 +88,7 @@ class Trainer {
   std::optional<mms::losses::Metrics> last_val_;
   std::unique_ptr<Progress> progress_;
   double pairs_per_second_ = 0;
+  TrimTally trim_tally_;
 };
 
 // Marks the frozen parameters (requires_grad off) and returns how many tensors stay
