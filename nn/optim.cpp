@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -233,27 +234,44 @@ std::vector<ParamGroup> decay_param_groups(const Module& module, double weight_d
   return {decay, no_decay};
 }
 
-double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_norm) {
   MMS_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
-  std::map<std::pair<int, int>, std::vector<Tensor>> by_device;
+  std::vector<Tensor> grads;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    by_device[{static_cast<int>(g.device().type), g.device().index}].push_back(g.contiguous());
+    MMS_CHECK(grads.empty() || g.device() == grads.front().device(), "clip_grad_norm_: gradients on ",
+              grads.front().device().str(), " and ", g.device().str(), "; one device only");
+    grads.push_back(g.contiguous());
   }
-  double total_sq = 0.0;
-  for (const auto& [_, grads] : by_device)
-    total_sq += backend_for(grads.front().device()).sum_of_squares(grads);
-  const double norm = std::sqrt(total_sq);
-  if (!std::isfinite(norm)) return norm;
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    for (const Tensor& p : params) {
-      Tensor g = p.grad();
-      if (g.defined()) Tensor(p).set_grad(ops::mul_scalar(g, coef));
-    }
+  if (grads.empty()) return Tensor();
+  const Device device = grads.front().device();
+  NoGradGuard no_grad;
+  Tensor squares = empty({}, DType::Float64, device);
+  backend_for(device).sum_of_squares_into(grads, squares);
+  Tensor norm = ops::sqrt(squares);
+  Tensor wanted = ops::binary(BinaryOp::Minimum,
+                              ops::binary(BinaryOp::Div, full({}, max_norm, DType::Float64, device),
+                                          ops::add_scalar(norm, 1e-6)),
+                              full({}, 1.0, DType::Float64, device));
+  // |norm| < inf is false for NaN and +inf: leave such gradients as they are.
+  Tensor finite = ops::binary(BinaryOp::Lt, ops::abs(norm),
+                              full({}, std::numeric_limits<double>::infinity(), DType::Float64, device));
+  Tensor coef = ops::where(finite, wanted, full({}, 1.0, DType::Float64, device));
+  std::map<DType, Tensor> coef_as;  // one cast per gradient dtype, not per gradient
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    auto [it, fresh] = coef_as.try_emplace(g.dtype());
+    if (fresh) it->second = ops::cast(coef, g.dtype());
+    Tensor(p).set_grad(ops::mul(g, it->second));
   }
   return norm;
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  Tensor norm = clip_grad_norm_deferred(params, max_norm);
+  return norm.defined() ? norm.item() : 0.0;
 }
 
 }  // namespace mms::nn

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <numbers>
 
@@ -494,6 +495,22 @@ TEST_CASE("clip_grad_norm_ scales to the max norm and returns the norm before cl
   CHECK(a.grad().to_vector<double>()[1] == doctest::Approx(4 * coef).epsilon(1e-6));
   CHECK(b.grad().to_vector<double>()[0] == doctest::Approx(12 * coef).epsilon(1e-6));
   CHECK(!none.grad().defined());
+
+  // The deferred form: the norm comes back as a device (here CPU) float64 scalar.
+  a.set_grad(from_vector<float>({3, 4}, {2}));
+  b.set_grad(from_vector<float>({12}, {1}));
+  Tensor norm = clip_grad_norm_deferred({a, b, none}, 6.5);
+  CHECK(norm.dtype() == DType::Float64);
+  CHECK(norm.item() == doctest::Approx(13.0));
+  CHECK(a.grad().to_vector<double>()[0] == doctest::Approx(3 * coef).epsilon(1e-6));
+  // A non-finite norm leaves the gradients as they were, and is returned.
+  a.set_grad(from_vector<float>({std::numeric_limits<float>::infinity(), 4}, {2}));
+  CHECK(std::isinf(clip_grad_norm_({a, b, none}, 6.5)));
+  CHECK(a.grad().to_vector<double>()[1] == 4.0);
+  a.set_grad(from_vector<float>({std::nanf(""), 4}, {2}));
+  CHECK(std::isnan(clip_grad_norm_deferred({a, b}, 6.5).item()));
+  CHECK(a.grad().to_vector<double>()[1] == 4.0);
+  CHECK(!clip_grad_norm_deferred({none}, 1.0).defined());
 }
 
 TEST_CASE("warmup + cosine schedule values") {
