@@ -84,6 +84,16 @@ bool same_bits(const mms::Tensor& a, const mms::Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * ca.element_size()) == 0;
 }
 
+// The first training batch (3 lists of 4) of the shared run data, for the ablation tests.
+mms::data::ListBatch first_training_batch(const RunData& data) {
+  mms::data::SamplerOptions so;
+  so.batch_lists = 3;
+  so.list_size = 4;
+  mms::data::ListSampler sampler(data.train, so);
+  mms::data::TokenizedDataset tokens = mms::data::tokenize_dataset(data.train, *data.tokenizer, data.context_length);
+  return mms::data::make_batch(data.train, tokens, sampler.batch_at_step(0), 4, data.image, nullptr);
+}
+
 }  // namespace
 
 TEST_CASE("finetune: the synthetic cache is built once and reused") {
@@ -271,13 +281,7 @@ TEST_CASE("finetune: a stop request finishes the step, saves and returns Interru
 
 TEST_CASE("finetune: --ablate replaces one modality by a constant") {
   const RunData& data = run_data();
-  mms::data::SamplerOptions so;
-  so.batch_lists = 3;
-  so.list_size = 4;
-  mms::data::ListSampler sampler(data.train, so);
-  mms::data::TokenizedDataset tokens = mms::data::tokenize_dataset(data.train, *data.tokenizer, data.context_length);
-  const mms::data::ListBatch original =
-      mms::data::make_batch(data.train, tokens, sampler.batch_at_step(0), 4, data.image, nullptr);
+  const mms::data::ListBatch original = first_training_batch(data);
   const mms::data::TokenizedText empty = data.tokenizer->encode("", data.context_length);
 
   mms::data::ListBatch image = original;
@@ -366,13 +370,7 @@ TEST_CASE("finetune: --trim-text trains, trims every batch, and follows the untr
 
 TEST_CASE("finetune: --ablate text gives the same texts before or after trimming") {
   const RunData& data = run_data();
-  mms::data::SamplerOptions so;
-  so.batch_lists = 3;
-  so.list_size = 4;
-  mms::data::ListSampler sampler(data.train, so);
-  mms::data::TokenizedDataset tokens = mms::data::tokenize_dataset(data.train, *data.tokenizer, data.context_length);
-  const mms::data::ListBatch original =
-      mms::data::make_batch(data.train, tokens, sampler.batch_at_step(0), 4, data.image, nullptr);
+  const mms::data::ListBatch original = first_training_batch(data);
   const mms::data::TokenizedText empty = data.tokenizer->encode("", data.context_length);
 
   mms::data::ListBatch ablate_then_trim = original;
