@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
 
 #include "data/batching.h"
 #include "data/bpe_trainer.h"
+#include "data/clip_preprocess.h"
 #include "data/synthetic.h"
 #include "tensor/error.h"
 
@@ -29,35 +29,6 @@ mms::data::BpeVocab train_vocab_on(const mms::data::Dataset& train) {
   mms::data::BpeTrainOptions options;
   options.vocab_size = kVocabSize;
   return mms::data::train_bpe(mms::data::dataset_texts(train), options);
-}
-
-// preprocessor_config.json of a Hugging Face checkpoint, when present: the image
-// size, crop and normalisation the model was trained with.
-mms::data::ClipImageConfig image_config_for_model(const std::string& dir, int64_t image_size) {
-  mms::data::ClipImageConfig c;
-  c.size = c.crop_size = image_size;
-  const fs::path path = fs::path(dir) / "preprocessor_config.json";
-  if (!fs::exists(path)) return c;
-  std::ifstream in(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-    if (j.contains("size")) {
-      const auto& s = j["size"];
-      c.size = s.is_object() ? s.value("shortest_edge", c.size) : s.get<int64_t>();
-    }
-    if (j.contains("crop_size")) {
-      const auto& s = j["crop_size"];
-      c.crop_size = s.is_object() ? s.value("height", c.crop_size) : s.get<int64_t>();
-    }
-    if (j.contains("image_mean")) c.mean = j["image_mean"].get<std::array<double, 3>>();
-    if (j.contains("image_std")) c.std = j["image_std"].get<std::array<double, 3>>();
-  } catch (const nlohmann::json::exception& e) {
-    mms::fail(path.string(), ": ", e.what());
-  }
-  MMS_CHECK(c.crop_size == image_size, path.string(), ": crop_size ", c.crop_size,
-            " differs from the vision config's image_size ", image_size);
-  return c;
 }
 
 }  // namespace
@@ -150,7 +121,7 @@ RunData load_run_data(const Options& o, const Logger& log) {
 
   if (!o.model.empty()) {
     const mms::vlm::CLIPConfig config = mms::vlm::load_clip_config(o.model);
-    d.image = image_config_for_model(o.model, config.vision.image_size);
+    d.image = mms::data::load_clip_image_config(o.model, config.vision.image_size);
     d.context_length = config.text.max_position_embeddings;
     MMS_CHECK(d.tokenizer->vocab_size() <= config.text.vocab_size, "tokenizer ", vocab, " has ",
               d.tokenizer->vocab_size(), " tokens but the model's text vocab_size is ", config.text.vocab_size);
