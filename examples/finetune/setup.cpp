@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 
-
 #include "data/batching.h"
 #include "data/bpe_trainer.h"
 #include "data/clip_preprocess.h"
