@@ -250,6 +250,7 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
   Tensor squares = empty({}, DType::Float64, device);
   backend_for(device).sum_of_squares_into(grads, squares);
   Tensor norm = ops::sqrt(squares);
+  if (std::isinf(max_norm)) return norm;  // "no clipping, just the norm": leave the gradients alone
   Tensor wanted = ops::binary(BinaryOp::Minimum,
                               ops::binary(BinaryOp::Div, full({}, max_norm, DType::Float64, device),
                                           ops::add_scalar(norm, 1e-6)),
