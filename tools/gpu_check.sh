@@ -12,6 +12,8 @@ OUT=${OUT:-./out}
 BUILD=${BUILD:-build-gpu}
 JOBS=${JOBS:-$(nproc)}
 FINETUNE_STEPS=${FINETUNE_STEPS:-20}
+# A hung CUDA test must not eat the session's device time: each test binary gets this long.
+TEST_TIMEOUT=${TEST_TIMEOUT:-120}
 mkdir -p "$OUT"
 script_start=$(date +%s)
 rows=()
@@ -44,24 +46,24 @@ step build cmake --build "$BUILD" -j"$JOBS" -- -k 0
 
 if [ -x "$BUILD/tests/test_cuda_ops" ]; then
   # The CUDA suite on its own first, in full (every assertion's context on failure).
-  step cuda_tests "$BUILD/tests/test_cuda_ops"
+  step cuda_tests timeout "$TEST_TIMEOUT" "$BUILD/tests/test_cuda_ops"
   if grep -q "CUDA tests skipped: no GPU" "$OUT/cuda_tests.log" 2>/dev/null; then
     rows+=("cuda_tests_ran|FAIL|the CUDA tests skipped: no GPU visible")
   fi
   # Once more with a sync after every launch, so a fault is pinned to its kernel.
-  step cuda_tests_debug_sync env MMS_CUDA_DEBUG_SYNC=1 "$BUILD/tests/test_cuda_ops" -tc="*attention*,*AdamW*,*ListMLE*"
+  step cuda_tests_debug_sync timeout "$TEST_TIMEOUT" env MMS_CUDA_DEBUG_SYNC=1 "$BUILD/tests/test_cuda_ops" -tc="*attention*,*AdamW*,*ListMLE*"
 else
   skip cuda_tests "test binary missing (build failed?)"
 fi
 # A whole tiny-CLIP step on the GPU vs the CPU, and zero host waits inside the step.
 if [ -x "$BUILD/tests/test_cuda_step" ]; then
-  step cuda_step "$BUILD/tests/test_cuda_step"
+  step cuda_step timeout "$TEST_TIMEOUT" "$BUILD/tests/test_cuda_step"
 else
   skip cuda_step "test binary missing (build failed?)"
 fi
 
 if [ "${SKIP_CTEST:-0}" != "1" ]; then
-  step ctest ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --timeout 240
+  step ctest ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --timeout "$TEST_TIMEOUT"
 else
   skip ctest "SKIP_CTEST=1"
 fi
