@@ -77,38 +77,56 @@ void AdamW::step() {
 }
 
 void AdamW::step_capturable() {
-  // One call per lr_scale; the count is shared, so every parameter must take part.
-  std::map<double, std::vector<Backend::AdamWTensor>> calls;
-  Device device = Device::cpu();
-  bool first = true;
+  // One call per lr_scale. The count is shared, so the parameters that take part must be
+  // the same at every step: those with a gradient at the first step (a parameter the loss
+  // never reaches, like CLIP's logit_scale under a score head, stays out for good).
+  // Everything is checked before any state changes, so a refused step loses nothing.
+  struct Member {
+    const std::string* name;
+    Tensor param, grad;
+    const ParamGroup* group;
+  };
+  std::vector<Member> members;
+  std::set<std::string> names = capturable_members_;
+  const bool first_step = names.empty();
   for (const ParamGroup& g : groups_) {
     for (const auto& [name, p] : g.params) {
       Tensor grad = p.grad();
-      MMS_CHECK(grad.defined(), "AdamW(capturable): parameter '", name,
-                "' has no gradient; capturable mode keeps one step count for all parameters, so each "
-                "must have a gradient at every step");
-      MMS_CHECK(first || p.device() == device, "AdamW(capturable): parameters on ", device.str(), " and ",
-                p.device().str(), "; one device only");
+      if (first_step && grad.defined()) names.insert(name);
+      const bool member = names.count(name) > 0;
+      MMS_CHECK(grad.defined() == member, "AdamW(capturable): parameter '", name, "' ",
+                member ? "has no gradient, but had one at the first step"
+                       : "has a gradient, but had none at the first step",
+                "; capturable mode keeps one step count for the parameters of the first step, so the "
+                "same ones must have a gradient at every step");
+      if (!member) continue;
+      MMS_CHECK(members.empty() || p.device() == members.front().param.device(), "AdamW(capturable): parameters on ",
+                members.empty() ? "" : members.front().param.device().str(), " and ", p.device().str(),
+                "; one device only");
       MMS_CHECK(p.is_contiguous() && !p.storage()->read_only() && grad.shape() == p.shape() &&
                     grad.device() == p.device(),
                 "AdamW(capturable): parameter '", name, "' must be contiguous and writable, with a gradient of ",
                 "its shape on its device");
-      device = p.device();
-      first = false;
-      AdamWState& s = state_[name];
-      if (!s.exp_avg.defined()) {
-        s.exp_avg = zeros_like(p);
-        s.exp_avg_sq = zeros_like(p);
-      }
-      s.step += 1;  // the host's view, exact in eager use; refresh_steps() after replays
-      calls[g.lr_scale].push_back({p.detach(), grad.to(p.dtype()).contiguous(), s.exp_avg, s.exp_avg_sq,
-                                   g.weight_decay});
+      members.push_back({&name, p, grad, &g});
     }
   }
-  if (calls.empty()) return;
+  if (members.empty()) return;
+  capturable_members_ = std::move(names);
+  const Device device = members.front().param.device();
+  std::map<double, std::vector<Backend::AdamWTensor>> calls;
+  for (const Member& m : members) {
+    AdamWState& s = state_[*m.name];
+    if (!s.exp_avg.defined()) {
+      s.exp_avg = zeros_like(m.param);
+      s.exp_avg_sq = zeros_like(m.param);
+    }
+    s.step += 1;  // the host's view, exact in eager use; refresh_steps() after replays
+    calls[m.group->lr_scale].push_back({m.param.detach(), m.grad.to(m.param.dtype()).contiguous(), s.exp_avg,
+                                        s.exp_avg_sq, m.group->weight_decay});
+  }
   if (!device_step_.defined()) {
     // The count so far: the state's (0 for a fresh optimizer, or a loaded checkpoint's).
-    const int64_t done = state_.begin()->second.step - 1;
+    const int64_t done = state_.at(*members.front().name).step - 1;
     device_step_ = full({}, static_cast<double>(done), DType::Int64, device);
     device_lr_ = full({}, options_.lr, DType::Float64, device);
   }

@@ -13,8 +13,9 @@
 // there, and the fused update reads both from device memory. Nothing the host passes to
 // a kernel then changes between steps, so a step (forward, backward, optimizer) can be
 // captured in a CUDA graph and replayed (cuda/graph.h) with correct bias correction.
-// It needs one shared count: every parameter must have a gradient at every step (an
-// error otherwise), all on one device. Run one step before capturing (it creates the
+// It needs one shared count: the parameters with a gradient at the first step take part,
+// and exactly those must have one at every later step (an error otherwise); all on one
+// device. Run one step before capturing (it creates the
 // moments and the device scalars), and call set_lr between replays, not inside a capture.
 //
 // State for checkpointing: state_dict() gives named tensors "exp_avg.<param>",
@@ -22,6 +23,7 @@
 // save_safetensors; load_state_dict() takes them back (strict, all problems listed).
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,7 @@ class AdamW {
   mutable std::map<std::string, AdamWState> state_;
   Tensor device_step_;  // capturable: int64 [] on the parameters' device, updates so far
   Tensor device_lr_;    // capturable: float64 [] on the parameters' device
+  std::set<std::string> capturable_members_;  // capturable: the parameters of the first step
 };
 
 // True for parameters that should not be weight-decayed: tensors of rank <= 1 (biases,

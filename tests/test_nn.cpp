@@ -461,10 +461,41 @@ TEST_CASE("AdamW capturable: device-scalar step and lr give the same updates, st
   CHECK(b3.to_vector<double>() == b1.to_vector<double>());
   CHECK(resumed.state("b").step == 4);
 
-  // One shared count: a parameter without a gradient is an error, not a silent skip.
+  // One shared count: a parameter of the first step without a gradient later is an
+  // error, not a silent skip.
   a2.set_grad(from_vector<double>({0.1, 0.1, 0.1}, {3}));
   b2.set_grad(Tensor());
-  CHECK(contains(error_of([&] { capturable.step(); }), "parameter 'b' has no gradient"));
+  CHECK(contains(error_of([&] { capturable.step(); }), "parameter 'b' has no gradient, but had one"));
+}
+
+TEST_CASE("AdamW capturable: a parameter without a gradient at the first step stays out, like the plain mode") {
+  // CLIP's logit_scale is never reached by a score-head loss: it must neither block the
+  // capturable optimizer nor move.
+  auto make = [](bool capturable, Tensor& used, Tensor& unused) {
+    used = from_vector<double>({1, -2}, {2}).set_requires_grad(true);
+    unused = from_vector<double>({4.6}, {1}).set_requires_grad(true);
+    AdamWOptions options{0.1};
+    options.capturable = capturable;
+    return AdamW({ParamGroup{"all", {{"used", used}, {"unused", unused}}, 0.01, 1.0}}, options);
+  };
+  Tensor u1, n1, u2, n2;
+  AdamW plain = make(false, u1, n1);
+  AdamW capturable = make(true, u2, n2);
+  for (double g : {0.5, -0.25, 1.0}) {
+    u1.set_grad(from_vector<double>({g, 2 * g}, {2}));
+    u2.set_grad(from_vector<double>({g, 2 * g}, {2}));
+    plain.step();
+    capturable.step();
+    CHECK(u2.to_vector<double>() == u1.to_vector<double>());
+  }
+  CHECK(u2.to_vector<double>() != std::vector<double>{1, -2});
+  CHECK(n2.to_vector<double>() == std::vector<double>{4.6});
+  CHECK_FALSE(capturable.has_state("unused"));
+  CHECK(capturable.state("used").step == 3);
+  // Joining later would need a count of its own: an error naming it.
+  u2.set_grad(from_vector<double>({0.1, 0.1}, {2}));
+  n2.set_grad(from_vector<double>({0.1}, {1}));
+  CHECK(contains(error_of([&] { capturable.step(); }), "parameter 'unused' has a gradient, but had none"));
 }
 
 TEST_CASE("decay groups: biases, norms and 1-d tensors are not decayed") {
