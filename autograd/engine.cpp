@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "autograd/node.h"
+#include "tensor/profile.h"
 #include "tensor/ops.h"
 
 namespace mms {
@@ -51,6 +52,7 @@ Tensor saved(const Tensor& tensor) { return tensor.defined() ? tensor.detach() :
 
 Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& inputs,
               BackwardFn backward) {
+  profile_mark_op(op);  // the op's forward work is queued by now (tensor/profile.h)
   if (!needs_graph(inputs)) return output;
   auto node = std::make_shared<Node>();
   node->op = op;
@@ -131,6 +133,7 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       if (edge.node) grads[edge.node.get()] = accumulate(grads[edge.node.get()], input_grads[i]);
       else accumulate_leaf(*edge.leaf, input_grads[i]);
     }
+    profile_mark_op(node->op.c_str(), "backward");
     if (!retain_graph) {
       node->backward = nullptr;  // frees the saved tensors
       node->released = true;

@@ -6,7 +6,8 @@
 // bad launch configurations at once, and in debug builds (MMS_CUDA_DEBUG_SYNC defined,
 // or NDEBUG not defined) or with the environment variable MMS_CUDA_DEBUG_SYNC=1 it also
 // synchronises, so an illegal address is reported at the op that caused it rather than
-// at some later, innocent call.
+// at some later, innocent call. While cuda/profile.h records, it also marks the launch
+// site on the timeline.
 #pragma once
 
 #include <cublas_v2.h>
@@ -16,7 +17,7 @@
 
 namespace mms::cuda::detail {
 const char* cublas_status_message(cublasStatus_t status);
-void check_launch(const char* file, int line);
+void check_launch(const char* file, int line, const char* function);
 }  // namespace mms::cuda::detail
 
 #define MMS_CUDA_CHECK(call)                                                                     \
@@ -35,7 +36,7 @@ void check_launch(const char* file, int line);
                                      ::mms::cuda::detail::cublas_status_message(mms_cublas_status_)); \
   } while (0)
 
-#define MMS_CUDA_LAUNCH_CHECK() ::mms::cuda::detail::check_launch(__FILE__, __LINE__)
+#define MMS_CUDA_LAUNCH_CHECK() ::mms::cuda::detail::check_launch(__FILE__, __LINE__, __func__)
 
 // Checks a kernel's preconditions on the host (sizes, alignment) with a readable message.
 #define MMS_CUDA_REQUIRE(cond, message)                                                          \

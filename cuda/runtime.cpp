@@ -9,6 +9,7 @@
 
 #include "cuda/check.h"
 #include "cuda/graph.h"
+#include "cuda/profile.h"
 #include "cuda/staging.h"
 
 namespace mms::cuda {
@@ -159,7 +160,8 @@ const char* cublas_status_message(cublasStatus_t status) {
   return "unknown cuBLAS status";
 }
 
-void check_launch(const char* file, int line) {
+void check_launch(const char* file, int line, const char* function) {
+  if (profile::recording()) profile::mark_kernel(function, line);
   const cudaError_t launch = cudaGetLastError();
   if (launch != cudaSuccess)
     report_cuda_error(file, line, "kernel launch", cudaGetErrorString(launch));

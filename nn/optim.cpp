@@ -9,6 +9,7 @@
 
 #include "autograd/api.h"
 #include "tensor/backend.h"
+#include "tensor/profile.h"
 
 namespace mms::nn {
 
@@ -38,6 +39,7 @@ void AdamW::set_lr(double lr) {
 void AdamW::step() {
   if (options_.capturable) {
     step_capturable();
+    profile_mark_op("adamw");
     return;
   }
   // Bucket the work by what one fused call shares: device, lr and step count.
@@ -74,6 +76,7 @@ void AdamW::step() {
     const Device device = tensors.front().param.device();
     backend_for(device).adamw(tensors, key.lr, options_.beta1, options_.beta2, options_.eps, key.step);
   }
+  profile_mark_op("adamw");
 }
 
 void AdamW::step_capturable() {
@@ -268,7 +271,10 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
   Tensor squares = empty({}, DType::Float64, device);
   backend_for(device).sum_of_squares_into(grads, squares);
   Tensor norm = ops::sqrt(squares);
-  if (std::isinf(max_norm)) return norm;  // "no clipping, just the norm": leave the gradients alone
+  if (std::isinf(max_norm)) {  // "no clipping, just the norm": leave the gradients alone
+    profile_mark_op("clip_grad_norm");
+    return norm;
+  }
   Tensor wanted = ops::binary(BinaryOp::Minimum,
                               ops::binary(BinaryOp::Div, full({}, max_norm, DType::Float64, device),
                                           ops::add_scalar(norm, 1e-6)),
@@ -285,6 +291,7 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
     if (fresh) it->second = ops::cast(coef, g.dtype());
     Tensor(p).set_grad(ops::mul(g, it->second));
   }
+  profile_mark_op("clip_grad_norm");
   return norm;
 }
 

@@ -14,6 +14,7 @@
 #include "losses/objective.h"
 #include "nn/optim.h"
 #include "tensor/backend.h"
+#include "tensor/profile.h"
 #include "vlm/pair_scorer.h"
 
 #ifdef MMS_WITH_CUDA
@@ -208,3 +209,65 @@ TEST_CASE("cuda: a captured graph replays the forward exactly, and replayed step
   CHECK(setup.optimizer->state("head.score.weight").step == 5);  // 1 eager + 4 replays, read from the device
 }
 #endif
+
+namespace {
+double sum_ms(const std::vector<ProfileRow>& rows) {
+  double total = 0.0;
+  for (const ProfileRow& r : rows) total += r.ms;
+  return total;
+}
+const ProfileRow* find_row(const std::vector<ProfileRow>& rows, const std::string& label) {
+  for (const ProfileRow& r : rows)
+    if (r.label == label) return &r;
+  return nullptr;
+}
+}  // namespace
+
+TEST_CASE("profile: a clear error off CUDA, and the report's tables") {
+  if (!cuda_available()) {
+    CHECK_THROWS_WITH_AS(profile_begin(Device::cpu()), doctest::Contains("profile"), Error);
+  }
+  ProfileReport report;
+  report.total_ms = 4.0;
+  report.ops = {{"linear", 3, 3.0}, {"layer_norm backward", 1, 0.75}, {"adamw", 1, 0.25}};
+  report.kernels = {{"gemm_f32:103", 3, 3.0}, {"layer_norm_backward:88", 1, 1.0}};
+  const std::string text = format_profile(report, 2);
+  CHECK(text.find("GPU time profiled: 4.000 ms") != std::string::npos);
+  CHECK(text.find("linear") != std::string::npos);
+  CHECK(text.find("75.0%") != std::string::npos);         // linear's share
+  CHECK(text.find("(1 more)") != std::string::npos);       // adamw folded into the rest
+  CHECK(text.find("adamw") == std::string::npos);
+  CHECK(text.find("gemm_f32:103") != std::string::npos);
+}
+
+TEST_CASE("cuda: the profile of a whole step charges all its GPU time to ops and to kernels") {
+  SKIP_WITHOUT_GPU();
+  const Device gpu = Device::cuda(0);
+  TinySetup setup(gpu);
+  setup.step(0).read_values();  // warm: the profiled step allocates nothing new
+  profile_begin(gpu);
+  CHECK_THROWS_AS(profile_begin(gpu), Error);  // one at a time
+  setup.step(1);
+  const ProfileReport report = profile_end();
+  CHECK_THROWS_AS(profile_end(), Error);
+  CHECK(report.total_ms > 0.0);
+  // Every interval lands in exactly one row of each table.
+  CHECK(sum_ms(report.ops) == doctest::Approx(report.total_ms).epsilon(1e-6));
+  CHECK(sum_ms(report.kernels) == doctest::Approx(report.total_ms).epsilon(1e-6));
+  for (const char* op : {"adamw", "layer_norm", "layer_norm backward"}) {
+    INFO("op row: " << op);
+    const ProfileRow* row = find_row(report.ops, op);
+    REQUIRE(row != nullptr);
+    CHECK(row->calls >= 1);
+  }
+  CHECK(find_row(report.ops, "adamw")->calls == 1);
+  bool kernel_site = false;  // launch sites read "function:line"
+  for (const ProfileRow& r : report.kernels) kernel_site = kernel_site || r.label.find(':') != std::string::npos;
+  CHECK(kernel_site);
+  // Closed: marks after the end record nothing, and a new profile starts clean.
+  setup.step(2).read_values();
+  profile_begin(gpu);
+  const ProfileReport empty_report = profile_end();
+  CHECK(empty_report.ops.empty());
+  CHECK(empty_report.total_ms == 0.0);
+}

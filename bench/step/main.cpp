@@ -28,6 +28,7 @@
 #include "flops.h"
 #include "losses/objective.h"
 #include "nn/optim.h"
+#include "tensor/profile.h"
 #include "peak_gemm.h"
 #include "vlm/pair_scorer.h"
 
@@ -50,6 +51,7 @@ struct Result {
   int64_t graph_nodes = 0;          // --graph: nodes of the captured step (0: eager)
   double graph_capture_ms = 0;
   std::string graph_error;          // why --graph fell back to eager, if it did
+  std::string profile;              // --profile: the op and kernel tables of one more step
 };
 
 vlm::CLIPConfig config_named(const std::string& name) {
@@ -89,7 +91,7 @@ StepSpec peer_spec(const vlm::CLIPConfig& config, int64_t list_size, int64_t tex
 }
 
 Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int steps, uint64_t seed,
-           bool use_graph) {
+           bool use_graph, bool profile) {
   const vlm::CLIPConfig& config = spec.config;
   const int64_t list_size = spec.list_size, text_len = spec.text_len;
   auto model = spec.model;
@@ -230,6 +232,18 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
     r.final_loss = last.total_value;
   }
   r.host_syncs_per_step = syncs_per_step;
+  if (profile) {
+    // One more eager step under the timeline profiler (tensor/profile.h), after the
+    // timings so its events cost them nothing.
+    MMS_CHECK(!use_graph, "bench/step: --profile times an eager step; drop --graph");
+    profile_begin(device);
+    step(warmup + steps, nullptr);
+    const ProfileReport report = profile_end();
+    char head[160];
+    std::snprintf(head, sizeof head, "\nprofile of one step, B = %lld (median unprofiled step: %.2f ms)\n",
+                  static_cast<long long>(lists), r.median_ms);
+    r.profile = head + format_profile(report, 30);
+  }
   return r;
 }
 
@@ -251,9 +265,12 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--mode", mode, "fp32 | tf32 | bf16");
-  bool print_config = false, use_graph = false;
+  bool print_config = false, use_graph = false, profile = false;
   app.add_flag("--graph", use_graph,
                "CUDA: capture one step as a CUDA graph after the warm-up and time its replays (cuda/graph.h)");
+  app.add_flag("--profile", profile,
+               "CUDA: after the timings, profile one more step and print where its GPU time goes, by op and by "
+               "kernel (tensor/profile.h)");
   app.add_option("--config", config_name,
                  "vitb32 (the peer's model), tiny, or default (the finetune program's default run: its model, "
                  "batch, K, L, lr, loss weights and clipping; --batch-lists/--list-size/--text-len/--seed ignored)");
@@ -336,7 +353,7 @@ int main(int argc, char** argv) {
       const StepSpec spec = make_spec(requested, &lists);
       list_size = spec.list_size;
       text_len = spec.text_len;
-      Result r = run(spec, device, lists, warmup, steps, seed, use_graph);
+      Result r = run(spec, device, lists, warmup, steps, seed, use_graph, profile);
       if (peak > 0) r.mfu = r.tflops / peak;
       results.push_back(r);
       nlohmann::json line = {{"engine", "mmscale"}, {"device", card}, {"mode", mode},
@@ -349,6 +366,7 @@ int main(int argc, char** argv) {
                              {"graph_nodes", r.graph_nodes}, {"graph_capture_ms", r.graph_capture_ms}};
       if (!r.graph_error.empty()) line["graph_error"] = r.graph_error;
       std::printf("%s\n", line.dump().c_str());
+      if (!r.profile.empty()) std::printf("%s\n", r.profile.c_str());
       std::fflush(stdout);
     }
     std::printf("\nmmscale step on %s, %s, K=%lld, L=%lld (bf16 GEMM peak measured: %.0f TFLOP/s)\n", card.c_str(),
