@@ -4,7 +4,9 @@
 // (coalesced first, so a contiguous pair is one dim of stride 1).
 //
 // Algorithm: one thread per element in a grid-stride loop; flat index -> offsets on
-// both sides; load, convert, store. Same type and both contiguous: cudaMemcpyAsync.
+// both sides (32-bit multiply-and-shift division while indices fit: cuda/fast_divider.h);
+// load, convert, store. Both contiguous: cudaMemcpyAsync for one type, a plain
+// element-i-to-element-i conversion kernel for two.
 //
 // Floor: memory bound, (sizeof src + sizeof dst) bytes per element. A transposing copy
 // (e.g. [B, L, H, D] -> [B, H, L, D]) reads or writes with a stride, so it reaches a
@@ -34,6 +36,16 @@ __global__ void copy_kernel(const typename TypeTraits<S>::Storage* __restrict__ 
   }
 }
 
+// Both sides contiguous, types differ (autocast's float32 <-> bfloat16 casts, most of
+// all): no offsets to compute, element i to element i.
+template <ScalarType S, ScalarType D>
+__global__ void convert_contiguous_kernel(const typename TypeTraits<S>::Storage* __restrict__ src,
+                                          typename TypeTraits<D>::Storage* __restrict__ dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = TypeTraits<D>::store(convert_to<D>(TypeTraits<S>::load(src[i])));
+}
+
 template <ScalarType D>
 __global__ void arange_kernel(typename TypeTraits<D>::Storage* __restrict__ dst, int64_t n,
                               double start, double step) {
@@ -56,9 +68,17 @@ __global__ void fill_value_kernel(typename TypeTraits<D>::Storage* __restrict__ 
 void copy_strided(const void* src, ScalarType src_type, void* dst, ScalarType dst_type,
                   const StridedLayout* layouts, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  if (src_type == dst_type && layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1])) {
-    MMS_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * scalar_type_size(src_type),
-                                   cudaMemcpyDeviceToDevice, stream));
+  if (layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1])) {
+    if (src_type == dst_type) {
+      MMS_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * scalar_type_size(src_type),
+                                     cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    MMS_CUDA_DISPATCH_TYPE(src_type, S, MMS_CUDA_DISPATCH_TYPE(dst_type, D,
+        convert_contiguous_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+            static_cast<const typename TypeTraits<S>::Storage*>(src),
+            static_cast<typename TypeTraits<D>::Storage*>(dst), n)));
+    MMS_CUDA_LAUNCH_CHECK();
     return;
   }
   const auto calc = make_offset_calculator<2>(layouts);

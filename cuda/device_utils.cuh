@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "cuda/common.h"
+#include "cuda/fast_divider.h"
 
 namespace mms::cuda {
 
@@ -128,15 +129,33 @@ struct MinOp {
 // ---- strided offsets ----------------------------------------------------------------
 // Offsets of `kOperands` operands sharing one (coalesced) shape, for a flat row-major
 // index. Passed by value as a kernel argument.
+//
+// When every flat index fits in 31 bits (any tensor under 2^31 elements) the
+// coordinates come from FastDivider's multiply-and-shift in 32-bit arithmetic instead
+// of 64-bit `/` and `%`, which the GPU can only emulate (cuda/fast_divider.h says why
+// that matters); the offsets themselves stay 64-bit.
 template <int kOperands>
 struct OffsetCalculator {
   int ndim;
+  bool index32;  // every flat index < 2^31: dividers[] apply
+  FastDivider dividers[kMaxDims];
   int64_t sizes[kMaxDims];
   int64_t strides[kOperands][kMaxDims];
 
   __device__ __forceinline__ void offsets(int64_t flat, int64_t* out) const {
 #pragma unroll
     for (int t = 0; t < kOperands; ++t) out[t] = 0;
+    if (index32) {
+      uint32_t rest = static_cast<uint32_t>(flat);
+      for (int d = ndim - 1; d >= 0; --d) {
+        const uint32_t quotient = dividers[d].divide(rest);
+        const int64_t coordinate = rest - quotient * dividers[d].divisor;
+        rest = quotient;
+#pragma unroll
+        for (int t = 0; t < kOperands; ++t) out[t] += coordinate * strides[t][d];
+      }
+      return;
+    }
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t size = sizes[d];
       const int64_t coordinate = flat % size;
@@ -151,10 +170,15 @@ template <int kOperands>
 inline OffsetCalculator<kOperands> make_offset_calculator(const StridedLayout* layouts) {
   OffsetCalculator<kOperands> calc{};
   calc.ndim = layouts[0].ndim;
+  int64_t elements = 1;
   for (int d = 0; d < calc.ndim; ++d) {
     calc.sizes[d] = layouts[0].sizes[d];
+    elements *= calc.sizes[d];
     for (int t = 0; t < kOperands; ++t) calc.strides[t][d] = layouts[t].strides[d];
   }
+  calc.index32 = elements > 0 && elements <= (int64_t(1) << 31);  // flat indices 0 .. 2^31 - 1
+  if (calc.index32)
+    for (int d = 0; d < calc.ndim; ++d) calc.dividers[d] = FastDivider(static_cast<uint32_t>(calc.sizes[d]));
   return calc;
 }
 
