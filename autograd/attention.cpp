@@ -1,13 +1,21 @@
-// Fused scaled-dot-product attention. The forward saves only the output and the
-// row log-sum-exp; the backward recomputes the probabilities from them (as flash
-// attention does), so memory stays O(L) per row instead of O(L^2).
-// Autocast (autograd/autocast.h) does not reach in here: q, k, v arrive in float32 (the
-// projections' mixed GEMMs return float32) and both paths of ops::attention, the fused
-// kernel and the QK^T / PV batched GEMMs, compute in float32 (TF32 when it is on). A
-// bf16 attention is one of issue 8's open levers.
+// Scaled-dot-product attention. The forward saves only the output and the row
+// log-sum-exp; the backward recomputes the probabilities from them (as flash attention
+// does), so memory stays O(L) per row instead of O(L^2).
+//
+// q, k, v usually arrive as transposed head views of the projections ([B, L, H, D] seen
+// as [B, H, L, D]). They are made contiguous once, here, and those copies are saved, so
+// neither the forward nor the backward gathers the same view again (the projections'
+// own outputs are then free to go).
+//
+// Autocast (autograd/autocast.h): when attention takes its GEMM path (short sequences
+// on CUDA, tensor/ops/attention.cpp), the copies are made in bfloat16 instead -- the
+// same single pass -- and QK^T / PV run as mixed bf16 GEMMs with float32 scores, softmax
+// and log-sum-exp, as torch.autocast does for scaled_dot_product_attention. The fused
+// kernel path computes in float32 either way. Gradients return in float32.
 #include <cmath>
 
 #include "autograd/api.h"
+#include "autograd/autocast.h"
 
 namespace mms {
 
@@ -16,8 +24,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   MMS_CHECK(q.dim() == 4, "attention: q must be [batch, heads, length, head_dim], got ",
             shape_str(q.shape()));
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
-  ops::AttentionResult r = ops::attention(q, k, v, key_keep, causal, s);
-  Tensor qs = saved(q), ks = saved(k), vs = saved(v), os = saved(r.out), lse = r.lse, mask = key_keep;
+  const std::optional<DType> autocast = autocast_dtype();
+  const bool mixed = autocast && q.dtype() == DType::Float32 && k.dtype() == DType::Float32 &&
+                     v.dtype() == DType::Float32 && ops::attention_uses_gemm(q, k);
+  auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
+  const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
+  ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s);
+  Tensor os = saved(r.out), lse = r.lse, mask = key_keep;
   return record("scaled_dot_product_attention", r.out, {q, k, v},
                 [qs, ks, vs, os, lse, mask, causal, s](const Tensor& g, const std::vector<bool>&) {
                   ops::AttentionGrads ag = ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s);

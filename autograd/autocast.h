@@ -12,8 +12,10 @@
 // memory of float32 activations). The backward casts the float32 upstream gradient to
 // bf16 and runs the two mixed GEMMs, so gradients arrive in float32 at float32 inputs:
 // parameters ("master weights"), their gradients and the optimizer state stay float32.
-// Everything else (layer norm, softmax, attention, losses, AdamW) is untouched and runs
-// in float32, as in torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard
+// Attention's GEMM path (short sequences on CUDA) runs QK^T and PV the same way, with
+// float32 scores and softmax (autograd/attention.cpp). Everything else (layer norm,
+// softmax, the fused attention kernel, losses, AdamW) is untouched and runs in float32,
+// as in torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard
 // keeps its mixed backward when backward() runs after the guard has ended.
 //
 // The switch is thread-local (like grad mode) and off by default; float64 operands are

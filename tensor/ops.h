@@ -119,6 +119,11 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 enum class AttentionPath { Auto, Fused, Gemm };
 void set_attention_path(AttentionPath path);
 AttentionPath attention_path();
+// True when attention over these q and k takes the GEMM path (bf16 operands always do).
+bool attention_uses_gemm(const Tensor& q, const Tensor& k);
+// q, k, v all of one floating dtype, or the mixed form of autocast: all bfloat16 (GEMM
+// path only), with out, lse and the gradients in float32 (the GEMMs accumulate in
+// float32; scores, softmax and log-sum-exp are float32).
 struct AttentionResult { Tensor out, lse; };
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& key_keep, bool causal, double scale);

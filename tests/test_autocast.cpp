@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "autograd/api.h"
@@ -214,6 +215,66 @@ TEST_CASE("autocast leaves everything else alone: no guard, float64, vectors") {
   CHECK_WITHIN(matmul(a, v), ops::matmul(rounded(a), rounded(v)), kSameInputsTolerance, "matrix @ vector");
 }
 
+namespace {
+// Sets the attention path for one scope and restores the previous one.
+struct AttentionPathScope {
+  explicit AttentionPathScope(ops::AttentionPath path) : previous(ops::attention_path()) {
+    ops::set_attention_path(path);
+  }
+  ~AttentionPathScope() { ops::set_attention_path(previous); }
+  ops::AttentionPath previous;
+};
+
+struct AttentionRun {
+  Tensor out, grad_q, grad_k, grad_v;
+};
+
+// Attention over transposed head views ([B, L, H, D] seen as [B, H, L, D], as the model
+// passes them), causal with a key mask, and the gradients of a fixed upstream.
+AttentionRun run_attention(const Tensor& q_blhd, const Tensor& k_blhd, const Tensor& v_blhd, const Tensor& upstream,
+                           Device device, bool autocast_on) {
+  Tensor q = q_blhd.clone().to(device).set_requires_grad(), k = k_blhd.clone().to(device).set_requires_grad();
+  Tensor v = v_blhd.clone().to(device).set_requires_grad();
+  const int64_t batch = q_blhd.size(0), length = q_blhd.size(1);
+  std::vector<bool> keep(static_cast<size_t>(batch * length), true);
+  keep[static_cast<size_t>(length - 1)] = false;  // batch 0 hides its last key
+  Tensor key_keep = from_vector<bool>(keep, {batch, length}).to(device);
+  std::optional<AutocastGuard> autocast;
+  if (autocast_on) autocast.emplace(DType::BFloat16);
+  Tensor out = scaled_dot_product_attention(transpose(q, 1, 2), transpose(k, 1, 2), transpose(v, 1, 2), key_keep,
+                                            /*causal=*/true);
+  out.backward(upstream.to(device));
+  return {out, q.grad(), k.grad(), v.grad()};
+}
+}  // namespace
+
+TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, float32 gradients") {
+  uint64_t seed = 650;
+  const Tensor q = random_f32({2, 9, 3, 8}, ++seed), k = random_f32({2, 9, 3, 8}, ++seed);
+  const Tensor v = random_f32({2, 9, 3, 8}, ++seed), upstream = random_f32({2, 3, 9, 8}, ++seed);
+  AttentionPathScope gemm(ops::AttentionPath::Gemm);
+  const AttentionRun mixed = run_attention(q, k, v, upstream, Device::cpu(), true);
+  CHECK(mixed.out.dtype() == DType::Float32);
+  CHECK(mixed.grad_q.dtype() == DType::Float32);
+  // float32 attention of the bf16-rounded operands: the same function up to the
+  // probabilities' rounding to bf16 as PV's operand (~2^-9 relative each)
+  const AttentionRun on_rounded = run_attention(rounded(q), rounded(k), rounded(v), upstream, Device::cpu(), false);
+  CHECK_WITHIN(mixed.out, on_rounded.out, 5e-3, "out vs float32 on rounded operands");
+  // and a bf16-accurate version of plain float32 attention, gradients included
+  const AttentionRun fp32 = run_attention(q, k, v, upstream, Device::cpu(), false);
+  CHECK_WITHIN(mixed.out, fp32.out, kBf16Tolerance, "out vs float32");
+  CHECK_WITHIN(mixed.grad_q, fp32.grad_q, kBf16Tolerance, "grad q vs float32");
+  CHECK_WITHIN(mixed.grad_k, fp32.grad_k, kBf16Tolerance, "grad k vs float32");
+  CHECK_WITHIN(mixed.grad_v, fp32.grad_v, kBf16Tolerance, "grad v vs float32");
+  CHECK(relative_error(mixed.out, fp32.out) > 0.0);  // it did run in bf16
+  // The fused path computes in float32 under autocast too: bit-identical to no autocast.
+  AttentionPathScope fused(ops::AttentionPath::Fused);
+  const AttentionRun fused_autocast = run_attention(q, k, v, upstream, Device::cpu(), true);
+  const AttentionRun fused_plain = run_attention(q, k, v, upstream, Device::cpu(), false);
+  CHECK(fused_autocast.out.to_vector<float>() == fused_plain.out.to_vector<float>());
+  CHECK(fused_autocast.grad_k.to_vector<float>() == fused_plain.grad_k.to_vector<float>());
+}
+
 TEST_CASE("cuda: bf16 GEMM and autocast gradients match the CPU") {
   SKIP_WITHOUT_GPU();
   const Device gpu = Device::cuda(0);
@@ -259,6 +320,18 @@ TEST_CASE("cuda: bf16 GEMM and autocast gradients match the CPU") {
   }
   const char* names[] = {"y", "grad x", "grad w", "grad bias"};
   for (int i = 0; i < 4; ++i) CHECK_WITHIN(results[1][i], results[0][i], kF32Tolerance, names[i]);
+  // autocast attention (the GPU takes the GEMM path for short sequences): against the
+  // CPU's GEMM path. Identical bf16 operands and float32 sums; a probability that rounds
+  // to the other bf16 neighbour moves an output by ~2^-9 of one term, hence 5e-3.
+  const Tensor q = random_f32({2, 9, 3, 8}, ++seed), k = random_f32({2, 9, 3, 8}, ++seed);
+  const Tensor v = random_f32({2, 9, 3, 8}, ++seed), attention_upstream = random_f32({2, 3, 9, 8}, ++seed);
+  const AttentionRun on_gpu = run_attention(q, k, v, attention_upstream, gpu, true);
+  AttentionPathScope gemm(ops::AttentionPath::Gemm);
+  const AttentionRun on_cpu = run_attention(q, k, v, attention_upstream, Device::cpu(), true);
+  CHECK_WITHIN(on_gpu.out, on_cpu.out, 5e-3, "attention out");
+  CHECK_WITHIN(on_gpu.grad_q, on_cpu.grad_q, 5e-3, "attention grad q");
+  CHECK_WITHIN(on_gpu.grad_k, on_cpu.grad_k, 5e-3, "attention grad k");
+  CHECK_WITHIN(on_gpu.grad_v, on_cpu.grad_v, 5e-3, "attention grad v");
 }
 
 namespace {
@@ -321,6 +394,8 @@ constexpr int kTrainingSteps = 200;
 #endif
 TEST_CASE("autocast training: the tiny CLIP scorer's 200-step loss tracks float32 (<= 2% final)") {
   const int steps = kTrainingSteps;
+  // Attention through its GEMM path, as on the GPU: under autocast it runs in bf16 too.
+  AttentionPathScope gemm(ops::AttentionPath::Gemm);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<double> fp32 = train_tiny_scorer(steps, false);
   const std::vector<double> bf16_run = train_tiny_scorer(steps, true);

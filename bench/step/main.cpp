@@ -291,16 +291,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     MMS_CHECK(mode == "fp32" || mode == "tf32" || mode == "bf16", "bench/step: unknown --mode '", mode, "'");
-    // bf16: every linear/matmul of the model runs under autocast (bf16 operands, fp32
+    // bf16: every linear/matmul of the model, and attention's QK^T / PV GEMMs where it
+    // takes its GEMM path (CUDA, L <= 256), runs under autocast (bf16 operands, fp32
     // accumulation, fp32 master weights and AdamW state; autograd/autocast.h), as the
-    // peer's torch.autocast(bfloat16). The GEMMs left in float32 (attention's own
-    // QK^T / PV path) run with TF32 on, so on CUDA "bf16" means bf16 + tf32 (the CPU
-    // has no TF32: float32 there).
+    // peer's torch.autocast(bfloat16). Any float32 GEMM left runs with TF32 on (the CPU
+    // has no TF32; its attention takes the fused float32 kernel).
     std::optional<AutocastGuard> autocast;  // held for every timed step of this thread
     if (mode == "bf16") autocast.emplace(DType::BFloat16);
     const std::string gemm_precision =
         mode != "bf16" ? mode
-                       : std::string("bf16 linear/matmul (autocast), ") + (device.is_cuda() ? "tf32" : "fp32") +
+                       : std::string("bf16 linear/matmul (autocast), ") + (device.is_cuda() ? "bf16" : "fp32") +
                              " attention";
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");

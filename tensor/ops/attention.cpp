@@ -10,6 +10,12 @@
 // Both compute the same function with the same saved log-sum-exp, so either backward
 // works with either forward. Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
 // MMS_ATTENTION=fused|gemm in the environment (or set_attention_path) overrides.
+//
+// Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
+// Only the Gemm path takes them: QK^T and PV run as bf16 x bf16 -> float32 GEMMs, the
+// scores, softmax and log-sum-exp stay float32, and the probabilities are rounded to
+// bf16 only as PV's operand (as torch's bf16 SDPA does). Outputs and gradients are
+// float32, since they flow back to float32 activations.
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -30,6 +36,7 @@ AttentionPath& configured_path() {
 }
 
 bool use_gemm_path(const Tensor& q, const Tensor& k) {
+  if (q.dtype() == DType::BFloat16) return true;  // the fused kernels compute in one dtype
   switch (configured_path()) {
     case AttentionPath::Fused: return false;
     case AttentionPath::Gemm: return true;
@@ -58,14 +65,25 @@ Tensor visible_keys(const Tensor& key_keep, bool causal, int64_t batch, int64_t 
   return allowed;
 }
 
-// scale * q k^T with masked entries at -inf: [B, H, Lq, Lk].
+// The dtype of scores, outputs and gradients: float32 for bf16 operands, else theirs.
+DType result_dtype(const Tensor& q) { return q.dtype() == DType::BFloat16 ? DType::Float32 : q.dtype(); }
+
+// A GEMM operand in the operands' dtype (bf16 in the mixed form), contiguous: one pass
+// that both converts and gathers a transposed view.
+Tensor gemm_operand(const Tensor& t, DType operand_dtype) {
+  return t.dtype() == operand_dtype ? t.contiguous() : cast(t, operand_dtype);
+}
+
+// scale * q k^T with masked entries at -inf: [B, H, Lq, Lk], in result_dtype(q); q and k
+// contiguous.
 Tensor masked_scores(const Tensor& q, const Tensor& k, const Tensor& allowed, double scale) {
   const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2), d = q.size(3);
-  Tensor scores = empty({b * h, lq, lk}, q.dtype(), q.device());
+  const DType dtype = result_dtype(q);
+  Tensor scores = empty({b * h, lq, lk}, dtype, q.device());
   backend_for(q.device()).bmm(reshape(q, {b * h, lq, d}), reshape(k, {b * h, lk, d}), scores, false, true, scale, 0.0);
   scores = reshape(scores, {b, h, lq, lk});
   if (!allowed.defined()) return scores;
-  return where(allowed, scores, full({}, -std::numeric_limits<double>::infinity(), q.dtype(), q.device()));
+  return where(allowed, scores, full({}, -std::numeric_limits<double>::infinity(), dtype, q.device()));
 }
 
 // Probabilities from the masked scores; rows with no visible key are all zero
@@ -87,10 +105,12 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, b
 
 void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
+bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
 
 namespace {
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
-  check_floating("attention", q);
+  // float32 or float64, or bfloat16 operands (the mixed form)
+  if (q.dtype() != DType::BFloat16) check_floating("attention", q);
   for (const Tensor* t : {&k, &v}) {
     check_same_dtype("attention", q, *t);
     check_same_device("attention", q, *t);
@@ -118,17 +138,19 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
                           bool causal, double scale) {
   check_attention(q, k, v, key_keep);
   AttentionResult result;
-  result.out = empty(q.shape(), q.dtype(), q.device());
-  result.lse = empty({q.size(0), q.size(1), q.size(2)}, q.dtype(), q.device());
+  const DType dtype = result_dtype(q);
+  result.out = empty(q.shape(), dtype, q.device());
+  result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {
     Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
     Tensor scores = masked_scores(q.contiguous(), k.contiguous(), allowed, scale);
     result.lse = logsumexp(scores, {-1});
     Tensor probs = zero_hidden(softmax(scores, -1), allowed);
-    batched_gemm(probs, v, result.out, false, false, 1.0);
+    batched_gemm(gemm_operand(probs, q.dtype()), v, result.out, false, false, 1.0);
     return result;
   }
+  MMS_CHECK(q.dtype() != DType::BFloat16, "attention: bf16 operands take the GEMM path only");
   backend_for(q.device()).attention(q.contiguous(), k.contiguous(), v.contiguous(),
                                     key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale,
                                     result.out, result.lse);
@@ -142,24 +164,31 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   MMS_CHECK(grad_out.shape() == q.shape(), "attention backward: gradient ",
             shape_str(grad_out.shape()), " does not match the output ", shape_str(q.shape()));
   AttentionGrads grads;
-  grads.grad_q = empty(q.shape(), q.dtype(), q.device());
-  grads.grad_k = empty(k.shape(), k.dtype(), k.device());
-  grads.grad_v = empty(v.shape(), v.dtype(), v.device());
+  const DType dtype = result_dtype(q);
+  grads.grad_q = empty(q.shape(), dtype, q.device());
+  grads.grad_k = empty(k.shape(), dtype, k.device());
+  grads.grad_v = empty(v.shape(), dtype, v.device());
   if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
     // P = exp(S - lse) (hidden keys 0);  dV = P^T dO;  dP = dO V^T;
     // dS = P * (dP - rowsum(dP * P))  (the softmax backward; rowsum(dP*P) = rowsum(dO*O));
     // dQ = scale dS K;  dK = scale dS^T Q.
+    // Each operand is made contiguous (and bf16 in the mixed form) once, here: the
+    // GEMMs below reuse them (q, k, v arrive as transposed head views otherwise).
+    const DType operands = q.dtype();
+    const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+    const Tensor grad_out_c = gemm_operand(grad_out, operands);
     Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
-    Tensor scores = masked_scores(q.contiguous(), k.contiguous(), allowed, scale);
+    Tensor scores = masked_scores(qc, kc, allowed, scale);
     Tensor probs = zero_hidden(exp(sub(scores, unsqueeze(lse, -1))), allowed);
     const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2);
-    Tensor grad_probs = empty({b, h, lq, lk}, q.dtype(), q.device());
-    batched_gemm(grad_out, v, grad_probs, false, true, 1.0);
-    Tensor grad_scores = softmax_backward(grad_probs, probs, -1, false);
-    batched_gemm(grad_scores, k, grads.grad_q, false, false, scale);
-    batched_gemm(grad_scores, q, grads.grad_k, true, false, scale);
-    batched_gemm(probs, grad_out, grads.grad_v, true, false, 1.0);
+    Tensor grad_probs = empty({b, h, lq, lk}, dtype, q.device());
+    batched_gemm(grad_out_c, vc, grad_probs, false, true, 1.0);
+    const Tensor grad_scores = gemm_operand(softmax_backward(grad_probs, probs, -1, false), operands);
+    batched_gemm(grad_scores, kc, grads.grad_q, false, false, scale);
+    batched_gemm(grad_scores, qc, grads.grad_k, true, false, scale);
+    batched_gemm(gemm_operand(probs, operands), grad_out_c, grads.grad_v, true, false, 1.0);
   } else if (q.numel() > 0 && k.numel() > 0) {
+    MMS_CHECK(q.dtype() != DType::BFloat16, "attention backward: bf16 operands take the GEMM path only");
     backend_for(q.device()).attention_backward(
         grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
         key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale, grads.grad_q,
