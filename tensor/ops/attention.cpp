@@ -7,8 +7,9 @@
 //    there it hands the O(L^2 D) work to cuBLAS's tensor-core GEMMs, which our flash
 //    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
 //
-// Both compute the same function with the same saved log-sum-exp, so either backward
-// works with either forward. Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
+// Both compute the same function and save the same log-sum-exp (the fused backward
+// rebuilds the probabilities from it; the Gemm backward recomputes the softmax), so
+// either backward works with either forward. Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
 // MMS_ATTENTION=fused|gemm in the environment (or set_attention_path) overrides.
 //
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
@@ -169,7 +170,8 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   grads.grad_k = empty(k.shape(), dtype, k.device());
   grads.grad_v = empty(v.shape(), dtype, v.device());
   if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
-    // P = exp(S - lse) (hidden keys 0);  dV = P^T dO;  dP = dO V^T;
+    // P = softmax(S) (hidden keys 0; one row kernel, where exp(S - lse) would take a
+    // broadcast subtraction and an exp pass);  dV = P^T dO;  dP = dO V^T;
     // dS = P * (dP - rowsum(dP * P))  (the softmax backward; rowsum(dP*P) = rowsum(dO*O));
     // dQ = scale dS K;  dK = scale dS^T Q.
     // Each operand is made contiguous (and bf16 in the mixed form) once, here: the
@@ -179,7 +181,7 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     const Tensor grad_out_c = gemm_operand(grad_out, operands);
     Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
     Tensor scores = masked_scores(qc, kc, allowed, scale);
-    Tensor probs = zero_hidden(exp(sub(scores, unsqueeze(lse, -1))), allowed);
+    Tensor probs = zero_hidden(softmax(scores, -1), allowed);
     const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2);
     Tensor grad_probs = empty({b, h, lq, lk}, dtype, q.device());
     batched_gemm(grad_out_c, vc, grad_probs, false, true, 1.0);
