@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One short GPU call that checks and measures a change, for sessions whose device time is
+# nearly spent: builds only what it runs (sm_90), runs the CUDA test binaries, bench/step
+# (bf16 B=32,128 eager with --profile, bf16 --graph, fp32, tf32), the PyTorch peers in the
+# same call, the 200-step bf16-vs-fp32 loss, a 20-step CUDA fine-tune, and last the
+# torch.compile reduce-overhead peer. Few files in $OUT (the device tool returns a
+# handful), most important first, so a timeout still leaves the key numbers.
+#   OUT=$OUT bash tools/gpu_final.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-./out}
+BUILD=${BUILD:-build-gpu}
+PEER=${PEER_SCRIPT:-.devcarry/torch_step.py}
+mkdir -p "$OUT"
+t0=$(date +%s)
+elapsed() { echo "$(($(date +%s) - t0))s"; }
+generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+tests=(test_cuda_ops test_cuda_step test_autocast test_dropout test_cuda_gemm_lt test_clip_parity test_fast_divider)
+{ cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DMMS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 &&
+  cmake --build "$BUILD" -j"$(nproc)" --target step finetune "${tests[@]}"; } >"$OUT/build.log" 2>&1
+echo "build rc=$? $(elapsed)" | tee "$OUT/summary.txt"
+for t in "${tests[@]}"; do
+  args=(); [ "$t" = test_clip_parity ] && args=(-tc="*CUDA*")
+  timeout 120 "$BUILD/tests/$t" "${args[@]}" >>"$OUT/tests.log" 2>&1
+  echo "$t rc=$? $(grep 'test cases' "$OUT/tests.log" | tail -1) $(elapsed)" | tee -a "$OUT/summary.txt"
+done
+step="$BUILD/bin/step --device cuda"
+timeout 90 $step --mode bf16 --batch-lists 32,128 --profile >"$OUT/ours.log" 2>&1
+timeout 60 $step --mode bf16 --batch-lists 32,128 --graph >>"$OUT/ours.log" 2>&1
+timeout 60 $step --mode fp32 --batch-lists 32 >>"$OUT/ours.log" 2>&1
+timeout 60 $step --mode tf32 --batch-lists 32 >>"$OUT/ours.log" 2>&1
+echo "ours done $(elapsed)" | tee -a "$OUT/summary.txt"
+for run in bf16:32 fp32:32 tf32:32 bf16:128; do
+  timeout 90 python3 "$PEER" --mode "${run%:*}" --batch-lists "${run#*:}" 2>&1 | grep '^{' >>"$OUT/peer.log"
+done
+echo "peers done $(elapsed)" | tee -a "$OUT/summary.txt"
+for mode in fp32 bf16; do
+  timeout 60 $step --mode "$mode" --batch-lists 8 --warmup 0 --steps 200 2>&1 | grep '^{' | sed 's/^{/{"run":"loss200",/' >>"$OUT/loss200.log"
+done
+timeout 120 "$BUILD/bin/finetune" --device cuda --steps 20 --cache-dir /tmp/mms-cache --out /tmp/mms-ft >"$OUT/finetune.log" 2>&1
+echo "finetune rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+grep -h '^{' "$OUT/ours.log" "$OUT/peer.log" >"$OUT/perf.log"
+python3 tools/perf_table.py "$OUT/perf.log" >>"$OUT/summary.txt" 2>&1
+timeout 150 python3 "$PEER" --mode bf16 --batch-lists 32 --compile reduce-overhead 2>&1 | grep '^{' >>"$OUT/peer.log"
+grep -h '^{' "$OUT/ours.log" "$OUT/peer.log" >"$OUT/perf.log"
+python3 tools/perf_table.py "$OUT/perf.log" >>"$OUT/summary.txt" 2>&1
+echo "all done $(elapsed)" | tee -a "$OUT/summary.txt"
+cat "$OUT/summary.txt"
