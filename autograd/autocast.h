@@ -27,6 +27,7 @@
 #include <optional>
 
 #include "tensor/dtype.h"
+#include "tensor/tensor.h"
 
 namespace mms {
 
@@ -45,5 +46,28 @@ class AutocastGuard {
  private:
   std::optional<DType> previous_;
 };
+
+// One bf16 copy of `x` for every autocast GEMM that reads it while this scope lives.
+// Attention's q, k and v projections read the same normalised activations; without the
+// scope each would cast them and save its own bf16 copy for the backward (two casts and
+// two copies of [tokens, width] too many per layer). Keyed by the tensor itself, so any
+// other operand is cast as usual; no effect when autocast is off. Scopes nest.
+class SharedAutocastOperand {
+ public:
+  explicit SharedAutocastOperand(const Tensor& x);
+  ~SharedAutocastOperand();
+  SharedAutocastOperand(const SharedAutocastOperand&) = delete;
+  SharedAutocastOperand& operator=(const SharedAutocastOperand&) = delete;
+
+ private:
+  friend Tensor autocast_operand(const Tensor& t);
+  Tensor source_;                     // held, so its identity cannot be reused meanwhile
+  Tensor cast_;                       // made on first use
+  SharedAutocastOperand* previous_;
+};
+
+// t as an autocast GEMM operand: t itself when already bfloat16, the shared copy when t
+// is an enclosing SharedAutocastOperand's tensor, else a fresh bf16 cast.
+Tensor autocast_operand(const Tensor& t);
 
 }  // namespace mms

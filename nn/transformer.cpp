@@ -1,6 +1,7 @@
 #include "nn/transformer.h"
 
 #include "autograd/api.h"
+#include "autograd/autocast.h"
 
 namespace mms::nn {
 
@@ -25,6 +26,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_keep, bool
   auto heads = [&](const Tensor& t) {
     return transpose(reshape(t, {batch, length, num_heads, head_dim}), 1, 2);
   };
+  // Under autocast, the three projections share one bf16 copy of x (one cast, one saved copy).
+  const SharedAutocastOperand shared_x(x);
   Tensor q = heads(q_proj->forward(x));
   Tensor k = heads(k_proj->forward(x));
   Tensor v = heads(v_proj->forward(x));
