@@ -30,7 +30,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
   ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s);
-  Tensor os = saved(r.out), lse = r.lse, mask = key_keep;
+  // Only the fused backward reads the output; the GEMM path recomputes the softmax, so
+  // there the output is not kept alive (a [B, H, L, D] float32 per layer).
+  const Tensor os = ops::attention_uses_gemm(qs, ks) ? Tensor() : saved(r.out);
+  Tensor lse = r.lse, mask = key_keep;
   return record("scaled_dot_product_attention", r.out, {q, k, v},
                 [qs, ks, vs, os, lse, mask, causal, s](const Tensor& g, const std::vector<bool>&) {
                   ops::AttentionGrads ag = ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s);

@@ -191,6 +191,8 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     batched_gemm(gemm_operand(probs, operands), grad_out_c, grads.grad_v, true, false, 1.0);
   } else if (q.numel() > 0 && k.numel() > 0) {
     MMS_CHECK(q.dtype() != DType::BFloat16, "attention backward: bf16 operands take the GEMM path only");
+    MMS_CHECK(out.defined(), "attention backward: the fused kernel needs the forward's output, which a GEMM-path "
+                             "forward does not keep; keep the attention path fixed between forward and backward");
     backend_for(q.device()).attention_backward(
         grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
         key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale, grads.grad_q,
