@@ -269,20 +269,24 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
   const Device device = grads.front().device();
   NoGradGuard no_grad;
   Tensor squares = empty({}, DType::Float64, device);
-  backend_for(device).sum_of_squares_into(grads, squares);
-  Tensor norm = ops::sqrt(squares);
+  backend_for(device).sum_of_squares_into(grads, squares);  // accumulated in float64 on every device
+  // The few scalar ops after the sum run in float64 on the CPU; CUDA's elementwise
+  // kernels are float32, so there the sum is rounded to float32 first (the coefficient
+  // multiplies float32 gradients either way).
+  const DType scalar_dtype = device.is_cuda() ? DType::Float32 : DType::Float64;
+  Tensor norm = ops::sqrt(scalar_dtype == DType::Float64 ? squares : ops::cast(squares, scalar_dtype));
   if (std::isinf(max_norm)) {  // "no clipping, just the norm": leave the gradients alone
     profile_mark_op("clip_grad_norm");
     return norm;
   }
   Tensor wanted = ops::binary(BinaryOp::Minimum,
-                              ops::binary(BinaryOp::Div, full({}, max_norm, DType::Float64, device),
+                              ops::binary(BinaryOp::Div, full({}, max_norm, scalar_dtype, device),
                                           ops::add_scalar(norm, 1e-6)),
-                              full({}, 1.0, DType::Float64, device));
+                              full({}, 1.0, scalar_dtype, device));
   // |norm| < inf is false for NaN and +inf: leave such gradients as they are.
   Tensor finite = ops::binary(BinaryOp::Lt, ops::abs(norm),
-                              full({}, std::numeric_limits<double>::infinity(), DType::Float64, device));
-  Tensor coef = ops::where(finite, wanted, full({}, 1.0, DType::Float64, device));
+                              full({}, std::numeric_limits<double>::infinity(), scalar_dtype, device));
+  Tensor coef = ops::where(finite, wanted, full({}, 1.0, scalar_dtype, device));
   std::map<DType, Tensor> coef_as;  // one cast per gradient dtype, not per gradient
   for (const Tensor& p : params) {
     Tensor g = p.grad();

@@ -107,7 +107,8 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
 // coefficient min(1, max_norm / (norm + 1e-6)) is computed on the gradients' device, 1
 // when the norm is not finite, and every gradient is multiplied by it (by exactly 1 when
 // no clipping is needed; not at all when max_norm is +inf, which asks for the norm
-// only). Returns the norm, a float64 scalar on that device, unread;
+// only). Returns the norm, a scalar on that device, unread (float64 on the CPU; float32
+// on CUDA, whose elementwise kernels are float32 -- the sum itself is float64 on both);
 // an undefined tensor when no parameter has a gradient. One device only.
 Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_norm);
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -209,6 +210,36 @@ TEST_CASE("cuda: a captured graph replays the forward exactly, and replayed step
   CHECK(setup.optimizer->state("head.score.weight").step == 5);  // 1 eager + 4 replays, read from the device
 }
 #endif
+
+TEST_CASE("cuda: clip_grad_norm_ and its deferred form match the CPU") {
+  SKIP_WITHOUT_GPU();
+  // Two gradients with a global norm of 13 (3-4-12): clipped to 6.5, left alone at 20,
+  // and +inf (the trainer's "norm only") reads the norm without touching them.
+  for (double max_norm : {6.5, 20.0, std::numeric_limits<double>::infinity()}) {
+    INFO("max_norm " << max_norm);
+    double norms[2];
+    std::vector<float> grads[2];
+    for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+      const Device device = on_gpu ? Device::cuda(0) : Device::cpu();
+      Tensor a = zeros({2}, DType::Float32, device).set_requires_grad(true);
+      Tensor b = zeros({1}, DType::Float32, device).set_requires_grad(true);
+      a.set_grad(from_vector<float>({3, 4}, {2}).to(device));
+      b.set_grad(from_vector<float>({12}, {1}).to(device));
+      norms[on_gpu] = nn::clip_grad_norm_({a, b}, max_norm);
+      grads[on_gpu] = a.grad().to(Device::cpu()).to_vector<float>();
+      const std::vector<float> gb = b.grad().to(Device::cpu()).to_vector<float>();
+      grads[on_gpu].insert(grads[on_gpu].end(), gb.begin(), gb.end());
+    }
+    CHECK(norms[0] == doctest::Approx(13.0).epsilon(1e-12));
+    CHECK(norms[1] == doctest::Approx(13.0).epsilon(1e-6));
+    const double scale = max_norm < 13.0 ? max_norm / (13.0 + 1e-6) : 1.0;
+    for (int d = 0; d < 2; ++d) {
+      REQUIRE(grads[d].size() == 3);
+      CHECK(grads[d][0] == doctest::Approx(3 * scale).epsilon(1e-6));
+      CHECK(grads[d][2] == doctest::Approx(12 * scale).epsilon(1e-6));
+    }
+  }
+}
 
 namespace {
 double sum_ms(const std::vector<ProfileRow>& rows) {
