@@ -110,11 +110,31 @@ void AdamW::step_capturable() {
                     grad.device() == p.device(),
                 "AdamW(capturable): parameter '", name, "' must be contiguous and writable, with a gradient of ",
                 "its shape on its device");
+      // What the fused kernels take (CUDA: float32; CPU: float32 or float64), checked
+      // here rather than in the backend, where earlier groups would already have moved.
+      MMS_CHECK(p.dtype() == DType::Float32 || (p.device().is_cpu() && p.dtype() == DType::Float64),
+                "AdamW(capturable): parameter '", name, "' is ", dtype_name(p.dtype()), " on ", p.device().str(),
+                "; the fused update takes float32 (or float64 on the CPU)");
+      MMS_CHECK(!device_step_.defined() || p.device() == device_step_.device(), "AdamW(capturable): parameter '",
+                name, "' is on ", p.device().str(), " but the step count lives on ", device_step_.device().str());
       members.push_back({&name, p, grad, &g});
     }
   }
   if (members.empty()) return;
-  capturable_members_ = std::move(names);
+  // The first capturable step starts the device count from the states' count, which
+  // must be one number (0 for a fresh optimizer, a checkpoint's otherwise).
+  int64_t done = 0;
+  if (!device_step_.defined()) {
+    auto steps_of = [&](const Member& m) {
+      auto it = state_.find(*m.name);
+      return it == state_.end() ? int64_t(0) : it->second.step;
+    };
+    done = steps_of(members.front());
+    for (const Member& m : members)
+      MMS_CHECK(steps_of(m) == done, "AdamW(capturable): parameters '", *members.front().name, "' (", done,
+                " steps) and '", *m.name, "' (", steps_of(m), " steps) differ; capturable mode keeps one "
+                "step count, so its parameters must start from one (a fresh optimizer or a complete checkpoint)");
+  }
   const Device device = members.front().param.device();
   std::map<double, std::vector<Backend::AdamWTensor>> calls;
   for (const Member& m : members) {
@@ -128,8 +148,6 @@ void AdamW::step_capturable() {
                                         s.exp_avg_sq, m.group->weight_decay});
   }
   if (!device_step_.defined()) {
-    // The count so far: the state's (0 for a fresh optimizer, or a loaded checkpoint's).
-    const int64_t done = state_.at(*members.front().name).step - 1;
     device_step_ = full({}, static_cast<double>(done), DType::Int64, device);
     device_lr_ = full({}, options_.lr, DType::Float64, device);
   }
@@ -137,12 +155,14 @@ void AdamW::step_capturable() {
   for (const auto& [lr_scale, tensors] : calls)
     backend_for(device).adamw_device_scalars(tensors, device_lr_, lr_scale, options_.beta1, options_.beta2,
                                              options_.eps, device_step_);
+  capturable_members_ = std::move(names);
 }
 
 void AdamW::refresh_steps() const {
   if (!device_step_.defined()) return;
   const int64_t count = static_cast<int64_t>(device_step_.item());
-  for (auto& [_, s] : state_) s.step = count;
+  for (auto& [name, s] : state_)  // the count is the participants'; others keep their own
+    if (capturable_members_.count(name) > 0) s.step = count;
 }
 
 void AdamW::zero_grad() {
@@ -271,8 +291,9 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
   Tensor squares = empty({}, DType::Float64, device);
   backend_for(device).sum_of_squares_into(grads, squares);  // accumulated in float64 on every device
   // The few scalar ops after the sum run in float64 on the CPU; CUDA's elementwise
-  // kernels are float32, so there the sum is rounded to float32 first (the coefficient
-  // multiplies float32 gradients either way).
+  // kernels are float32, so there the sum is rounded to float32 first (a norm beyond
+  // float32's range, ~1.8e19, then reads as inf: not clipped, and reported non-finite,
+  // which the trainer stops on). The coefficient is cast to each gradient's dtype.
   const DType scalar_dtype = device.is_cuda() ? DType::Float32 : DType::Float64;
   Tensor norm = ops::sqrt(scalar_dtype == DType::Float64 ? squares : ops::cast(squares, scalar_dtype));
   if (std::isinf(max_norm)) {  // "no clipping, just the norm": leave the gradients alone

@@ -498,6 +498,61 @@ TEST_CASE("AdamW capturable: a parameter without a gradient at the first step st
   CHECK(contains(error_of([&] { capturable.step(); }), "parameter 'unused' has a gradient, but had none"));
 }
 
+TEST_CASE("AdamW capturable: a refused step changes nothing; counts start from one consistent state") {
+  // A bfloat16 parameter in the second group: refused before the first group moves.
+  Tensor a = from_vector<float>({1, 2}, {2}).set_requires_grad(true);
+  Tensor h = ops::cast(from_vector<float>({3}, {1}), DType::BFloat16).set_requires_grad(true);
+  AdamWOptions options{0.1};
+  options.capturable = true;
+  AdamW refused({ParamGroup{"first", {{"a", a}}, 0.0, 1.0}, ParamGroup{"second", {{"h", h}}, 0.0, 2.0}}, options);
+  a.set_grad(from_vector<float>({0.5, 0.5}, {2}));
+  h.set_grad(ops::cast(from_vector<float>({0.5}, {1}), DType::BFloat16));
+  CHECK(contains(error_of([&] { refused.step(); }), "parameter 'h' is bfloat16"));
+  CHECK_FALSE(refused.has_state("a"));
+  CHECK(a.to_vector<float>() == std::vector<float>{1, 2});
+
+  // A checkpoint with state for a parameter that no longer gets gradients: its step stays
+  // its own while the participants' count advances.
+  auto make = [&](Tensor& used, Tensor& unused) {
+    used = from_vector<double>({1, -1}, {2}).set_requires_grad(true);
+    unused = from_vector<double>({0.5}, {1}).set_requires_grad(true);
+    AdamWOptions o{0.1};
+    o.capturable = true;
+    return AdamW({ParamGroup{"all", {{"used", used}, {"unused", unused}}, 0.0, 1.0}}, o);
+  };
+  Tensor u1, n1;
+  AdamW plain_all = make(u1, n1);
+  for (int i = 0; i < 2; ++i) {  // both take part here: 2 steps each
+    u1.set_grad(from_vector<double>({0.1, 0.2}, {2}));
+    n1.set_grad(from_vector<double>({0.3}, {1}));
+    plain_all.step();
+  }
+  const NamedTensors checkpoint = plain_all.state_dict();
+  Tensor u2, n2;
+  AdamW resumed = make(u2, n2);
+  StateDict loaded;
+  for (const auto& [name, t] : checkpoint) loaded[name] = t;
+  resumed.load_state_dict(loaded);
+  for (int i = 0; i < 3; ++i) {  // now only 'used' has a gradient
+    u2.set_grad(from_vector<double>({0.1, 0.2}, {2}));
+    resumed.step();
+  }
+  CHECK(resumed.state("used").step == 5);
+  CHECK(resumed.state("unused").step == 2);
+
+  // A partial checkpoint (state for one participant, none for the other) cannot share a count.
+  Tensor u3, n3;
+  AdamW partial = make(u3, n3);
+  StateDict only_used;
+  for (const auto& [name, t] : checkpoint)
+    if (name.find(".used") != std::string::npos) only_used[name] = t;
+  partial.load_state_dict(only_used);
+  u3.set_grad(from_vector<double>({0.1, 0.2}, {2}));
+  n3.set_grad(from_vector<double>({0.3}, {1}));
+  CHECK(contains(error_of([&] { partial.step(); }), "differ"));
+  CHECK(partial.state("used").step == 2);  // untouched by the refused step
+}
+
 TEST_CASE("decay groups: biases, norms and 1-d tensors are not decayed") {
   manual_seed(5);
   EncoderLayer layer(tiny_config());
