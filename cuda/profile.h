@@ -6,7 +6,9 @@
 // forward, each backward node and the optimizer: tensor/profile.h) records an event on
 // stream(). The time between two consecutive events is the GPU time of the work queued
 // between them, so each interval is charged to the mark that closes it: a kernel mark
-// gets its kernel, an op mark gets everything since the previous op mark.
+// gets its kernel (and any copy or memset queued just before it), an op mark gets
+// everything since the previous op mark. Kernel labels are function:line of the launch
+// (a lambda shows as operator():line).
 //
 // That holds while the GPU is the bottleneck: if it ever waits for the host, the idle
 // gap is charged to the next mark. begin() therefore first queues a spin kernel that
@@ -43,5 +45,7 @@ void mark_kernel(const char* function, int line);
 void mark_op(const std::string& label);
 // Waits for the stream, measures every interval and closes the recording.
 Report end();
+// Closes an open recording without measuring it (after an exception); no-op otherwise.
+void discard();
 
 }  // namespace mms::cuda::profile

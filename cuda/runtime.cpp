@@ -161,10 +161,10 @@ const char* cublas_status_message(cublasStatus_t status) {
 }
 
 void check_launch(const char* file, int line, const char* function) {
-  if (profile::recording()) profile::mark_kernel(function, line);
   const cudaError_t launch = cudaGetLastError();
   if (launch != cudaSuccess)
     report_cuda_error(file, line, "kernel launch", cudaGetErrorString(launch));
+  if (profile::recording()) profile::mark_kernel(function, line);  // after the check: an error names its launch
   if (debug_sync_enabled()) {
     const cudaError_t run = cudaStreamSynchronize(stream());
     if (run != cudaSuccess)

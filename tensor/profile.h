@@ -35,6 +35,19 @@ struct ProfileReport {
 
 void profile_begin(Device device);
 ProfileReport profile_end();
+// Closes an open profile without a report (no-op when none is open).
+void profile_discard();
+
+// A profile for the scope's lifetime: end() gives the report; leaving the scope without
+// it (an exception in the profiled work) discards the recording, so nothing stays open.
+class ProfileScope {
+ public:
+  explicit ProfileScope(Device device) { profile_begin(device); }
+  ~ProfileScope() { profile_discard(); }
+  ProfileScope(const ProfileScope&) = delete;
+  ProfileScope& operator=(const ProfileScope&) = delete;
+  ProfileReport end() { return profile_end(); }
+};
 
 namespace detail {
 extern bool profile_open;

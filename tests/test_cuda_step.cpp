@@ -301,4 +301,12 @@ TEST_CASE("cuda: the profile of a whole step charges all its GPU time to ops and
   const ProfileReport empty_report = profile_end();
   CHECK(empty_report.ops.empty());
   CHECK(empty_report.total_ms == 0.0);
+  // A scope left by an exception discards its recording: the next one opens.
+  CHECK_THROWS_AS(([&] {
+                    ProfileScope scope(gpu);
+                    fail("the profiled work failed");
+                  }()),
+                  Error);
+  ProfileScope again(gpu);
+  CHECK(again.end().total_ms >= 0.0);
 }

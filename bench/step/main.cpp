@@ -236,9 +236,9 @@ Result run(const StepSpec& spec, Device device, int64_t lists, int warmup, int s
     // One more eager step under the timeline profiler (tensor/profile.h), after the
     // timings so its events cost them nothing.
     MMS_CHECK(!use_graph, "bench/step: --profile times an eager step; drop --graph");
-    profile_begin(device);
+    ProfileScope profiling(device);
     step(warmup + steps, nullptr);
-    const ProfileReport report = profile_end();
+    const ProfileReport report = profiling.end();
     char head[160];
     std::snprintf(head, sizeof head, "\nprofile of one step, B = %lld (median unprofiled step: %.2f ms)\n",
                   static_cast<long long>(lists), r.median_ms);
@@ -300,8 +300,10 @@ int main(int argc, char** argv) {
     if (mode == "bf16") autocast.emplace(DType::BFloat16);
     const std::string gemm_precision =
         mode != "bf16" ? mode
-                       : std::string("bf16 linear/matmul (autocast), ") + (device.is_cuda() ? "bf16" : "fp32") +
-                             " attention";
+                       : std::string("bf16 linear/matmul (autocast), ") +
+                             (device.is_cuda() && ops::attention_path() != ops::AttentionPath::Fused
+                                  ? "bf16 attention (GEMM path, L <= 256)"
+                                  : "fp32 fused attention");
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");
 #endif

@@ -34,6 +34,12 @@ ProfileReport profile_end() {
   return {report.total_ms, rows_of(report.ops), rows_of(report.kernels)};
 }
 
+void profile_discard() {
+  if (!detail::profile_open) return;
+  detail::profile_open = false;
+  cuda::profile::discard();
+}
+
 void detail::profile_mark_op_slow(const char* op, const char* phase) {
   cuda::profile::mark_op(phase == nullptr ? std::string(op) : std::string(op) + " " + phase);
 }
