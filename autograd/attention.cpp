@@ -1,6 +1,7 @@
-// Scaled-dot-product attention. The forward saves only the output and the row
-// log-sum-exp; the backward recomputes the probabilities from them (as flash attention
-// does), so memory stays O(L) per row instead of O(L^2).
+// Scaled-dot-product attention. Neither path keeps the [B, H, Lq, Lk] probabilities
+// for the backward: it keeps q, k, v (below) and the row log-sum-exp, and recomputes
+// them -- the fused kernel from the saved output and log-sum-exp (as flash attention
+// does), the GEMM path by redoing QK^T and the softmax. Saved memory stays O(L) per row.
 //
 // q, k, v usually arrive as transposed head views of the projections ([B, L, H, D] seen
 // as [B, H, L, D]). They are made contiguous once, here, and those copies are saved, so
@@ -26,7 +27,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const std::optional<DType> autocast = autocast_dtype();
   const bool mixed = autocast && q.dtype() == DType::Float32 && k.dtype() == DType::Float32 &&
-                     v.dtype() == DType::Float32 && ops::attention_uses_gemm(q, k);
+                     v.dtype() == DType::Float32 && k.size(2) > 0 && ops::attention_uses_gemm(q, k);
   auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
   ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s);
@@ -34,10 +35,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   // there the output is not kept alive (a [B, H, L, D] float32 per layer).
   const Tensor os = ops::attention_uses_gemm(qs, ks) ? Tensor() : saved(r.out);
   Tensor lse = r.lse, mask = key_keep;
+  // Gradients go back in each input's dtype (bf16 operands passed in directly get bf16
+  // gradients; the mixed GEMMs produce float32).
+  const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
   return record("scaled_dot_product_attention", r.out, {q, k, v},
-                [qs, ks, vs, os, lse, mask, causal, s](const Tensor& g, const std::vector<bool>&) {
+                [qs, ks, vs, os, lse, mask, causal, s, q_dtype, k_dtype, v_dtype](const Tensor& g,
+                                                                                  const std::vector<bool>&) {
                   ops::AttentionGrads ag = ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s);
-                  return std::vector<Tensor>{ag.grad_q, ag.grad_k, ag.grad_v};
+                  auto as = [](const Tensor& t, DType dtype) { return t.dtype() == dtype ? t : ops::cast(t, dtype); };
+                  return std::vector<Tensor>{as(ag.grad_q, q_dtype), as(ag.grad_k, k_dtype), as(ag.grad_v, v_dtype)};
                 });
 }
 

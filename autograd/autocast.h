@@ -51,7 +51,9 @@ class AutocastGuard {
 // Attention's q, k and v projections read the same normalised activations; without the
 // scope each would cast them and save its own bf16 copy for the backward (two casts and
 // two copies of [tokens, width] too many per layer). Keyed by the tensor itself, so any
-// other operand is cast as usual; no effect when autocast is off. Scopes nest.
+// other operand is cast as usual; no effect when autocast is off. Scopes nest and must
+// end in reverse order of creation (plain block scope does that). The copy is made at
+// the first read: modifying x in place inside the scope after that would not reach it.
 class SharedAutocastOperand {
  public:
   explicit SharedAutocastOperand(const Tensor& x);

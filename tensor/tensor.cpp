@@ -41,6 +41,7 @@ int64_t Tensor::size(int64_t d) const { return shape()[ops::wrap_dim(d, dim(), "
 int64_t Tensor::stride(int64_t d) const { return strides()[ops::wrap_dim(d, dim(), "stride")]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to misplace (and contiguous_strides keeps sizes-0 dims' strides)
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (shape()[i] == 1) continue;  // the stride of a size-1 dim never matters

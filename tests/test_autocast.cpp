@@ -307,6 +307,24 @@ TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, flo
   CHECK_WITHIN(mixed.grad_k, fp32.grad_k, kBf16Tolerance, "grad k vs float32");
   CHECK_WITHIN(mixed.grad_v, fp32.grad_v, kBf16Tolerance, "grad v vs float32");
   CHECK(relative_error(mixed.out, fp32.out) > 0.0);  // it did run in bf16
+  {
+    // No keys at all: the GEMM path does not apply, and autocast leaves attention float32.
+    AutocastGuard autocast(DType::BFloat16);
+    Tensor none = zeros({2, 3, 0, 8});
+    Tensor out = scaled_dot_product_attention(transpose(q, 1, 2), none, none);
+    CHECK(out.dtype() == DType::Float32);
+    CHECK(out.shape() == Shape{2, 3, 9, 8});
+  }
+  {
+    // bf16 operands passed in directly: bf16 gradients, like their inputs.
+    Tensor qb = bf16(transpose(q, 1, 2)).set_requires_grad(), kb = bf16(transpose(k, 1, 2)).set_requires_grad();
+    Tensor vb = bf16(transpose(v, 1, 2)).set_requires_grad();
+    Tensor out = scaled_dot_product_attention(qb, kb, vb);
+    CHECK(out.dtype() == DType::Float32);
+    out.backward(upstream);
+    CHECK(qb.grad().dtype() == DType::BFloat16);
+    CHECK(vb.grad().dtype() == DType::BFloat16);
+  }
   // The fused path computes in float32 under autocast too: bit-identical to no autocast.
   AttentionPathScope fused(ops::AttentionPath::Fused);
   const AttentionRun fused_autocast = run_attention(q, k, v, upstream, Device::cpu(), true);

@@ -29,6 +29,10 @@ TEST_CASE("views share storage and compute strides") {
   CHECK(t.strides() == Shape{1, 3});
   CHECK(!t.is_contiguous());
   CHECK(t.contiguous().to_vector<float>() == std::vector<float>{0, 3, 1, 4, 2, 5});
+  // No elements, nothing out of place: a fresh [2, 3, 0, 8] (strides keep the size-0 dim
+  // as 1) and a transposed one are contiguous, so kernels that require it accept them.
+  CHECK(zeros({2, 3, 0, 8}).is_contiguous());
+  CHECK(ops::transpose(zeros({2, 0, 3}), 0, 2).is_contiguous());
   CHECK(t.storage() == x.storage());
 
   Tensor n = ops::narrow(x, 1, 1, 2);

@@ -7,9 +7,11 @@
 //    there it hands the O(L^2 D) work to cuBLAS's tensor-core GEMMs, which our flash
 //    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
 //
-// Both compute the same function and save the same log-sum-exp (the fused backward
-// rebuilds the probabilities from it; the Gemm backward recomputes the softmax), so
-// either backward works with either forward. Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
+// Both compute the same function and the same log-sum-exp. The fused backward rebuilds
+// the probabilities from the forward's output and log-sum-exp; the Gemm backward
+// recomputes the softmax and needs neither, so autograd keeps the output only for the
+// fused path (autograd/attention.cpp) and the path must not change between a forward
+// and its backward (a fused backward without the output is an error). Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
 // MMS_ATTENTION=fused|gemm in the environment (or set_attention_path) overrides.
 //
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
