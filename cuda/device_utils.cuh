@@ -130,7 +130,7 @@ struct MinOp {
 // Offsets of `kOperands` operands sharing one (coalesced) shape, for a flat row-major
 // index. Passed by value as a kernel argument.
 //
-// When every flat index fits in 31 bits (any tensor under 2^31 elements) the
+// When every flat index fits in 31 bits (any tensor of at most 2^31 elements) the
 // coordinates come from FastDivider's multiply-and-shift in 32-bit arithmetic instead
 // of 64-bit `/` and `%`, which the GPU can only emulate (cuda/fast_divider.h says why
 // that matters); the offsets themselves stay 64-bit.

@@ -10,7 +10,7 @@
 //
 // The method (Granlund & Montgomery, "Division by invariant integers using
 // multiplication", PLDI 1994; the same one PyTorch's IntDivider uses): for a divisor d in
-// [1, 2^31), take s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1, which fits in 32
+// [1, 2^31], take s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1, which fits in 32
 // bits. Then for every n in [0, 2^31):
 //     n / d == (umulhi(n, m) + n) >> s
 // where umulhi is the high 32 bits of the 64-bit product (__umulhi on the GPU). n < 2^31
@@ -20,9 +20,9 @@
 #include <cstdint>
 
 #ifdef __CUDACC__
-#define MMS_HOST_DEVICE __host__ __device__ __forceinline__
+#define MMS_FAST_DIVIDER_FN __host__ __device__ __forceinline__
 #else
-#define MMS_HOST_DEVICE inline
+#define MMS_FAST_DIVIDER_FN inline
 #endif
 
 namespace mms::cuda {
@@ -33,14 +33,14 @@ struct FastDivider {
   uint32_t shift = 0;
 
   FastDivider() = default;
-  // divisor in [1, 2^31); the caller checks the range (a size of a tensor whose flat
-  // indices fit in 31 bits always does).
+  // divisor in [1, 2^31]; the caller checks the range (every size of a tensor of at most
+  // 2^31 elements is in it).
   explicit FastDivider(uint32_t d) : divisor(d) {
     while (shift < 32 && (uint64_t(1) << shift) < d) ++shift;
     magic = static_cast<uint32_t>(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1);
   }
 
-  MMS_HOST_DEVICE uint32_t divide(uint32_t n) const {  // n in [0, 2^31)
+  MMS_FAST_DIVIDER_FN uint32_t divide(uint32_t n) const {  // n in [0, 2^31)
 #ifdef __CUDA_ARCH__
     const uint32_t high = __umulhi(n, magic);
 #else
@@ -52,4 +52,4 @@ struct FastDivider {
 
 }  // namespace mms::cuda
 
-#undef MMS_HOST_DEVICE
+#undef MMS_FAST_DIVIDER_FN

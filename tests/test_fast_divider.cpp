@@ -44,6 +44,13 @@ TEST_CASE("fast divider: multiply-high and shift equal n / d over the 31-bit ran
   }
   wrong += mismatches(kMaxDividend, rng);
   CHECK(wrong == 0);
+  // d = 2^31, the largest size OffsetCalculator passes (a tensor of exactly 2^31
+  // elements): s = 31, m = 1, so every 31-bit n gives 0.
+  const FastDivider top(uint32_t(1) << 31);
+  CHECK(top.shift == 31);
+  CHECK(top.magic == 1);
+  CHECK(top.divide(kMaxDividend) == 0);
+  CHECK(top.divide(0) == 0);
 }
 
 TEST_CASE("fast divider: the constants of small divisors") {
