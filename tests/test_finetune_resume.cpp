@@ -8,7 +8,8 @@
 //     previous checkpoint byte for byte;
 //   * a stop request finishes the step, saves and returns Interrupted;
 //   * --trim-text trims every batch and follows the untrimmed run (and --ablate text
-//     means the same texts with it).
+//     means the same texts with it);
+//   * on CUDA (skipped without a GPU), the trainer's steps follow the CPU run.
 // A tiny model on a 40-image synthetic set keeps it to seconds.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
@@ -393,4 +394,32 @@ TEST_CASE("finetune: --ablate text gives the same texts before or after trimming
   one.input_ids.assign(12, empty.input_ids[0]);
   one.attention_mask.assign(12, 1);
   CHECK_THROWS_AS(apply_ablation(one, "text", empty), mms::Error);
+}
+
+TEST_CASE("finetune on CUDA: the trainer's steps (clipping, dropout, evaluation) follow the CPU run") {
+  if (!mms::cuda_available()) {
+    MESSAGE("CUDA tests skipped: no GPU");
+    return;
+  }
+  // The H200 run of 'finetune --device cuda' stopped at clipping (a float64 op on the
+  // device); this drives the same trainer the program uses, clipping on (grad_clip 1).
+  const RunData& data = run_data();
+  std::vector<LogRow> logs[2];
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    Options o = tiny_options(scratch(on_gpu ? "cuda" : "cpu-for-cuda"));
+    o.device = on_gpu ? "cuda" : "cpu";
+    o.steps = 4;
+    REQUIRE(o.grad_clip > 0);
+    auto model = build_model(o, data);
+    Trainer t(o, data, model);
+    REQUIRE(t.train() == Trainer::End::Finished);
+    logs[on_gpu] = t.log();
+  }
+  REQUIRE(logs[1].size() == logs[0].size());
+  for (size_t i = 0; i < logs[0].size(); ++i) {
+    INFO("step " << logs[0][i].step);
+    // Same weights, data and dropout masks (Philox is shared); float32 sums in another order.
+    CHECK(logs[1][i].loss == doctest::Approx(logs[0][i].loss).epsilon(1e-3));
+    CHECK(logs[1][i].grad_norm == doctest::Approx(logs[0][i].grad_norm).epsilon(1e-3));
+  }
 }
