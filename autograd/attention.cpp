@@ -42,8 +42,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                 [qs, ks, vs, os, lse, mask, causal, s, q_dtype, k_dtype, v_dtype](const Tensor& g,
                                                                                   const std::vector<bool>&) {
                   ops::AttentionGrads ag = ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s);
-                  auto as = [](const Tensor& t, DType dtype) { return t.dtype() == dtype ? t : ops::cast(t, dtype); };
-                  return std::vector<Tensor>{as(ag.grad_q, q_dtype), as(ag.grad_k, k_dtype), as(ag.grad_v, v_dtype)};
+                  return std::vector<Tensor>{ag.grad_q.to(q_dtype), ag.grad_k.to(k_dtype), ag.grad_v.to(v_dtype)};
                 });
 }
 

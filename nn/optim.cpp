@@ -90,13 +90,11 @@ void AdamW::step_capturable() {
     const ParamGroup* group;
   };
   std::vector<Member> members;
-  std::set<std::string> names = capturable_members_;
-  const bool first_step = names.empty();
+  const bool first_step = capturable_members_.empty();
   for (const ParamGroup& g : groups_) {
     for (const auto& [name, p] : g.params) {
       Tensor grad = p.grad();
-      if (first_step && grad.defined()) names.insert(name);
-      const bool member = names.count(name) > 0;
+      const bool member = first_step ? grad.defined() : capturable_members_.count(name) > 0;
       MMS_CHECK(grad.defined() == member, "AdamW(capturable): parameter '", name, "' ",
                 member ? "has no gradient, but had one at the first step"
                        : "has a gradient, but had none at the first step",
@@ -155,7 +153,8 @@ void AdamW::step_capturable() {
   for (const auto& [lr_scale, tensors] : calls)
     backend_for(device).adamw_device_scalars(tensors, device_lr_, lr_scale, options_.beta1, options_.beta2,
                                              options_.eps, device_step_);
-  capturable_members_ = std::move(names);
+  if (first_step)
+    for (const Member& m : members) capturable_members_.insert(*m.name);
 }
 
 void AdamW::refresh_steps() const {
@@ -295,7 +294,7 @@ Tensor clip_grad_norm_deferred(const std::vector<Tensor>& params, double max_nor
   // float32's range, ~1.8e19, then reads as inf: not clipped, and reported non-finite,
   // which the trainer stops on). The coefficient is cast to each gradient's dtype.
   const DType scalar_dtype = device.is_cuda() ? DType::Float32 : DType::Float64;
-  Tensor norm = ops::sqrt(scalar_dtype == DType::Float64 ? squares : ops::cast(squares, scalar_dtype));
+  Tensor norm = ops::sqrt(squares.to(scalar_dtype));
   if (std::isinf(max_norm)) {  // "no clipping, just the norm": leave the gradients alone
     profile_mark_op("clip_grad_norm");
     return norm;
