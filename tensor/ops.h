@@ -119,6 +119,17 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 enum class AttentionPath { Auto, Fused, Gemm };
 void set_attention_path(AttentionPath path);
 AttentionPath attention_path();
+// Sets the attention path for its lifetime and restores the previous one.
+class AttentionPathGuard {
+ public:
+  explicit AttentionPathGuard(AttentionPath path) : previous_(attention_path()) { set_attention_path(path); }
+  ~AttentionPathGuard() { set_attention_path(previous_); }
+  AttentionPathGuard(const AttentionPathGuard&) = delete;
+  AttentionPathGuard& operator=(const AttentionPathGuard&) = delete;
+
+ private:
+  AttentionPath previous_;
+};
 // True when attention over these q and k takes the GEMM path (bf16 operands always do).
 bool attention_uses_gemm(const Tensor& q, const Tensor& k);
 // q, k, v all of one floating dtype, or the mixed form of autocast: all bfloat16 (GEMM

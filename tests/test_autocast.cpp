@@ -256,15 +256,6 @@ TEST_CASE("autocast: a shared operand is cast once for the GEMMs that read it, w
 }
 
 namespace {
-// Sets the attention path for one scope and restores the previous one.
-struct AttentionPathScope {
-  explicit AttentionPathScope(ops::AttentionPath path) : previous(ops::attention_path()) {
-    ops::set_attention_path(path);
-  }
-  ~AttentionPathScope() { ops::set_attention_path(previous); }
-  ops::AttentionPath previous;
-};
-
 struct AttentionRun {
   Tensor out, grad_q, grad_k, grad_v;
 };
@@ -292,7 +283,7 @@ TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, flo
   uint64_t seed = 650;
   const Tensor q = random_f32({2, 9, 3, 8}, ++seed), k = random_f32({2, 9, 3, 8}, ++seed);
   const Tensor v = random_f32({2, 9, 3, 8}, ++seed), upstream = random_f32({2, 3, 9, 8}, ++seed);
-  AttentionPathScope gemm(ops::AttentionPath::Gemm);
+  ops::AttentionPathGuard gemm(ops::AttentionPath::Gemm);
   const AttentionRun mixed = run_attention(q, k, v, upstream, Device::cpu(), true);
   CHECK(mixed.out.dtype() == DType::Float32);
   CHECK(mixed.grad_q.dtype() == DType::Float32);
@@ -326,7 +317,7 @@ TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, flo
     CHECK(vb.grad().dtype() == DType::BFloat16);
   }
   // The fused path computes in float32 under autocast too: bit-identical to no autocast.
-  AttentionPathScope fused(ops::AttentionPath::Fused);
+  ops::AttentionPathGuard fused(ops::AttentionPath::Fused);
   const AttentionRun fused_autocast = run_attention(q, k, v, upstream, Device::cpu(), true);
   const AttentionRun fused_plain = run_attention(q, k, v, upstream, Device::cpu(), false);
   CHECK(fused_autocast.out.to_vector<float>() == fused_plain.out.to_vector<float>());
@@ -384,7 +375,7 @@ TEST_CASE("cuda: bf16 GEMM and autocast gradients match the CPU") {
   const Tensor q = random_f32({2, 9, 3, 8}, ++seed), k = random_f32({2, 9, 3, 8}, ++seed);
   const Tensor v = random_f32({2, 9, 3, 8}, ++seed), attention_upstream = random_f32({2, 3, 9, 8}, ++seed);
   const AttentionRun on_gpu = run_attention(q, k, v, attention_upstream, gpu, true);
-  AttentionPathScope gemm(ops::AttentionPath::Gemm);
+  ops::AttentionPathGuard gemm(ops::AttentionPath::Gemm);
   const AttentionRun on_cpu = run_attention(q, k, v, attention_upstream, Device::cpu(), true);
   CHECK_WITHIN(on_gpu.out, on_cpu.out, 5e-3, "attention out");
   CHECK_WITHIN(on_gpu.grad_q, on_cpu.grad_q, 5e-3, "attention grad q");
@@ -453,7 +444,7 @@ constexpr int kTrainingSteps = 200;
 TEST_CASE("autocast training: the tiny CLIP scorer's 200-step loss tracks float32 (<= 2% final)") {
   const int steps = kTrainingSteps;
   // Attention through its GEMM path, as on the GPU: under autocast it runs in bf16 too.
-  AttentionPathScope gemm(ops::AttentionPath::Gemm);
+  ops::AttentionPathGuard gemm(ops::AttentionPath::Gemm);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<double> fp32 = train_tiny_scorer(steps, false);
   const std::vector<double> bf16_run = train_tiny_scorer(steps, true);

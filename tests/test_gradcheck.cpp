@@ -182,17 +182,10 @@ TEST_CASE("cat, stack, split, chunk, repeat_interleave") {
   expect_gradcheck([](auto& x) { return repeat_interleave(x[0], 2, 1); }, {leaf({2, 3})});
 }
 
-namespace {
-// Runs the attention checks once per implementation (fused kernel, GEMMs + softmax).
-struct AttentionPathScope {
-  explicit AttentionPathScope(ops::AttentionPath path) { ops::set_attention_path(path); }
-  ~AttentionPathScope() { ops::set_attention_path(ops::AttentionPath::Auto); }
-};
-}  // namespace
-
 TEST_CASE("scaled-dot-product attention with causal and key-padding masks") {
+  // once per implementation (fused kernel, GEMMs + softmax)
   for (ops::AttentionPath path : {ops::AttentionPath::Fused, ops::AttentionPath::Gemm}) {
-  AttentionPathScope scope(path);
+  ops::AttentionPathGuard scope(path);
   INFO("attention path " << static_cast<int>(path));
   Tensor q = leaf({2, 2, 3, 4}), k = leaf({2, 2, 5, 4}), v = leaf({2, 2, 5, 4});
   expect_gradcheck([](auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }, {q, k, v});
