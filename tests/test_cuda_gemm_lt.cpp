@@ -83,6 +83,16 @@ class LtSettings {  // a CPU-only build never reaches the GPU cases
 const Device kGpu = Device::cuda(0);
 Tensor gpu(const Tensor& t) { return t.to(kGpu); }
 
+// linear_gelu_tanh of the GPU operands against the same on the CPU: the GELU output at
+// the epilogue's tolerance, the kept pre-activation at float32's.
+void check_linear_gelu_against_cpu(const Tensor& x_gpu, const Tensor& w_gpu, const Tensor& b_gpu, const Tensor& x_ref,
+                                   const Tensor& w_ref, const Tensor& b_ref, const std::string& what) {
+  const ops::LinearGeluResult got = ops::linear_gelu_tanh(x_gpu, w_gpu, b_gpu, true);
+  const ops::LinearGeluResult ref = ops::linear_gelu_tanh(x_ref, w_ref, b_ref, true);
+  CHECK_WITHIN(got.y, ref.y, kGeluEpilogueTolerance, what << " linear_gelu_tanh");
+  CHECK_WITHIN(got.pre_activation, ref.pre_activation, kF32Tolerance, what << " pre-activation");
+}
+
 }  // namespace
 
 TEST_CASE("linear_gelu_tanh: equals linear then gelu_tanh, with the pre-activation on request") {
@@ -209,10 +219,7 @@ TEST_CASE("cuda: cuBLASLt linear with non-contiguous and misaligned operands") {
     Tensor x_ref = ops::narrow(x_store, 0, 1, m), w_ref = ops::narrow(w_store, 0, 1, n);
     Tensor b_ref = ops::narrow(b_store, 0, 1, n);
     CHECK_WITHIN(ops::linear(x_gpu, w_gpu, b_gpu), ops::linear(x_ref, w_ref, b_ref), kF32Tolerance, "misaligned");
-    const ops::LinearGeluResult got = ops::linear_gelu_tanh(x_gpu, w_gpu, b_gpu, true);
-    const ops::LinearGeluResult ref = ops::linear_gelu_tanh(x_ref, w_ref, b_ref, true);
-    CHECK_WITHIN(got.y, ref.y, kGeluEpilogueTolerance, "misaligned gelu");
-    CHECK_WITHIN(got.pre_activation, ref.pre_activation, kF32Tolerance, "misaligned pre-activation");
+    check_linear_gelu_against_cpu(x_gpu, w_gpu, b_gpu, x_ref, w_ref, b_ref, "misaligned");
   }
 }
 
@@ -231,10 +238,7 @@ TEST_CASE("cuda: cuBLASLt linear with bf16 inputs (float32 bias, output and accu
       CHECK_WITHIN(got, ops::linear(xb, wb, b), kF32Tolerance, "bf16 linear vs CPU bf16");
       // and float32 on the unrounded inputs, at DESIGN.md's bf16 tolerance
       CHECK_WITHIN(got, ops::linear(x, w, b), kBf16Tolerance, "bf16 linear vs float32");
-      const ops::LinearGeluResult fused = ops::linear_gelu_tanh(gpu(xb), gpu(wb), gpu(b), true);
-      const ops::LinearGeluResult ref = ops::linear_gelu_tanh(xb, wb, b, true);
-      CHECK_WITHIN(fused.y, ref.y, kGeluEpilogueTolerance, "bf16 linear_gelu_tanh");
-      CHECK_WITHIN(fused.pre_activation, ref.pre_activation, kF32Tolerance, "bf16 pre-activation");
+      check_linear_gelu_against_cpu(gpu(xb), gpu(wb), gpu(b), xb, wb, b, "bf16");
     }
   }
 }
