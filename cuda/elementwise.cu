@@ -5,15 +5,19 @@
 //
 // Algorithm: one thread per element in a grid-stride loop. Generic path: turn the flat
 // output index into per-operand offsets (one div/mod per coalesced dim). Fast path, when
-// every operand is contiguous and 16-byte aligned: each thread moves a float4.
+// every operand is contiguous and 16-byte aligned: each thread moves a float4, and the
+// n % 4 last elements go to a one-block scalar tail kernel. The float4 path covers unary
+// forward, float32 binary arithmetic, and unary backward (grad_in from grad_out and x:
+// all three contiguous and 16-byte aligned; quick_gelu's backward in a training step).
+// A broadcast or transposed operand, or a view starting mid-float4, takes the generic path.
 //
-// Floor: memory bound. Unary f32 moves 8 bytes per element, binary 12: at ~3 TB/s
-// (H100 SXM HBM3) 400x768 floats take ~0.8 us (launch latency dominates); 32*4*77 x 3072
-// GELU (3.8M elements, 30 MB) ~ 10 us.
+// Floor: memory bound. Unary f32 moves 8 bytes per element, binary and unary backward 12:
+// at ~3 TB/s (H100 SXM HBM3) 400x768 floats take ~0.8 us (launch latency dominates);
+// 32*4*77 x 3072 GELU (30.3M elements, 242 MB) ~ 80 us, its backward (363 MB) ~ 120 us.
 //
 // Variants: *_naive = the generic strided kernel always; the tuned entry points take the
 // float4 path when they can (what changed: 4x fewer, 16-byte memory transactions per
-// thread; measured in bench/kernels).
+// thread, and no offset arithmetic; measured in bench/kernels).
 #include "cuda/check.h"
 #include "cuda/device_utils.cuh"
 #include "cuda/elementwise.h"
@@ -144,6 +148,26 @@ __global__ void unary_backward_kernel(UnaryKind op, const float* __restrict__ gr
     calc.offsets(i, offsets);
     grad_in[offsets[0]] = unary_grad(op, grad_out[offsets[1]], x[offsets[2]], alpha, beta);
   }
+}
+
+__global__ void unary_backward_vec4_kernel(UnaryKind op, const float4* __restrict__ grad_out,
+                                           const float4* __restrict__ x, float4* __restrict__ grad_in,
+                                           int64_t n4, float alpha, float beta) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 g = grad_out[i];
+    const float4 v = x[i];
+    grad_in[i] = make_float4(unary_grad(op, g.x, v.x, alpha, beta), unary_grad(op, g.y, v.y, alpha, beta),
+                             unary_grad(op, g.z, v.z, alpha, beta), unary_grad(op, g.w, v.w, alpha, beta));
+  }
+}
+
+// Scalar tail of a contiguous range [start, n).
+__global__ void unary_backward_tail_kernel(UnaryKind op, const float* __restrict__ grad_out,
+                                           const float* __restrict__ x, float* __restrict__ grad_in,
+                                           int64_t start, int64_t n, float alpha, float beta) {
+  const int64_t i = start + threadIdx.x;
+  if (i < n) grad_in[i] = unary_grad(op, grad_out[i], x[i], alpha, beta);
 }
 
 bool aligned16(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 15u) == 0; }
@@ -285,13 +309,36 @@ void unary_f32(UnaryKind op, const float* x, float* out, const StridedLayout* la
   }
 }
 
-void unary_backward_f32(UnaryKind op, const float* grad_out, const float* x, float* grad_in,
-                        const StridedLayout* layouts, int64_t n, float alpha, float beta,
-                        cudaStream_t stream) {
+void unary_backward_f32_naive(UnaryKind op, const float* grad_out, const float* x, float* grad_in,
+                              const StridedLayout* layouts, int64_t n, float alpha, float beta,
+                              cudaStream_t stream) {
   if (n == 0) return;
   unary_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
       op, grad_out, x, grad_in, make_offset_calculator<3>(layouts), n, alpha, beta);
   MMS_CUDA_LAUNCH_CHECK();
+}
+
+void unary_backward_f32(UnaryKind op, const float* grad_out, const float* x, float* grad_in,
+                        const StridedLayout* layouts, int64_t n, float alpha, float beta,
+                        cudaStream_t stream) {
+  if (n == 0) return;
+  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]) &&
+                          layout_is_contiguous(layouts[2]);
+  if (!contiguous || !aligned16(grad_out) || !aligned16(x) || !aligned16(grad_in)) {
+    unary_backward_f32_naive(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
+    return;
+  }
+  const int64_t n4 = n / 4;
+  if (n4 > 0) {
+    unary_backward_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        op, reinterpret_cast<const float4*>(grad_out), reinterpret_cast<const float4*>(x),
+        reinterpret_cast<float4*>(grad_in), n4, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+  if (n4 * 4 < n) {  // the n % 4 < 4 last elements: one thread each
+    unary_backward_tail_kernel<<<1, 4, 0, stream>>>(op, grad_out, x, grad_in, n4 * 4, n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
 }
 
 void binary_f32_naive(BinaryKind op, const float* a, const float* b, float* out,

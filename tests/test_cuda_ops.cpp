@@ -16,6 +16,8 @@
 
 #ifdef MMS_WITH_CUDA
 #include "cuda/attention.h"
+#include "cuda/copy.h"
+#include "cuda/elementwise.h"
 #include "cuda/gemm.h"
 #include "cuda/layernorm.h"
 #include "cuda/reduce.h"
@@ -128,6 +130,105 @@ TEST_CASE("cuda: copy with dtype conversion and strides, fill, arange") {
   }
 }
 
+TEST_CASE("cuda: contiguous float32 <-> bfloat16 casts, vector path, tail and misaligned views") {
+  SKIP_WITHOUT_GPU();
+  // cuda/copy.cu converts 4 elements per thread when both pointers are aligned to 4
+  // elements (a scalar tail for n % 4), one per thread otherwise. Bit-exact with the CPU:
+  // both round to nearest even. Views from element 1 are misaligned (scalar kernel); from
+  // element 4 they are aligned again (vector path at an offset).
+  const std::vector<float> special = {1.00390625f, -1.00390625f,  // halfway: round to even (down)
+                                      1.01171875f, -1.01171875f,  // halfway: round to even (up)
+                                      -0.0f, 1e-40f, -3e-39f,     // signed zero, subnormals
+                                      3.4028235e38f, -3.4e38f,    // round to +-infinity in bf16
+                                      std::numeric_limits<float>::infinity(), 65504.0f, 0.1f};
+  uint64_t seed = 3000;
+  for (int64_t n : {1, 3, 4, 5, 4099}) {
+    std::vector<float> values = random_normal({n}, ++seed).to_vector<float>();
+    for (size_t i = 0; i < values.size(); ++i) {
+      values[i] *= 3.0f;
+      if (n >= 16) {  // special values at the start (vector body) and in the last 3 (tail)
+        if (i < special.size()) values[i] = special[i];
+        if (i + 3 >= values.size()) values[i] = special[(i + 5) % special.size()];
+      }
+    }
+    const Tensor x = from_vector<float>(values, {n});
+    const Tensor x_gpu = gpu(x);
+    const Tensor xb = ops::cast(x, DType::BFloat16);
+    const Tensor xb_gpu = gpu(xb);
+    for (int64_t start : {0, 1, 4}) {
+      if (start >= n) continue;
+      INFO("n " << n << " from element " << start);
+      const int64_t length = n - start;
+      CHECK(relative_error(ops::cast(ops::cast(ops::narrow(x_gpu, 0, start, length), DType::BFloat16), DType::Float64),
+                           ops::cast(ops::cast(ops::narrow(x, 0, start, length), DType::BFloat16), DType::Float64)) ==
+            0.0);
+      CHECK(relative_error(ops::cast(ops::narrow(xb_gpu, 0, start, length), DType::Float32),
+                           ops::cast(ops::narrow(xb, 0, start, length), DType::Float32)) == 0.0);
+      // a misaligned destination too: write into a slice of a larger tensor
+      Tensor dst_cpu = zeros({n}, DType::BFloat16), dst_gpu = zeros({n}, DType::BFloat16, kGpu);
+      Tensor slice_cpu = ops::narrow(dst_cpu, 0, start, length), slice_gpu = ops::narrow(dst_gpu, 0, start, length);
+      ops::copy_(slice_cpu, ops::narrow(x, 0, 0, length));
+      ops::copy_(slice_gpu, ops::narrow(x_gpu, 0, 0, length));
+      CHECK(relative_error(ops::cast(dst_gpu, DType::Float64), ops::cast(dst_cpu, DType::Float64)) == 0.0);
+    }
+  }
+}
+
+TEST_CASE("cuda: transposing copies [B, L, H, D] <-> [B, H, L, D], with and without conversion") {
+  SKIP_WITHOUT_GPU();
+  // D = 64: innermost run contiguous on both sides, strides multiples of 4 -> 4 elements
+  // per thread (cuda/copy.cu). D = 6 and D = 3: the scalar kernel. Exact in float32 and
+  // float32 -> bfloat16 (round to nearest even on both sides).
+  const int64_t B = 2, L = 7, H = 3;
+  uint64_t seed = 3100;
+  auto exact = [](const Tensor& got, const Tensor& ref) {
+    return relative_error(ops::cast(got, DType::Float64), ops::cast(ref, DType::Float64)) == 0.0;
+  };
+  for (int64_t D : {64, 6, 3}) {
+    INFO("D " << D);
+    const Tensor x = random_normal({B, L, H, D}, ++seed);
+    const Tensor x_gpu = gpu(x);
+    const Tensor ref = ops::transpose(x, 1, 2).contiguous();  // [B, H, L, D]
+    const Tensor got = ops::transpose(x_gpu, 1, 2).contiguous();
+    CHECK(exact(got, ref));
+    CHECK(exact(ops::cast(ops::transpose(x_gpu, 1, 2), DType::BFloat16),
+                ops::cast(ops::transpose(x, 1, 2), DType::BFloat16)));
+    // and back: [B, H, L, D] into a [B, L, H, D] tensor through its transposed view
+    // (a strided destination), float32 -> bfloat16 and float32 -> float32
+    for (DType dtype : {DType::BFloat16, DType::Float32}) {
+      INFO("back to " << dtype_name(dtype));
+      Tensor back_cpu = zeros({B, L, H, D}, dtype), back_gpu = zeros({B, L, H, D}, dtype, kGpu);
+      Tensor view_cpu = ops::transpose(back_cpu, 1, 2), view_gpu = ops::transpose(back_gpu, 1, 2);
+      ops::copy_(view_cpu, ref);
+      ops::copy_(view_gpu, got);
+      CHECK(exact(back_gpu, back_cpu));
+      CHECK(exact(back_cpu, ops::cast(x, dtype)));
+    }
+  }
+  // D = 64 read from a wider tensor's slice: from element 4 of each run of 68 the vector
+  // path still applies (aligned, strides multiples of 4); from element 1 it is misaligned
+  // and from a run of 65 the strides are not multiples of 4 (scalar kernel both).
+  for (auto [width, start] : {std::pair<int64_t, int64_t>{68, 4}, {68, 1}, {65, 1}}) {
+    INFO("D 64 from element " << start << " of " << width);
+    const Tensor wide = random_normal({B, L, H, width}, ++seed);
+    const Tensor x = ops::narrow(wide, 3, start, 64);
+    const Tensor x_gpu = ops::narrow(gpu(wide), 3, start, 64);
+    CHECK(exact(ops::transpose(x_gpu, 1, 2).contiguous(), ops::transpose(x, 1, 2).contiguous()));
+    CHECK(exact(ops::cast(ops::transpose(x_gpu, 1, 2), DType::BFloat16),
+                ops::cast(ops::transpose(x, 1, 2), DType::BFloat16)));
+  }
+  // a broadcast source (stride 0 over rows, as a bias expanded to [rows, 64]) takes the
+  // vector path too
+  const Tensor bias = random_normal({64}, ++seed);
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    INFO("broadcast into " << dtype_name(dtype));
+    Tensor rows_cpu = zeros({9, 64}, dtype), rows_gpu = zeros({9, 64}, dtype, kGpu);
+    ops::copy_(rows_cpu, bias);
+    ops::copy_(rows_gpu, gpu(bias));
+    CHECK(exact(rows_gpu, rows_cpu));
+  }
+}
+
 TEST_CASE("cuda: Philox random streams match the CPU") {
   SKIP_WITHOUT_GPU();
   for (uint64_t offset : {0ull, 1ull, 3ull, 4ull, 1001ull}) {
@@ -176,6 +277,27 @@ TEST_CASE("cuda: unary ops and their backward, contiguous and strided") {
     CHECK_CLOSE(ops::unary_backward(op, gpu(g), ops::transpose(gpu(x), 0, 1), alpha, beta),
                 ops::unary_backward(op, g, ops::transpose(x, 0, 1), alpha, beta), "strided backward");
   }
+  // quick_gelu's backward (the MLP's, every training step) on each path of
+  // cuda::unary_backward_f32: float4 with a scalar tail (all three contiguous and 16-byte
+  // aligned, n % 4 != 0), views from element 1 (misaligned: generic kernel), views from
+  // element 4 (aligned again: float4), one misaligned operand, and a strided input.
+  for (int64_t n : {1, 3, 4, 4099}) {
+    INFO("quick_gelu backward, n " << n);
+    const Tensor x = random_normal({n + 4}, ++seed), g = random_normal({n + 4}, ++seed);
+    const Tensor xg = gpu(x), gg = gpu(g);
+    for (int64_t start : {0, 1, 4}) {
+      INFO("from element " << start);
+      CHECK_CLOSE(ops::unary_backward(UnaryOp::QuickGelu, ops::narrow(gg, 0, start, n), ops::narrow(xg, 0, start, n)),
+                  ops::unary_backward(UnaryOp::QuickGelu, ops::narrow(g, 0, start, n), ops::narrow(x, 0, start, n)),
+                  "backward");
+    }
+    CHECK_CLOSE(ops::unary_backward(UnaryOp::QuickGelu, ops::narrow(gg, 0, 0, n), ops::narrow(xg, 0, 1, n)),
+                ops::unary_backward(UnaryOp::QuickGelu, ops::narrow(g, 0, 0, n), ops::narrow(x, 0, 1, n)),
+                "x misaligned");
+  }
+  const Tensor x = random_normal({77, 131}, ++seed), g = random_normal({131, 77}, ++seed);
+  CHECK_CLOSE(ops::unary_backward(UnaryOp::QuickGelu, gpu(g), ops::transpose(gpu(x), 0, 1)),
+              ops::unary_backward(UnaryOp::QuickGelu, g, ops::transpose(x, 0, 1)), "quick_gelu strided backward");
 }
 
 TEST_CASE("cuda: binary ops with broadcasting, comparisons and where") {
@@ -539,5 +661,43 @@ TEST_CASE("cuda: naive kernels agree with the tuned ones") {
   CHECK_CLOSE(gq2, gq1, "attention naive grad_q");
   CHECK_CLOSE(gk2, gk1, "attention naive grad_k");
   CHECK_CLOSE(gv2, gv1, "attention naive grad_v");
+
+  // copies: contiguous float32 -> bfloat16 (n % 4 = 3: vector body and tail) and the
+  // transposing copy [B, L, H, D] -> [B, H, L, D] with D = 64, float32 -> bfloat16;
+  // bit-exact (every path converts each element the same way)
+  auto exact = [](const Tensor& got, const Tensor& ref) {
+    return relative_error(ops::cast(got, DType::Float64), ops::cast(ref, DType::Float64)) == 0.0;
+  };
+  const int64_t n = rows * cols;  // 4847
+  Tensor h1 = empty({rows, cols}, DType::BFloat16, kGpu), h2 = empty({rows, cols}, DType::BFloat16, kGpu);
+  cuda::convert_contiguous(xp, cuda::ScalarType::Float32, h1.raw_data(), cuda::ScalarType::BFloat16, n, stream);
+  cuda::convert_contiguous_naive(xp, cuda::ScalarType::Float32, h2.raw_data(), cuda::ScalarType::BFloat16, n, stream);
+  CHECK(exact(h1, h2));
+  CHECK(exact(h1, ops::cast(x, DType::BFloat16)));
+  const Shape heads = {2, 9, 3, 64};  // [B, L, H, D]
+  Tensor t = gpu(random_normal(heads, 2006));
+  const int64_t sizes[4] = {2, 3, 9, 64};                    // [B, H, L, D]
+  const int64_t dst_strides[4] = {3 * 9 * 64, 9 * 64, 64, 1};  // contiguous
+  const int64_t src_strides[4] = {9 * 3 * 64, 64, 3 * 64, 1};  // t viewed as [B, H, L, D]
+  const int64_t* strides[2] = {dst_strides, src_strides};
+  cuda::StridedLayout layouts[2];
+  REQUIRE(cuda::coalesce_layouts(4, sizes, strides, 2, layouts));
+  Tensor t1 = empty({2, 3, 9, 64}, DType::BFloat16, kGpu), t2 = empty({2, 3, 9, 64}, DType::BFloat16, kGpu);
+  cuda::copy_strided(t.raw_data(), cuda::ScalarType::Float32, t1.raw_data(), cuda::ScalarType::BFloat16, layouts,
+                     t.numel(), stream);
+  cuda::copy_strided_naive(t.raw_data(), cuda::ScalarType::Float32, t2.raw_data(), cuda::ScalarType::BFloat16, layouts,
+                           t.numel(), stream);
+  CHECK(exact(t1, t2));
+  CHECK(exact(t1, ops::cast(ops::transpose(t, 1, 2), DType::BFloat16)));
+
+  // quick_gelu backward: float4 path (n % 4 = 3) against the generic kernel
+  Tensor go = gpu(random_normal({rows, cols}, 2007));
+  const cuda::StridedLayout flat{1, {n}, {1}};
+  const cuda::StridedLayout flat3[3] = {flat, flat, flat};
+  cuda::unary_backward_f32(cuda::UnaryKind::QuickGelu, go.data<float>(), xp, a.data<float>(), flat3, n, 0.0f, 0.0f,
+                           stream);
+  cuda::unary_backward_f32_naive(cuda::UnaryKind::QuickGelu, go.data<float>(), xp, b.data<float>(), flat3, n, 0.0f,
+                                 0.0f, stream);
+  CHECK_CLOSE(b, a, "unary_backward naive");
 }
 #endif

@@ -18,6 +18,7 @@
 
 #include "cuda/adamw.h"
 #include "cuda/attention.h"
+#include "cuda/copy.h"
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemm.h"
@@ -157,6 +158,19 @@ void bench_elementwise() {
   report_memory("quick_gelu", "float4", time_us([&] {
     cuda::unary_f32(cuda::UnaryKind::QuickGelu, cfp(x), fp(out), layouts, n, 0, 0, cuda::stream());
   }), 8.0 * n);
+  // quick_gelu's backward: grad_in from grad_out and x, 12 bytes per element
+  Tensor g = randn_gpu({tokens, 3072}, 12);
+  const Tensor ref_backward = ops::unary_backward(UnaryOp::QuickGelu, g.to(Device::cpu()), x.to(Device::cpu()));
+  validate("quick_gelu backward vs cpu", ops::unary_backward(UnaryOp::QuickGelu, g, x), ref_backward);
+  cuda::unary_backward_f32_naive(cuda::UnaryKind::QuickGelu, cfp(g), cfp(x), fp(out), layouts, n, 0, 0, cuda::stream());
+  validate("quick_gelu backward naive vs cpu", out, ref_backward);
+  report_memory("quick_gelu backward", "naive", time_us([&] {
+    cuda::unary_backward_f32_naive(cuda::UnaryKind::QuickGelu, cfp(g), cfp(x), fp(out), layouts, n, 0, 0,
+                                   cuda::stream());
+  }), 12.0 * n);
+  report_memory("quick_gelu backward", "float4", time_us([&] {
+    cuda::unary_backward_f32(cuda::UnaryKind::QuickGelu, cfp(g), cfp(x), fp(out), layouts, n, 0, 0, cuda::stream());
+  }), 12.0 * n);
   report_memory("add", "naive", time_us([&] {
     cuda::binary_f32_naive(cuda::BinaryKind::Add, cfp(x), cfp(y), fp(out), layouts, n, cuda::stream());
   }), 12.0 * n);
@@ -170,6 +184,79 @@ void bench_elementwise() {
   report_memory("random_uniform", "4/philox", time_us([&] {
     cuda::random_uniform(fp(r), cuda::ScalarType::Float32, n, 7, 0, 0.0, 1.0, cuda::stream());
   }), 4.0 * n);
+}
+
+// Copies (cuda/copy.cu): autocast's contiguous float32 <-> bfloat16 casts and attention's
+// head transpose [B, L, H, D] -> [B, H, L, D], one element per thread (naive) against 4
+// per thread as one aligned vector. GB/s count bytes read + written. Exact against the
+// CPU: both sides round to nearest even.
+void bench_copy() {
+  using cuda::ScalarType;
+  const int64_t tokens = 32 * 4 * 77, n = tokens * 768;
+  std::printf("kernel copy: float32 <-> bfloat16 casts of [%lld, 768]\n", (long long)tokens);
+  Tensor x = randn_gpu({tokens, 768}, 80);
+  const Tensor xc = x.to(Device::cpu());
+  const Tensor ref_bf16 = ops::cast(xc, DType::BFloat16);
+  const Tensor ref_f32 = ops::cast(ref_bf16, DType::Float32);
+  Tensor xb = ops::cast(x, DType::BFloat16);
+  validate("cast f32->bf16 vs cpu (exact)", xb, ref_bf16, 0.0);
+  validate("cast bf16->f32 vs cpu (exact)", ops::cast(xb, DType::Float32), ref_f32, 0.0);
+  Tensor hb = empty({tokens, 768}, DType::BFloat16, kGpu), hf = empty_gpu({tokens, 768});
+  cuda::convert_contiguous_naive(x.raw_data(), ScalarType::Float32, hb.raw_data(), ScalarType::BFloat16, n,
+                                 cuda::stream());
+  validate("cast f32->bf16 naive vs cpu (exact)", hb, ref_bf16, 0.0);
+  cuda::convert_contiguous_naive(xb.raw_data(), ScalarType::BFloat16, hf.raw_data(), ScalarType::Float32, n,
+                                 cuda::stream());
+  validate("cast bf16->f32 naive vs cpu (exact)", hf, ref_f32, 0.0);
+  struct Cast { const char* name; const Tensor& src; ScalarType from; Tensor& dst; ScalarType to; };
+  for (const Cast& c : {Cast{"cast f32->bf16", x, ScalarType::Float32, hb, ScalarType::BFloat16},
+                        Cast{"cast bf16->f32", xb, ScalarType::BFloat16, hf, ScalarType::Float32}}) {
+    report_memory(c.name, "naive", time_us([&] {
+      cuda::convert_contiguous_naive(c.src.raw_data(), c.from, c.dst.raw_data(), c.to, n, cuda::stream());
+    }), 6.0 * n);
+    report_memory(c.name, "vec4", time_us([&] {
+      cuda::convert_contiguous(c.src.raw_data(), c.from, c.dst.raw_data(), c.to, n, cuda::stream());
+    }), 6.0 * n);
+  }
+
+  const int64_t B = 128, L = 77, H = 8, D = 64, m = B * L * H * D;
+  std::printf("kernel copy: transpose [%lld, %lld, %lld, %lld] -> [%lld, %lld, %lld, %lld] (text tower heads)\n",
+              (long long)B, (long long)L, (long long)H, (long long)D, (long long)B, (long long)H, (long long)L,
+              (long long)D);
+  Tensor q = randn_gpu({B, L, H, D}, 81);
+  const Tensor ref_t = ops::transpose(q.to(Device::cpu()), 1, 2).contiguous();
+  const Tensor ref_tb = ops::cast(ref_t, DType::BFloat16);
+  // the layouts the backend builds for this copy: {dst [B, H, L, D] contiguous, q viewed
+  // as [B, H, L, D]}
+  const int64_t sizes[4] = {B, H, L, D};
+  const int64_t dst_strides[4] = {H * L * D, L * D, D, 1};
+  const int64_t src_strides[4] = {L * H * D, D, H * D, 1};
+  const int64_t* strides[2] = {dst_strides, src_strides};
+  cuda::StridedLayout layouts[2];
+  if (!cuda::coalesce_layouts(4, sizes, strides, 2, layouts)) {
+    std::printf("  coalesce_layouts failed: FAILED\n");
+    ++g_failures;
+    return;
+  }
+  Tensor tf = empty_gpu({B, H, L, D}), tb = empty({B, H, L, D}, DType::BFloat16, kGpu);
+  validate("transpose f32 vs cpu (exact)", ops::transpose(q, 1, 2).contiguous(), ref_t, 0.0);
+  validate("transpose f32->bf16 vs cpu (exact)", ops::cast(ops::transpose(q, 1, 2), DType::BFloat16), ref_tb, 0.0);
+  cuda::copy_strided_naive(q.raw_data(), ScalarType::Float32, tf.raw_data(), ScalarType::Float32, layouts, m,
+                           cuda::stream());
+  validate("transpose f32 naive vs cpu (exact)", tf, ref_t, 0.0);
+  cuda::copy_strided_naive(q.raw_data(), ScalarType::Float32, tb.raw_data(), ScalarType::BFloat16, layouts, m,
+                           cuda::stream());
+  validate("transpose f32->bf16 naive vs cpu (exact)", tb, ref_tb, 0.0);
+  struct Transpose { const char* name; Tensor& dst; ScalarType to; double bytes; };
+  for (const Transpose& t : {Transpose{"transpose f32", tf, ScalarType::Float32, 8.0 * m},
+                             Transpose{"transpose f32->bf16", tb, ScalarType::BFloat16, 6.0 * m}}) {
+    report_memory(t.name, "naive", time_us([&] {
+      cuda::copy_strided_naive(q.raw_data(), ScalarType::Float32, t.dst.raw_data(), t.to, layouts, m, cuda::stream());
+    }), t.bytes);
+    report_memory(t.name, "vec4", time_us([&] {
+      cuda::copy_strided(q.raw_data(), ScalarType::Float32, t.dst.raw_data(), t.to, layouts, m, cuda::stream());
+    }), t.bytes);
+  }
 }
 
 // Fused dropout vs the four-launch composition it replaced (rand, >=, where, mul). GB/s
@@ -535,6 +622,7 @@ int main() {
   try {
     measure_peaks();
     bench_elementwise();
+    bench_copy();
     bench_dropout();
     bench_rows();
     bench_gemm();
