@@ -7,6 +7,14 @@
 // per thread with uncoalesced loads. Backward: one shuffle-reduced dot product per row,
 // then one elementwise pass.
 //
+// Attention's masked softmax (the GEMM path of attention for short sequences) is the
+// same warp-per-row forward over the visible keys only: the query's row index gives the
+// causal limit, the batch index the key-padding row. It writes hidden keys as 0 and the
+// row's log-sum-exp, and can store the probabilities directly as bf16 for PV's mixed
+// GEMM. What it replaced: where(mask, S, -inf), logsumexp, softmax, where(mask, P, 0)
+// and a cast -- five passes over [B, H, Lq, Lk] (plus a broadcast mask) become one read
+// of S and one write of P.
+//
 // Floor: memory bound: forward reads 2x and writes 1x 4 bytes per element (the second
 // read usually hits L1/L2 for rows of a few KB); for attention scores [8*12*50, 50]
 // that is ~0.1 us of HBM time, so launch latency dominates; row-wise ops over big
@@ -101,7 +109,51 @@ __global__ void softmax_backward_block_kernel(const float* __restrict__ grad_y,
     gx[c] = log ? g[c] - expf(y_row[c]) * dot : y_row[c] * (g[c] - dot);
 }
 
+// Attention's masked softmax: a warp per row of scores [batch * heads * lq, lk].
+template <bool kBf16Out>
+__global__ void attention_softmax_kernel(const float* __restrict__ scores, const uint8_t* __restrict__ keep,
+                                         void* __restrict__ probs, float* __restrict__ lse, int64_t rows,
+                                         int64_t heads, int64_t lq, int64_t lk, bool causal) {
+  const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (row >= rows) return;
+  const int64_t query = row % lq, batch = row / (lq * heads);
+  const int64_t limit = causal && query + 1 < lk ? query + 1 : lk;  // keys past the query are hidden
+  const uint8_t* keep_row = keep ? keep + batch * lk : nullptr;
+  const float* s = scores + row * lk;
+  LseState state{-INFINITY, 0.0f};
+  for (int64_t c = lane; c < limit; c += kWarpSize)
+    if (keep_row == nullptr || keep_row[c] != 0) state = lse_add(state, s[c]);
+  const float row_lse = lse_value(warp_lse(state));
+  for (int64_t c = lane; c < lk; c += kWarpSize) {
+    const bool visible = c < limit && (keep_row == nullptr || keep_row[c] != 0);
+    const float p = visible && row_lse != -INFINITY ? expf(s[c] - row_lse) : 0.0f;
+    if constexpr (kBf16Out) {
+      static_cast<uint16_t*>(probs)[row * lk + c] = float_to_bf16_bits(p);
+    } else {
+      static_cast<float*>(probs)[row * lk + c] = p;
+    }
+  }
+  if (lane == 0 && lse != nullptr) lse[row] = row_lse;
+}
+
 }  // namespace
+
+void attention_softmax_f32(const float* scores, const uint8_t* keep, void* probs, bool probs_bf16, float* lse,
+                           int64_t batch, int64_t heads, int64_t lq, int64_t lk, bool causal,
+                           cudaStream_t stream) {
+  const int64_t rows = batch * heads * lq;
+  if (rows == 0 || lk == 0) return;
+  const unsigned blocks = unsigned(ceil_div(rows, kRowsPerBlock));
+  if (probs_bf16) {
+    attention_softmax_kernel<true><<<blocks, kRowsPerBlock * kWarpSize, 0, stream>>>(scores, keep, probs, lse,
+                                                                                     rows, heads, lq, lk, causal);
+  } else {
+    attention_softmax_kernel<false><<<blocks, kRowsPerBlock * kWarpSize, 0, stream>>>(scores, keep, probs, lse,
+                                                                                      rows, heads, lq, lk, causal);
+  }
+  MMS_CUDA_LAUNCH_CHECK();
+}
 
 void softmax_forward_f32(const float* x, float* y, int64_t rows, int64_t cols, bool log,
                          cudaStream_t stream) {

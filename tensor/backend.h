@@ -95,6 +95,18 @@ class Backend {
   virtual void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,
                                      bool log) = 0;
 
+  // Attention's masked softmax (ops::attention's GEMM path), over the rows of contiguous
+  // scores [B, H, Lq, Lk]: key j is visible to query i when key_keep[b, j] is nonzero
+  // (key_keep optional, contiguous Bool/UInt8 [B, Lk]) and, when causal, j <= i.
+  //   probs[b, h, i, j] = exp(S - lse) at visible keys, 0 at hidden ones;
+  //   lse[b, h, i] = log of the sum of exp(S) over the visible keys (-inf, with a zero
+  //   row of probs, when no key is visible).
+  // One pass instead of masking (where), log-sum-exp, softmax and zeroing the hidden
+  // entries again. scores float32/float64; probs contiguous, scores' dtype or bfloat16
+  // (written rounded: the operand of PV's mixed GEMM); lse optional, scores' dtype.
+  virtual void attention_softmax(const Tensor& scores, const Tensor& key_keep, bool causal, Tensor& probs,
+                                 Tensor& lse) = 0;
+
   // Row-wise over contiguous x [M, N]; weight/bias [N] optional. Saves mean and
   // rstd = 1/sqrt(var + eps) (biased variance) as [M] for the backward.
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,

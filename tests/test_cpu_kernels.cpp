@@ -19,6 +19,7 @@
 #include "tensor/cpu/gemm_kernel.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/tensor.h"
+#include "tensor/view.h"
 
 using namespace mms;
 
@@ -738,6 +739,44 @@ Tensor att_v() {
 Tensor att_keep() { return from_vector<uint8_t>({1, 1, 0, 0, 1, 1}, {2, 3}); }
 }  // namespace
 
+namespace {
+// The GEMM path's masked softmax on the same inputs: its lse is the fused kernel's and
+// P v is the attention output; hidden keys are exactly 0, a row with no visible key is
+// all 0; bf16 probabilities are the float32 ones rounded (exactly).
+void check_masked_softmax(bool causal, bool keep, const std::vector<double>& want_out,
+                          const std::vector<double>& want_lse) {
+  Tensor scores = empty({2, 1, 3, 3}, DType::Float64);
+  Tensor scores3 = ops::reshape(scores, {2, 3, 3});
+  kernels().bmm(ops::reshape(att_q(), {2, 3, 2}), ops::reshape(att_k(), {2, 3, 2}), scores3, false, true, 0.7, 0.0);
+  const Tensor mask = keep ? att_keep() : Tensor();
+  Tensor probs = empty({2, 1, 3, 3}, DType::Float64), lse = empty({2, 1, 3}, DType::Float64);
+  kernels().attention_softmax(scores, mask, causal, probs, lse);
+  check_close(lse, want_lse, 1e-14);
+  Tensor out = empty({2, 3, 2}, DType::Float64);
+  kernels().bmm(ops::reshape(probs, {2, 3, 3}), ops::reshape(att_v(), {2, 3, 2}), out, false, false, 1.0, 0.0);
+  check_close(out, want_out, 1e-14);
+  const std::vector<double> p = values(probs);
+  const std::vector<uint8_t> keep_bytes = {1, 1, 0, 0, 1, 1};
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) {
+        const bool visible = (!causal || j <= i) && (!keep || keep_bytes[b * 3 + j] != 0);
+        if (!visible) CHECK(p[(b * 3 + i) * 3 + j] == 0.0);
+      }
+  // float32 scores: float32 probabilities without lse, and bf16 ones
+  const Tensor scores32 = scores.to(DType::Float32);
+  Tensor p32 = empty({2, 1, 3, 3}, DType::Float32), p16 = empty({2, 1, 3, 3}, DType::BFloat16);
+  Tensor no_lse;
+  kernels().attention_softmax(scores32, mask, causal, p32, no_lse);
+  kernels().attention_softmax(scores32, mask, causal, p16, no_lse);
+  check_close(p32, p, 1e-6);
+  CHECK(values(p16.to(DType::Float32)) == values(p32.to(DType::BFloat16).to(DType::Float32)));
+  // float64 scores cannot give float32 probabilities: refused, naming the op and dtypes
+  const std::string msg = error_of([&] { kernels().attention_softmax(scores, mask, causal, p32, no_lse); });
+  CHECK(msg.find("attention_softmax: probs must be float64 or bfloat16, got float32") != std::string::npos);
+}
+}  // namespace
+
 TEST_CASE("attention forward with key padding, causal, and a query with no key") {
   struct Case {
     bool causal, keep;
@@ -776,6 +815,7 @@ TEST_CASE("attention forward with key padding, causal, and a query with no key")
                     out32, lse32);
     check_close(out32, c.out, 1e-6);
     check_close(lse32, c.lse, 1e-6);
+    check_masked_softmax(c.causal, c.keep, c.out, c.lse);
   }
   // an int64 key_keep means the same as the uint8 one
   Tensor out = empty({2, 1, 3, 2}, DType::Float64), lse = empty({2, 1, 3}, DType::Float32);

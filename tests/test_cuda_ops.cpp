@@ -395,6 +395,48 @@ TEST_CASE("cuda: softmax and log_softmax forward and backward") {
   }
 }
 
+TEST_CASE("cuda: attention's masked softmax (probabilities float32 and bf16, log-sum-exp) matches the CPU") {
+  SKIP_WITHOUT_GPU();
+  uint64_t seed = 600;
+  // [B, H, Lq, Lk]: odd sizes, CLIP's 77 text tokens, rows longer than a warp's stride,
+  // and Lq != Lk under the causal mask
+  for (const Shape& shape : std::vector<Shape>{{2, 3, 5, 7}, {3, 8, 77, 77}, {2, 2, 4, 300}, {2, 1, 6, 3}}) {
+    const int64_t batch = shape[0], lk = shape[3];
+    std::vector<uint8_t> keep_values(static_cast<size_t>(batch * lk), 1);
+    for (int64_t j = 0; j < lk; ++j) keep_values[j] = j == 0 ? 0 : 1;       // batch 0: first key padded
+    for (int64_t j = lk / 2; j < lk; ++j) keep_values[lk + j] = 0;          // batch 1: the second half
+    const Tensor keep = from_vector<uint8_t>(keep_values, {batch, lk});
+    for (bool causal : {false, true}) {
+      for (bool masked : {false, true}) {
+        INFO(shape_str(shape) << " causal " << causal << " key mask " << masked);
+        const Tensor scores = ops::mul_scalar(random_normal(shape, ++seed), 3.0);
+        const Shape lse_shape{shape[0], shape[1], shape[2]};
+        Tensor probs = empty(shape, DType::Float32), lse = empty(lse_shape, DType::Float32);
+        cpu_backend().attention_softmax(scores, masked ? keep : Tensor(), causal, probs, lse);
+        Tensor probs_gpu = empty(shape, DType::Float32, kGpu), lse_gpu = empty(lse_shape, DType::Float32, kGpu);
+        Tensor probs_bf16 = empty(shape, DType::BFloat16, kGpu), no_lse;
+        cuda_backend().attention_softmax(gpu(scores), masked ? gpu(keep) : Tensor(), causal, probs_gpu, lse_gpu);
+        CHECK_CLOSE(probs_gpu, probs, "probabilities");
+        CHECK_CLOSE(lse_gpu, lse, "log-sum-exp (-inf rows included)");
+        // hidden keys are exactly 0 on both sides
+        const std::vector<double> got = probs_gpu.to(Device::cpu()).to_vector<double>();
+        const std::vector<double> want = probs.to_vector<double>();
+        for (size_t i = 0; i < got.size(); ++i)
+          if (want[i] == 0.0) CHECK(got[i] == 0.0);
+        // bf16 probabilities: the float32 ones rounded, bit for bit
+        cuda_backend().attention_softmax(gpu(scores), masked ? gpu(keep) : Tensor(), causal, probs_bf16, no_lse);
+        CHECK(probs_bf16.to(Device::cpu()).to(DType::Float32).to_vector<float>() ==
+              probs_gpu.to(Device::cpu()).to(DType::BFloat16).to(DType::Float32).to_vector<float>());
+        if (masked) {  // an int64 mask means the same as the byte mask
+          Tensor probs_i64 = empty(shape, DType::Float32, kGpu);
+          cuda_backend().attention_softmax(gpu(scores), gpu(keep.to(DType::Int64)), causal, probs_i64, no_lse);
+          CHECK(probs_i64.to(Device::cpu()).to_vector<float>() == probs_gpu.to(Device::cpu()).to_vector<float>());
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda: layer_norm forward and backward, with and without affine") {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 700;

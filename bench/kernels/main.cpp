@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -531,6 +532,47 @@ void bench_attention() {
   }
 }
 
+// Attention's masked softmax (the GEMM path) against the composition it replaced: build
+// the causal + key-padding mask, where(mask, S, -inf), logsumexp, softmax, where(mask, P,
+// 0) and the cast of P to bf16 for PV. GB/s count the fused kernel's floor for both
+// (read 4 B of scores, write 2 B of bf16 probabilities per element).
+void bench_masked_softmax() {
+  const int64_t b = 128, h = 8, l = 77;
+  std::printf("kernel masked softmax: scores [%lld, %lld, %lld, %lld] causal, 20 padded keys per list\n",
+              (long long)b, (long long)h, (long long)l, (long long)l);
+  const Shape shape = {b, h, l, l};
+  const Tensor scores = ops::mul_scalar(randn_gpu(shape, 60), 3.0);
+  std::vector<uint8_t> keep_values(size_t(b * l), 1);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = l - 20; j < l; ++j) keep_values[size_t(i * l + j)] = 0;
+  const Tensor keep = from_vector<uint8_t>(keep_values, {b, l}).to(DType::Bool).to(kGpu);
+  auto composed = [&] {
+    Tensor rows = ops::reshape(arange(0, double(l), 1, DType::Int64, kGpu), {l, 1});
+    Tensor cols = ops::reshape(arange(0, double(l), 1, DType::Int64, kGpu), {1, l});
+    Tensor causal = ops::reshape(ops::binary(BinaryOp::Le, cols, rows), {1, 1, l, l});
+    Tensor allowed = ops::where(ops::reshape(keep, {b, 1, 1, l}), causal, full({}, 0.0, DType::Bool, kGpu));
+    Tensor masked = ops::where(allowed, scores, full({}, -INFINITY, DType::Float32, kGpu));
+    Tensor lse = ops::logsumexp(masked, {-1});
+    Tensor probs = ops::where(allowed, ops::softmax(masked, -1), full({}, 0.0, DType::Float32, kGpu));
+    return std::make_pair(ops::cast(probs, DType::BFloat16), lse);
+  };
+  Tensor probs32 = empty(shape, DType::Float32, kGpu), probs16 = empty(shape, DType::BFloat16, kGpu);
+  Tensor lse = empty_gpu({b, h, l});
+  cuda_backend().attention_softmax(scores, keep, true, probs32, lse);
+  Tensor probs_cpu = empty(shape, DType::Float32), lse_cpu = empty({b, h, l}, DType::Float32);
+  cpu_backend().attention_softmax(scores.to(Device::cpu()), keep.to(Device::cpu()), true, probs_cpu, lse_cpu);
+  validate("masked softmax probs vs cpu", probs32, probs_cpu);
+  validate("masked softmax lse vs cpu", lse, lse_cpu);
+  const auto old = composed();
+  validate("composed probs vs fused", old.first.to(DType::Float32), probs32, 1e-2);  // bf16 vs float32
+  validate("composed lse vs fused", old.second, lse);
+  const double bytes = 6.0 * b * h * l * l;
+  report_memory("masked softmax", "composed", time_us([&] { composed(); }), bytes);
+  report_memory("masked softmax", "fused", time_us([&] {
+    cuda_backend().attention_softmax(scores, keep, true, probs16, lse);
+  }), bytes);
+}
+
 void bench_training_kernels() {
   std::printf("kernel embedding: 32*4*77 tokens from a [49408, 512] table\n");
   const int64_t tokens = 32 * 4 * 77;
@@ -628,6 +670,7 @@ int main() {
     bench_gemm();
     bench_linear_epilogue();
     bench_attention();
+    bench_masked_softmax();
     bench_training_kernels();
   } catch (const std::exception& e) {
     std::printf("bench/kernels: error: %s\n", e.what());

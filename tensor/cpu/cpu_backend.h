@@ -40,6 +40,8 @@ class CpuBackend final : public Backend {
   void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,
                              bool log) override;
 
+  void attention_softmax(const Tensor& scores, const Tensor& key_keep, bool causal, Tensor& probs,
+                         Tensor& lse) override;
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                   Tensor& y, Tensor& mean, Tensor& rstd) override;
   void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,

@@ -1,6 +1,8 @@
 // CudaBackend: row-wise ops (reductions, softmax, layer norm), batched GEMM and the
 // linear layer's fused GEMM + epilogue (cuda/reduce.h, cuda/softmax.h, cuda/layernorm.h,
 // cuda/gemm.h, cuda/gemm_lt.h).
+#include <limits>
+
 #include "cuda/gemm.h"
 #include "cuda/gemm_lt.h"
 #include "cuda/layernorm.h"
@@ -65,6 +67,31 @@ void CudaBackend::softmax_last_backward(const Tensor& grad_out, const Tensor& y,
   const Rows r = rows_of(y);
   cuda::softmax_backward_f32(static_cast<const float*>(grad_out.raw_data()), static_cast<const float*>(y.raw_data()),
                              static_cast<float*>(grad_in.raw_data()), r.rows, r.cols, log, cuda::stream());
+}
+
+void CudaBackend::attention_softmax(const Tensor& scores, const Tensor& key_keep, bool causal, Tensor& probs,
+                                    Tensor& lse) {
+  const char* name = "attention_softmax";
+  check_f32(name, "scores", scores);
+  check_contiguous(name, "scores", scores);
+  MMS_CHECK(scores.dim() == 4, name, ": scores must be [B, H, Lq, Lk], got ", shape_str(scores.shape()));
+  const int64_t batch = scores.size(0), heads = scores.size(1), lq = scores.size(2), lk = scores.size(3);
+  check_cuda(name, "probs", probs);
+  check_contiguous(name, "probs", probs);
+  check_shape(name, "probs", probs, scores.shape());
+  MMS_CHECK(probs.dtype() == DType::Float32 || probs.dtype() == DType::BFloat16, name,
+            ": probs must be float32 or bfloat16, got ", dtype_name(probs.dtype()));
+  if (lse.defined()) {
+    check_f32(name, "lse", lse);
+    check_contiguous(name, "lse", lse);
+    check_shape(name, "lse", lse, {batch, heads, lq});
+    if (lk == 0) fill(lse, -std::numeric_limits<double>::infinity());  // no keys: nothing is visible
+  }
+  const Tensor keep = key_keep_bytes(name, key_keep, batch, lk);
+  cuda::attention_softmax_f32(static_cast<const float*>(scores.raw_data()),
+                              keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr,
+                              probs.raw_data(), probs.dtype() == DType::BFloat16, f32_or_null(lse), batch, heads,
+                              lq, lk, causal, cuda::stream());
 }
 
 void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,

@@ -136,6 +136,21 @@ void check_indices(const char* op) {
 
 float* f32_or_null(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
 
+// Key-padding masks arrive as bool, uint8 or int64; the kernels read one byte per key.
+Tensor key_keep_bytes(const char* op, const Tensor& key_keep, int64_t batch, int64_t key_len) {
+  if (!key_keep.defined()) return key_keep;
+  check_cuda(op, "key_keep", key_keep);
+  check_shape(op, "key_keep", key_keep, {batch, key_len});
+  if ((key_keep.dtype() == DType::Bool || key_keep.dtype() == DType::UInt8) && key_keep.is_contiguous())
+    return key_keep;
+  MMS_CHECK(key_keep.dtype() == DType::Bool || key_keep.dtype() == DType::UInt8 ||
+                key_keep.dtype() == DType::Int64 || key_keep.dtype() == DType::Int32,
+            op, ": key_keep must be bool, uint8, int32 or int64, got ", dtype_name(key_keep.dtype()));
+  Tensor bytes = empty(key_keep.shape(), DType::Bool, key_keep.device());  // nonzero -> true
+  cuda_backend().copy(key_keep, bytes);
+  return bytes;
+}
+
 }  // namespace cuda_glue
 
 }  // namespace mms

@@ -34,6 +34,8 @@ class CudaBackend final : public Backend {
   void softmax_last(const Tensor& x, Tensor& out, bool log) override;
   void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,
                              bool log) override;
+  void attention_softmax(const Tensor& scores, const Tensor& key_keep, bool causal, Tensor& probs,
+                         Tensor& lse) override;
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,
                   Tensor& mean, Tensor& rstd) override;
   void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
@@ -80,6 +82,10 @@ std::vector<cuda::StridedLayout> joint_layouts(const char* op, std::initializer_
 void check_indices(const char* op);
 // A float32 pointer, or null for an undefined optional tensor.
 float* f32_or_null(const Tensor& t);
+// A key-padding mask ([batch, key_len]; bool, uint8, int32 or int64, nonzero = attend)
+// as the contiguous bytes the attention kernels read: itself when it already is one,
+// else a converted copy. Undefined stays undefined.
+Tensor key_keep_bytes(const char* op, const Tensor& key_keep, int64_t batch, int64_t key_len);
 
 }  // namespace cuda_glue
 

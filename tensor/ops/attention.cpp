@@ -2,7 +2,8 @@
 //
 //  - Fused: the device's attention kernel (flash-style on CUDA: online softmax, the
 //    [Lq, Lk] score matrix never leaves the chip).
-//  - Gemm: two batched GEMMs around a masked softmax, written with the other raw ops.
+//  - Gemm: two batched GEMMs around a masked softmax (the backends' attention_softmax:
+//    one row kernel that applies the causal and key-padding masks itself).
 //    It materialises the scores, [B, H, Lq, Lk], so it only pays for short sequences;
 //    there it hands the O(L^2 D) work to cuBLAS's tensor-core GEMMs, which our flash
 //    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
@@ -17,11 +18,10 @@
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
 // Only the Gemm path takes them: QK^T and PV run as bf16 x bf16 -> float32 GEMMs, the
 // scores, softmax and log-sum-exp stay float32, and the probabilities are rounded to
-// bf16 only as PV's operand (as torch's bf16 SDPA does). Outputs and gradients are
+// bf16 only as PV's operand (written so by the softmax kernel; as torch's bf16 SDPA does). Outputs and gradients are
 // float32, since they flow back to float32 activations.
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 
 #include "tensor/ops.h"
 
@@ -48,24 +48,12 @@ bool use_gemm_path(const Tensor& q, const Tensor& k) {
   return q.device().is_cuda() && k.size(2) <= 256;
 }
 
-// allowed[b, 0, i, j]: key j is visible to query i (its key_keep entry is nonzero and,
-// when causal, j <= i). Shape [B or 1, 1, Lq, Lk], Bool.
-Tensor visible_keys(const Tensor& key_keep, bool causal, int64_t batch, int64_t lq, int64_t lk, Device device) {
-  Tensor allowed;
-  if (causal) {
-    Tensor rows = reshape(arange(0, static_cast<double>(lq), 1, DType::Int64, device), {lq, 1});
-    Tensor cols = reshape(arange(0, static_cast<double>(lk), 1, DType::Int64, device), {1, lk});
-    allowed = reshape(binary(BinaryOp::Le, cols, rows), {1, 1, lq, lk});
-  }
-  if (key_keep.defined()) {
-    Tensor keep = key_keep.dtype() == DType::Bool
-                      ? key_keep
-                      : binary(BinaryOp::Ne, key_keep, full({}, 0.0, key_keep.dtype(), device));
-    keep = reshape(keep, {batch, 1, 1, lk});
-    allowed = allowed.defined() ? where(keep, allowed, full({}, 0.0, DType::Bool, device))
-                                : expand(keep, {batch, 1, lq, lk});
-  }
-  return allowed;
+// The key-padding mask as the backends' attention_softmax reads it: contiguous bytes,
+// nonzero = attend (an int64 mask is converted once).
+Tensor key_keep_bytes(const Tensor& key_keep) {
+  if (!key_keep.defined()) return key_keep;
+  if (key_keep.dtype() == DType::UInt8) return key_keep.contiguous();
+  return key_keep.to(DType::Bool).contiguous();
 }
 
 // The dtype of scores, outputs and gradients: float32 for bf16 operands, else theirs.
@@ -77,23 +65,20 @@ Tensor gemm_operand(const Tensor& t, DType operand_dtype) {
   return t.dtype() == operand_dtype ? t.contiguous() : cast(t, operand_dtype);
 }
 
-// scale * q k^T with masked entries at -inf: [B, H, Lq, Lk], in result_dtype(q); q and k
-// contiguous.
-Tensor masked_scores(const Tensor& q, const Tensor& k, const Tensor& allowed, double scale) {
+// scale * q k^T: [B, H, Lq, Lk], in result_dtype(q); q and k contiguous.
+Tensor attention_scores(const Tensor& q, const Tensor& k, double scale) {
   const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2), d = q.size(3);
-  const DType dtype = result_dtype(q);
-  Tensor scores = empty({b * h, lq, lk}, dtype, q.device());
+  Tensor scores = empty({b * h, lq, lk}, result_dtype(q), q.device());
   backend_for(q.device()).bmm(reshape(q, {b * h, lq, d}), reshape(k, {b * h, lk, d}), scores, false, true, scale, 0.0);
-  scores = reshape(scores, {b, h, lq, lk});
-  if (!allowed.defined()) return scores;
-  return where(allowed, scores, full({}, -std::numeric_limits<double>::infinity(), dtype, q.device()));
+  return reshape(scores, {b, h, lq, lk});
 }
 
-// Probabilities from the masked scores; rows with no visible key are all zero
-// (softmax of an all -inf row is NaN there, and `where` replaces it).
-Tensor zero_hidden(const Tensor& probs, const Tensor& allowed) {
-  if (!allowed.defined()) return probs;
-  return where(allowed, probs, full({}, 0.0, probs.dtype(), probs.device()));
+// The probabilities of the masked scores in `dtype` (hidden keys 0, a row with no visible
+// key all 0), and the rows' log-sum-exp into lse when it is defined: one row kernel.
+Tensor masked_softmax(const Tensor& scores, const Tensor& keep_bytes, bool causal, DType dtype, Tensor lse = {}) {
+  Tensor probs = empty(scores.shape(), dtype, scores.device());
+  backend_for(scores.device()).attention_softmax(scores, keep_bytes, causal, probs, lse);
+  return probs;
 }
 
 // [B, H, L, X] @ [B, H, X, Y] style batched product over the flattened B*H.
@@ -146,11 +131,11 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {
-    Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
-    Tensor scores = masked_scores(q.contiguous(), k.contiguous(), allowed, scale);
-    result.lse = logsumexp(scores, {-1});
-    Tensor probs = zero_hidden(softmax(scores, -1), allowed);
-    batched_gemm(gemm_operand(probs, q.dtype()), v, result.out, false, false, 1.0);
+    // The probabilities come out in the operands' dtype (bf16 in the mixed form: PV's
+    // operand, rounded by the softmax kernel itself).
+    Tensor scores = attention_scores(q.contiguous(), k.contiguous(), scale);
+    Tensor probs = masked_softmax(scores, key_keep_bytes(key_keep), causal, q.dtype(), result.lse);
+    batched_gemm(probs, v, result.out, false, false, 1.0);
     return result;
   }
   MMS_CHECK(q.dtype() != DType::BFloat16, "attention: bf16 operands take the GEMM path only");
@@ -172,8 +157,8 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   grads.grad_k = empty(k.shape(), dtype, k.device());
   grads.grad_v = empty(v.shape(), dtype, v.device());
   if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
-    // P = softmax(S) (hidden keys 0; one row kernel, where exp(S - lse) would take a
-    // broadcast subtraction and an exp pass);  dV = P^T dO;  dP = dO V^T;
+    // P = masked softmax(S) (hidden keys 0; the row kernel again, where exp(S - lse)
+    // would take a broadcast subtraction and an exp pass);  dV = P^T dO;  dP = dO V^T;
     // dS = P * (dP - rowsum(dP * P))  (the softmax backward; rowsum(dP*P) = rowsum(dO*O));
     // dQ = scale dS K;  dK = scale dS^T Q.
     // Each operand is made contiguous (and bf16 in the mixed form) once, here: the
@@ -181,9 +166,7 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     const DType operands = q.dtype();
     const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
     const Tensor grad_out_c = gemm_operand(grad_out, operands);
-    Tensor allowed = visible_keys(key_keep, causal, q.size(0), q.size(2), k.size(2), q.device());
-    Tensor scores = masked_scores(qc, kc, allowed, scale);
-    Tensor probs = zero_hidden(softmax(scores, -1), allowed);
+    Tensor probs = masked_softmax(attention_scores(qc, kc, scale), key_keep_bytes(key_keep), causal, dtype);
     const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2);
     Tensor grad_probs = empty({b, h, lq, lk}, dtype, q.device());
     batched_gemm(grad_out_c, vc, grad_probs, false, true, 1.0);
