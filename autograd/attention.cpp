@@ -11,8 +11,10 @@
 // Autocast (autograd/autocast.h): when attention takes its GEMM path (short sequences
 // on CUDA, tensor/ops/attention.cpp), the copies are made in bfloat16 instead -- the
 // same single pass -- and QK^T / PV run as mixed bf16 GEMMs with float32 scores, softmax
-// and log-sum-exp, as torch.autocast does for scaled_dot_product_attention. The fused
-// kernel path computes in float32 either way. Gradients return in float32.
+// and log-sum-exp, as torch.autocast does for scaled_dot_product_attention. With
+// MMS_ATTENTION=cudnn on CUDA the bf16 copies go to cuDNN's fused kernel instead, whose
+// output is bf16 (the out projection then needs no cast). Our fused kernel computes in
+// float32 either way. Gradients return in the inputs' dtypes.
 #include <cmath>
 
 #include "autograd/api.h"
@@ -27,7 +29,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const std::optional<DType> autocast = autocast_dtype();
   const bool mixed = autocast && q.dtype() == DType::Float32 && k.dtype() == DType::Float32 &&
-                     v.dtype() == DType::Float32 && k.size(2) > 0 && ops::attention_uses_gemm(q, k);
+                     v.dtype() == DType::Float32 && ops::attention_takes_bf16(q, k);
   auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
   ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s);

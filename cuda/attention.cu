@@ -23,6 +23,9 @@
 // at batch 8 is 4 * 96 * 50 * 50 * 64 = 61 MFLOP: microseconds at FP32 CUDA-core peak
 // (~60 TFLOP/s on H100), so at CLIP's short sequences the kernels are latency bound and
 // the win over naive is in memory traffic, not FLOPs.
+//
+// Also here: key_prefix_lengths, the per-list key lengths that cuDNN's fused attention
+// takes in place of a key mask (cuda/cudnn_attention.h).
 #include <cmath>
 
 #include "cuda/attention.h"
@@ -473,6 +476,50 @@ void attention_backward_f32(const float* grad_out, const float* q, const float* 
     launch_flash_backward<128>(grad_out, q, k, v, lse, delta.as<float>(), key_keep, causal, scale, grad_q,
                                grad_k, grad_v, shape, stream);
   }
+}
+
+// ---- key-padding masks as lengths (for cuDNN's attention) ------------------------------
+
+namespace {
+
+__device__ unsigned long long g_non_prefix_mask_count = 0;
+
+// One thread per list: its keep row's leading run of nonzero bytes is its length; a
+// nonzero byte after the run (a mask that is not right-padding) is counted.
+__global__ void key_prefix_lengths_kernel(const uint8_t* __restrict__ keep, int32_t* __restrict__ key_lengths,
+                                          int32_t* __restrict__ query_lengths, int64_t batch, int64_t key_len,
+                                          int64_t query_len) {
+  const int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  const uint8_t* row = keep + b * key_len;
+  int64_t length = 0;
+  while (length < key_len && row[length] != 0) ++length;
+  bool prefix = true;
+  for (int64_t j = length; j < key_len; ++j) prefix = prefix && row[j] == 0;
+  if (!prefix) atomicAdd(&g_non_prefix_mask_count, 1ull);
+  key_lengths[b] = static_cast<int32_t>(length);
+  query_lengths[b] = static_cast<int32_t>(query_len);
+}
+
+}  // namespace
+
+void key_prefix_lengths(const uint8_t* keep, int32_t* key_lengths, int32_t* query_lengths, int64_t batch,
+                        int64_t key_len, int64_t query_len, cudaStream_t stream) {
+  if (batch == 0) return;
+  key_prefix_lengths_kernel<<<unsigned(ceil_div(batch, 128)), 128, 0, stream>>>(keep, key_lengths, query_lengths,
+                                                                               batch, key_len, query_len);
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+int64_t take_non_prefix_mask_count() {
+  unsigned long long count = 0;
+  const unsigned long long zero = 0;
+  MMS_CUDA_CHECK(cudaMemcpyFromSymbolAsync(&count, g_non_prefix_mask_count, sizeof(count), 0,
+                                           cudaMemcpyDeviceToHost, stream()));
+  MMS_CUDA_CHECK(cudaMemcpyToSymbolAsync(g_non_prefix_mask_count, &zero, sizeof(zero), 0,
+                                         cudaMemcpyHostToDevice, stream()));
+  synchronize();
+  return static_cast<int64_t>(count);
 }
 
 }  // namespace mms::cuda

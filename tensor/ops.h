@@ -115,8 +115,9 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 
 // ---- attention -----------------------------------------------------------------
 // Which implementation attention uses (see tensor/ops/attention.cpp): the device's fused
-// kernel, or batched GEMMs around a masked softmax. Auto: GEMMs on CUDA for short keys.
-enum class AttentionPath { Auto, Fused, Gemm };
+// kernel, batched GEMMs around a masked softmax, or (bf16 operands on CUDA) cuDNN's fused
+// flash attention. Auto: GEMMs on CUDA for short keys.
+enum class AttentionPath { Auto, Fused, Gemm, Cudnn };
 void set_attention_path(AttentionPath path);
 AttentionPath attention_path();
 // Sets the attention path for its lifetime and restores the previous one.
@@ -130,11 +131,16 @@ class AttentionPathGuard {
  private:
   AttentionPath previous_;
 };
-// True when attention over these q and k takes the GEMM path (bf16 operands always do).
+// True when attention over these q and k takes the GEMM path (bf16 operands do, unless
+// they go to cuDNN).
 bool attention_uses_gemm(const Tensor& q, const Tensor& k);
-// q, k, v all of one floating dtype, or the mixed form of autocast: all bfloat16 (GEMM
-// path only), with out, lse and the gradients in float32 (the GEMMs accumulate in
-// float32; scores, softmax and log-sum-exp are float32).
+// True when float32 q and k would be better cast to bfloat16 under autocast: attention
+// over them takes the GEMM path, or cuDNN's kernel (MMS_ATTENTION=cudnn on CUDA).
+bool attention_takes_bf16(const Tensor& q, const Tensor& k);
+// q, k, v all of one floating dtype, or bfloat16: on the GEMM path (autocast's mixed
+// form) out, lse and the gradients are float32 (the GEMMs accumulate in float32; scores,
+// softmax and log-sum-exp are float32); on cuDNN's path out and the gradients are
+// bfloat16 (as cuDNN writes them) and lse float32.
 struct AttentionResult { Tensor out, lse; };
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& key_keep, bool causal, double scale);

@@ -17,6 +17,7 @@
 #ifdef MMS_WITH_CUDA
 #include "cuda/attention.h"
 #include "cuda/copy.h"
+#include "cuda/cudnn_attention.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemm.h"
 #include "cuda/layernorm.h"
@@ -567,6 +568,70 @@ TEST_CASE("cuda: attention forward and backward with causal and key-padding mask
     }
   }
 }
+
+#ifdef MMS_WITH_CUDA  // cuda:: entry points below
+// cuDNN's fused attention (MMS_ATTENTION=cudnn) computes in bf16 with float32
+// accumulation: compared with float32 attention of the same bf16-rounded inputs on the
+// CPU at DESIGN.md's bf16 tolerance. Key masks are right padding (cuDNN takes lengths).
+TEST_CASE("cuda: cuDNN's fused attention, forward and backward, against float32 attention of its bf16 inputs") {
+  SKIP_WITHOUT_GPU();
+  if (!cuda::cudnn_attention_built()) {
+    MESSAGE("cuDNN attention skipped: this build has no cuDNN frontend");
+    return;
+  }
+  constexpr double kBf16Tolerance = 2e-2;
+  ops::AttentionPathGuard cudnn(ops::AttentionPath::Cudnn);
+  uint64_t seed = 1400;
+  struct Case { int64_t B, H, Lq, Lk, D; bool causal; std::vector<int64_t> lengths; };
+  const std::vector<Case> cases = {
+      {2, 12, 50, 50, 64, false, {}},            // ViT-B/32 heads
+      {4, 8, 77, 77, 64, true, {77, 40, 1, 60}},  // text tower: causal + right padding
+      {2, 2, 5, 9, 64, false, {9, 3}},             // Lq != Lk
+  };
+  auto rounded = [](const Tensor& t) { return t.to(DType::BFloat16); };
+  auto widened = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::Float32); };
+  for (const Case& c : cases) {
+    INFO("cuDNN attention B" << c.B << " H" << c.H << " Lq" << c.Lq << " Lk" << c.Lk << " D" << c.D
+                             << (c.causal ? " causal" : "") << (c.lengths.empty() ? "" : " padding"));
+    const Tensor q = rounded(random_normal({c.B, c.H, c.Lq, c.D}, ++seed));
+    const Tensor k = rounded(random_normal({c.B, c.H, c.Lk, c.D}, ++seed));
+    const Tensor v = rounded(random_normal({c.B, c.H, c.Lk, c.D}, ++seed));
+    const Tensor g = rounded(random_normal({c.B, c.H, c.Lq, c.D}, ++seed));
+    Tensor keep;
+    if (!c.lengths.empty()) {
+      std::vector<uint8_t> mask(size_t(c.B * c.Lk), 0);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t j = 0; j < c.lengths[size_t(b)]; ++j) mask[size_t(b * c.Lk + j)] = 1;
+      keep = from_vector<uint8_t>(mask, {c.B, c.Lk});
+    }
+    const double scale = 1.0 / std::sqrt(double(c.D));
+    const auto ref = ops::attention(widened(q), widened(k), widened(v), keep, c.causal, scale);
+    const auto ref_grads = ops::attention_backward(widened(g), widened(q), widened(k), widened(v), ref.out, ref.lse,
+                                                   keep, c.causal, scale);
+    const Tensor keep_gpu = keep.defined() ? gpu(keep) : keep;
+    const auto got = ops::attention(gpu(q), gpu(k), gpu(v), keep_gpu, c.causal, scale);
+    CHECK(got.out.dtype() == DType::BFloat16);
+    CHECK_WITHIN(widened(got.out), ref.out, kBf16Tolerance, "out");
+    CHECK_WITHIN(got.lse, ref.lse, 1e-3, "lse (float32 statistics)");
+    const auto got_grads = ops::attention_backward(gpu(g), gpu(q), gpu(k), gpu(v), got.out, got.lse, keep_gpu,
+                                                   c.causal, scale);
+    CHECK_WITHIN(widened(got_grads.grad_q), ref_grads.grad_q, kBf16Tolerance, "grad_q");
+    CHECK_WITHIN(widened(got_grads.grad_k), ref_grads.grad_k, kBf16Tolerance, "grad_k");
+    CHECK_WITHIN(widened(got_grads.grad_v), ref_grads.grad_v, kBf16Tolerance, "grad_v");
+  }
+  if (cuda::debug_sync_enabled()) {  // a mask that is not right padding is refused, not misread
+    const Tensor q = gpu(rounded(random_normal({1, 1, 4, 64}, ++seed)));
+    const Tensor holes = gpu(from_vector<uint8_t>({1, 0, 1, 1}, {1, 4}));
+    std::string message;
+    try {
+      ops::attention(q, q, q, holes, false, 0.125);
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    CHECK(message.find("right padding") != std::string::npos);
+  }
+}
+#endif
 
 TEST_CASE("cuda: ListMLE loss and gradient") {
   SKIP_WITHOUT_GPU();

@@ -9,4 +9,9 @@ rm -rf .deps && mkdir -p .deps/include .deps/lib
 cp -r /usr/include/eigen3 /usr/include/doctest /usr/include/nlohmann /usr/include/CLI /usr/include/stb .deps/include/
 cp /usr/include/utf8proc.h /usr/include/zlib.h /usr/include/zconf.h .deps/include/
 cp /usr/lib/x86_64-linux-gnu/libutf8proc.a /usr/lib/x86_64-linux-gnu/libz.a .deps/lib/
+# the cuDNN frontend's headers (cuDNN attention; install_deps.sh installed them with pip)
+purelib=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+if [ -f "$purelib/include/cudnn_frontend.h" ]; then
+  cp -r "$purelib"/include/cudnn_frontend* "$purelib"/include/cudnn_backend_base.h .deps/include/
+fi
 du -sh .deps

@@ -19,6 +19,7 @@
 
 #include "cuda/adamw.h"
 #include "cuda/attention.h"
+#include "cuda/cudnn_attention.h"
 #include "cuda/copy.h"
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
@@ -99,6 +100,7 @@ double time_us(const std::function<void()>& body) {
 double g_peak_bandwidth = 0.0;  // bytes/s, device memcpy
 double g_peak_fp32 = 0.0;       // FLOP/s, cuBLAS SGEMM
 double g_peak_tf32 = 0.0;       // FLOP/s, cuBLAS TF32 GEMM
+double g_peak_bf16 = 0.0;       // FLOP/s, cuBLAS bf16 GEMM (float32 accumulation)
 
 void report_memory(const char* kernel, const char* variant, double us, double bytes) {
   const double gbs = bytes / (us * 1e-6) / 1e9;
@@ -109,7 +111,8 @@ void report_memory(const char* kernel, const char* variant, double us, double by
 void report_compute(const char* kernel, const char* variant, double us, double flops, double peak) {
   const double tflops = flops / (us * 1e-6) / 1e12;
   std::printf("  %-26s %-10s %10.2f us %9.2f TFLOP/s %6.1f%% of %s peak\n", kernel, variant, us, tflops,
-              100.0 * flops / (us * 1e-6) / peak, peak == g_peak_tf32 ? "TF32" : "FP32");
+              100.0 * flops / (us * 1e-6) / peak,
+              peak == g_peak_bf16 ? "BF16" : peak == g_peak_tf32 ? "TF32" : "FP32");
 }
 
 float* fp(const Tensor& t) { return static_cast<float*>(t.raw_data()); }
@@ -134,8 +137,15 @@ void measure_peaks() {
   cuda::set_tf32_enabled(true);
   g_peak_tf32 = 2.0 * n * n * n / (time_us(gemm) * 1e-6);
   cuda::set_tf32_enabled(false);
-  std::printf("peak  memcpy %.0f GB/s   SGEMM %.1f TFLOP/s   TF32 GEMM %.1f TFLOP/s  (8192^3, measured)\n",
-              g_peak_bandwidth / 1e9, g_peak_fp32 / 1e12, g_peak_tf32 / 1e12);
+  const Tensor xb = x.to(DType::BFloat16), yb = y.to(DType::BFloat16);
+  g_peak_bf16 = 2.0 * n * n * n / (time_us([&] {
+    cuda::gemm_strided_batched_bf16_f32(false, false, 1, n, n, n, 1.0f, static_cast<const uint16_t*>(xb.raw_data()), 0,
+                                        static_cast<const uint16_t*>(yb.raw_data()), 0, 0.0f, fp(z), 0,
+                                        cuda::stream());
+  }) * 1e-6);
+  std::printf("peak  memcpy %.0f GB/s   SGEMM %.1f TFLOP/s   TF32 GEMM %.1f TFLOP/s   BF16 GEMM %.1f TFLOP/s"
+              "  (8192^3, measured)\n",
+              g_peak_bandwidth / 1e9, g_peak_fp32 / 1e12, g_peak_tf32 / 1e12, g_peak_bf16 / 1e12);
 }
 
 cuda::StridedLayout contiguous_layout(int64_t n) {
@@ -472,6 +482,46 @@ void bench_linear_epilogue() {
   cuda::set_cublaslt_enabled(lt_before);
 }
 
+// bf16 attention, what a bf16 step runs: our GEMM path (bf16 GEMMs, float32 masked
+// softmax) against cuDNN's fused flash attention (MMS_ATTENTION=cudnn), same bf16 inputs,
+// each validated first against float32 attention of those inputs on the CPU.
+void bench_bf16_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, bool causal,
+                          double scale, double flops) {
+  const Tensor qb = q.to(DType::BFloat16), kb = k.to(DType::BFloat16), vb = v.to(DType::BFloat16);
+  const Tensor gb = g.to(DType::BFloat16);
+  auto widened = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::Float32); };
+  const auto ref = ops::attention(widened(qb), widened(kb), widened(vb), Tensor(), causal, scale);
+  const auto ref_grads = ops::attention_backward(widened(gb), widened(qb), widened(kb), widened(vb), ref.out,
+                                                 ref.lse, Tensor(), causal, scale);
+  for (ops::AttentionPath path : {ops::AttentionPath::Gemm, ops::AttentionPath::Cudnn}) {
+    const bool cudnn = path == ops::AttentionPath::Cudnn;
+    const char* label = cudnn ? "cudnn bf16" : "gemm bf16";
+    if (cudnn && !cuda::cudnn_attention_built()) {
+      std::printf("  attention bf16 via cuDNN: not built (no cuDNN frontend headers at configure time)\n");
+      return;
+    }
+    ops::AttentionPathGuard guard(path);
+    cuda::set_tf32_enabled(true);  // as in the bf16 step (the GEMM path's float32 parts)
+    try {
+      const auto got = ops::attention(qb, kb, vb, Tensor(), causal, scale);
+      validate((std::string(label) + " out vs cpu").c_str(), got.out, ref.out, 2e-2);
+      const auto grads = ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale);
+      validate((std::string(label) + " grad_q vs cpu").c_str(), grads.grad_q, ref_grads.grad_q, 2e-2);
+      validate((std::string(label) + " grad_k vs cpu").c_str(), grads.grad_k, ref_grads.grad_k, 2e-2);
+      validate((std::string(label) + " grad_v vs cpu").c_str(), grads.grad_v, ref_grads.grad_v, 2e-2);
+      report_compute("attention fwd", label, time_us([&] { ops::attention(qb, kb, vb, Tensor(), causal, scale); }),
+                     flops, g_peak_bf16);
+      report_compute("attention bwd", label, time_us([&] {
+        ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale);
+      }), 2.5 * flops, g_peak_bf16);
+    } catch (const std::exception& e) {  // e.g. cuDNN has no engine for this shape on this card
+      ++g_failures;
+      std::printf("  attention %s: FAILED: %s\n", label, e.what());
+    }
+    cuda::set_tf32_enabled(false);
+  }
+}
+
 void bench_attention() {
   struct Case { const char* name; int64_t B, H, L, D; bool causal; };
   for (const Case& c : {Case{"vit b8", 8, 12, 50, 64, false}, Case{"vit b32", 32, 12, 50, 64, false},
@@ -529,6 +579,7 @@ void bench_attention() {
       cuda::attention_backward_f32(cfp(g), cfp(q), cfp(k), cfp(v), cfp(out), cfp(lse), nullptr, c.causal,
                                    float(scale), fp(gq), fp(gk), fp(gv), s, cuda::stream());
     }), 2.5 * flops, g_peak_fp32);
+    bench_bf16_attention(q, k, v, g, c.causal, scale, flops);
   }
 }
 

@@ -301,9 +301,11 @@ int main(int argc, char** argv) {
     const std::string gemm_precision =
         mode != "bf16" ? mode
                        : std::string("bf16 linear/matmul (autocast), ") +
-                             (device.is_cuda() && ops::attention_path() != ops::AttentionPath::Fused
-                                  ? "bf16 attention (GEMM path, L <= 256)"
-                                  : "fp32 fused attention");
+                             (!device.is_cuda() || ops::attention_path() == ops::AttentionPath::Fused
+                                  ? "fp32 fused attention"
+                                  : ops::attention_path() == ops::AttentionPath::Cudnn
+                                        ? "bf16 attention (cuDNN fused, MMS_ATTENTION=cudnn)"
+                                        : "bf16 attention (GEMM path, L <= 256)");
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");
 #endif

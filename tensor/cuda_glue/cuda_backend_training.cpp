@@ -1,9 +1,11 @@
 // CudaBackend: the fused training kernels: ListMLE, AdamW, the global gradient norm and
 // attention (cuda/listmle.h, cuda/adamw.h, cuda/attention.h).
+#include <string>
 #include <vector>
 
 #include "cuda/adamw.h"
 #include "cuda/attention.h"
+#include "cuda/cudnn_attention.h"
 #include "cuda/listmle.h"
 #include "cuda/runtime.h"
 #include "tensor/cuda_glue/cuda_glue.h"
@@ -14,10 +16,18 @@ using namespace cuda_glue;
 
 namespace {
 
+void check_dtype(const char* op, const char* name, const Tensor& t, DType dtype) {
+  check_cuda(op, name, t);
+  MMS_CHECK(t.dtype() == dtype, op, ": ", name, " ", shape_str(t.shape()), " is ", dtype_name(t.dtype()),
+            ", expected ", dtype_name(dtype));
+}
+
+// q, k, v of one dtype (float32 for our kernels, bfloat16 for cuDNN's), contiguous.
 cuda::AttentionShape attention_shape(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_f32(op, "q", q);
-  check_f32(op, "k", k);
-  check_f32(op, "v", v);
+  const DType dtype = q.dtype() == DType::BFloat16 ? DType::BFloat16 : DType::Float32;
+  check_dtype(op, "q", q, dtype);
+  check_dtype(op, "k", k, dtype);
+  check_dtype(op, "v", v, dtype);
   check_contiguous(op, "q", q);
   check_contiguous(op, "k", k);
   check_contiguous(op, "v", v);
@@ -27,6 +37,38 @@ cuda::AttentionShape attention_shape(const char* op, const Tensor& q, const Tens
             op, ": q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()),
             " do not agree");
   return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+}
+
+// cuDNN's attention takes a key mask as per-list lengths (right padding), with the query
+// lengths beside them: int32 [B] each, computed on the device (no host wait). In debug
+// mode a mask that is not right-padding is an error; otherwise it would be read as its
+// leading run of kept keys.
+struct CudnnLengths {
+  Tensor query, key;  // undefined without a key mask
+  const int32_t* query_data() const { return query.defined() ? static_cast<const int32_t*>(query.raw_data()) : nullptr; }
+  const int32_t* key_data() const { return key.defined() ? static_cast<const int32_t*>(key.raw_data()) : nullptr; }
+};
+
+CudnnLengths cudnn_lengths(const char* op, const Tensor& keep, const cuda::AttentionShape& shape) {
+  CudnnLengths lengths;
+  if (!keep.defined()) return lengths;
+  lengths.query = empty({shape.batch}, DType::Int32, keep.device());
+  lengths.key = empty({shape.batch}, DType::Int32, keep.device());
+  cuda::key_prefix_lengths(static_cast<const uint8_t*>(keep.raw_data()), static_cast<int32_t*>(lengths.key.raw_data()),
+                           static_cast<int32_t*>(lengths.query.raw_data()), shape.batch, shape.key_len,
+                           shape.query_len, cuda::stream());
+  if (cuda::debug_sync_enabled()) {
+    const int64_t bad = cuda::take_non_prefix_mask_count();
+    MMS_CHECK(bad == 0, op, ": cuDNN's attention reads key masks as lengths (right padding), but ", bad, " of ",
+              shape.batch, " key_keep rows hide a key before a kept one; use MMS_ATTENTION=gemm for such masks");
+  }
+  return lengths;
+}
+
+// Where the bf16 attention runs: cuDNN, or a clear error naming what it could not do.
+void require_cudnn(const char* op, const std::string& why) {
+  MMS_CHECK(why.empty(), op, ": ", why, " (bf16 attention on CUDA runs through cuDNN when MMS_ATTENTION=cudnn; "
+                                        "unset it for the GEMM path)");
 }
 
 const float* cf(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
@@ -142,11 +184,20 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, c
                             double scale, Tensor& out, Tensor& lse) {
   const char* op = "attention";
   const cuda::AttentionShape shape = attention_shape(op, q, k, v);
-  check_f32(op, "out", out);
+  check_dtype(op, "out", out, q.dtype());
+  check_contiguous(op, "out", out);
   check_shape(op, "out", out, q.shape());
   check_f32(op, "lse", lse);
+  check_contiguous(op, "lse", lse);
   check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
   const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
+  if (q.dtype() == DType::BFloat16) {
+    const CudnnLengths lengths = cudnn_lengths(op, keep, shape);
+    require_cudnn(op, cuda::cudnn_attention_forward(q.raw_data(), k.raw_data(), v.raw_data(), lengths.query_data(),
+                                                    lengths.key_data(), causal, float(scale), out.raw_data(), mf(lse),
+                                                    shape, cuda::stream()));
+    return;
+  }
   cuda::attention_forward_f32(cf(q), cf(k), cf(v), keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr,
                               causal, float(scale), mf(out), mf(lse), shape, cuda::stream());
 }
@@ -157,20 +208,31 @@ void CudaBackend::attention_backward(const Tensor& grad_out, const Tensor& q, co
   const char* op = "attention_backward";
   const cuda::AttentionShape shape = attention_shape(op, q, k, v);
   for (const Tensor* t : {&grad_out, &out}) {
-    check_f32(op, t == &out ? "out" : "grad_out", *t);
+    check_dtype(op, t == &out ? "out" : "grad_out", *t, q.dtype());
     check_contiguous(op, t == &out ? "out" : "grad_out", *t);
     check_shape(op, t == &out ? "out" : "grad_out", *t, q.shape());
   }
   check_f32(op, "lse", lse);
   check_contiguous(op, "lse", lse);
   check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
-  check_f32(op, "grad_q", grad_q);
-  check_f32(op, "grad_k", grad_k);
-  check_f32(op, "grad_v", grad_v);
+  const Tensor* grads[] = {&grad_q, &grad_k, &grad_v};
+  const char* names[] = {"grad_q", "grad_k", "grad_v"};
+  for (int i = 0; i < 3; ++i) {
+    check_dtype(op, names[i], *grads[i], q.dtype());
+    check_contiguous(op, names[i], *grads[i]);
+  }
   check_shape(op, "grad_q", grad_q, q.shape());
   check_shape(op, "grad_k", grad_k, k.shape());
   check_shape(op, "grad_v", grad_v, v.shape());
   const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
+  if (q.dtype() == DType::BFloat16) {
+    const CudnnLengths lengths = cudnn_lengths(op, keep, shape);
+    require_cudnn(op, cuda::cudnn_attention_backward(q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
+                                                     grad_out.raw_data(), cf(lse), lengths.query_data(),
+                                                     lengths.key_data(), causal, float(scale), grad_q.raw_data(),
+                                                     grad_k.raw_data(), grad_v.raw_data(), shape, cuda::stream()));
+    return;
+  }
   cuda::attention_backward_f32(cf(grad_out), cf(q), cf(k), cf(v), cf(out), cf(lse),
                                keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr, causal,
                                float(scale), mf(grad_q), mf(grad_k), mf(grad_v), shape, cuda::stream());

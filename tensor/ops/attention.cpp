@@ -33,17 +33,26 @@ AttentionPath& configured_path() {
     const char* env = std::getenv("MMS_ATTENTION");
     if (env && std::strcmp(env, "fused") == 0) return AttentionPath::Fused;
     if (env && std::strcmp(env, "gemm") == 0) return AttentionPath::Gemm;
+    if (env && std::strcmp(env, "cudnn") == 0) return AttentionPath::Cudnn;
     return AttentionPath::Auto;
   }();
   return path;
 }
 
+// cuDNN's fused attention: chosen, on CUDA, with at least one key; it computes in bf16.
+bool cudnn_chosen(const Tensor& q, const Tensor& k) {
+  return configured_path() == AttentionPath::Cudnn && q.device().is_cuda() && k.size(2) > 0;
+}
+bool use_cudnn(const Tensor& q, const Tensor& k) { return q.dtype() == DType::BFloat16 && cudnn_chosen(q, k); }
+
 bool use_gemm_path(const Tensor& q, const Tensor& k) {
-  if (q.dtype() == DType::BFloat16) return true;  // the fused kernels compute in one dtype
+  // our fused kernels compute in one dtype: bf16 operands take the GEMMs or cuDNN
+  if (q.dtype() == DType::BFloat16) return !use_cudnn(q, k);
   switch (configured_path()) {
     case AttentionPath::Fused: return false;
     case AttentionPath::Gemm: return true;
-    case AttentionPath::Auto: break;
+    case AttentionPath::Auto:
+    case AttentionPath::Cudnn: break;  // float32 operands: cuDNN's kernel is bf16 only
   }
   return q.device().is_cuda() && k.size(2) <= 256;
 }
@@ -94,6 +103,9 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, b
 void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
 bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
+bool attention_takes_bf16(const Tensor& q, const Tensor& k) {
+  return k.size(2) > 0 && (cudnn_chosen(q, k) || use_gemm_path(q, k));
+}
 
 namespace {
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
@@ -126,8 +138,9 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
                           bool causal, double scale) {
   check_attention(q, k, v, key_keep);
   AttentionResult result;
+  const bool cudnn = use_cudnn(q, k);
   const DType dtype = result_dtype(q);
-  result.out = empty(q.shape(), dtype, q.device());
+  result.out = empty(q.shape(), cudnn ? q.dtype() : dtype, q.device());
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {
@@ -138,7 +151,7 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
     batched_gemm(probs, v, result.out, false, false, 1.0);
     return result;
   }
-  MMS_CHECK(q.dtype() != DType::BFloat16, "attention: bf16 operands take the GEMM path only");
+  MMS_CHECK(q.dtype() != DType::BFloat16 || cudnn, "attention: bf16 operands take the GEMM path or cuDNN's");
   backend_for(q.device()).attention(q.contiguous(), k.contiguous(), v.contiguous(),
                                     key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale,
                                     result.out, result.lse);
@@ -152,7 +165,8 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   MMS_CHECK(grad_out.shape() == q.shape(), "attention backward: gradient ",
             shape_str(grad_out.shape()), " does not match the output ", shape_str(q.shape()));
   AttentionGrads grads;
-  const DType dtype = result_dtype(q);
+  const bool cudnn = use_cudnn(q, k);
+  const DType dtype = cudnn ? q.dtype() : result_dtype(q);  // cuDNN writes bf16 gradients
   grads.grad_q = empty(q.shape(), dtype, q.device());
   grads.grad_k = empty(k.shape(), dtype, k.device());
   grads.grad_v = empty(v.shape(), dtype, v.device());
@@ -175,11 +189,12 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     batched_gemm(grad_scores, qc, grads.grad_k, true, false, scale);
     batched_gemm(gemm_operand(probs, operands), grad_out_c, grads.grad_v, true, false, 1.0);
   } else if (q.numel() > 0 && k.numel() > 0) {
-    MMS_CHECK(q.dtype() != DType::BFloat16, "attention backward: bf16 operands take the GEMM path only");
+    MMS_CHECK(q.dtype() != DType::BFloat16 || cudnn,
+              "attention backward: bf16 operands take the GEMM path or cuDNN's");
     MMS_CHECK(out.defined(), "attention backward: the fused kernel needs the forward's output, which a GEMM-path "
                              "forward does not keep; keep the attention path fixed between forward and backward");
     backend_for(q.device()).attention_backward(
-        grad_out.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
+        gemm_operand(grad_out, out.dtype()), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(), lse,
         key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale, grads.grad_q,
         grads.grad_k, grads.grad_v);
   } else {
