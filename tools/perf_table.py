@@ -35,6 +35,8 @@ def main():
     for r in ours:
         mode, b = r["mode"], r["batch_lists"]
         kind = "graph" if r.get("graph") and not r.get("graph_error") else "eager"
+        if "cuDNN" in r.get("gemm_precision", ""):
+            kind += ", cuDNN attention"  # MMS_ATTENTION=cudnn
         cells = [mode, str(b), kind, f'{r["median_ms"]:.1f}', f'{100 * r["mfu"]:.1f}%' if r.get("mfu", -1) > 0 else "-",
                  f'{r["peak_mem_mib"]:.0f}', f'{r.get("host_syncs_per_step", 0):.1f}']
         peer_mem = "-"

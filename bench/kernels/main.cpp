@@ -705,24 +705,38 @@ void bench_training_kernels() {
 
 }  // namespace
 
-int main() {
+// bench/kernels [family ...]: the named families only (e.g. `copy masked_softmax`), all
+// without arguments; the peaks are always measured (every percentage needs them).
+int main(int argc, char** argv) {
   if (!cuda_available()) {
     std::printf("bench/kernels: skipped: no GPU\n");
     return 0;
   }
   const cuda::DeviceInfo info = cuda::device_info();
   std::printf("device %s, %d SMs, %.0f GiB\n", info.name.c_str(), info.sm_count, info.total_memory / double(1 << 30));
+  const std::vector<std::pair<std::string, void (*)()>> families = {
+      {"elementwise", bench_elementwise}, {"copy", bench_copy},
+      {"dropout", bench_dropout},         {"rows", bench_rows},
+      {"gemm", bench_gemm},               {"linear", bench_linear_epilogue},
+      {"attention", bench_attention},     {"masked_softmax", bench_masked_softmax},
+      {"training", bench_training_kernels}};
+  const std::vector<std::string> chosen(argv + 1, argv + argc);
+  for (const std::string& name : chosen) {
+    bool known = false;
+    for (const auto& family : families) known = known || family.first == name;
+    if (!known) {
+      std::printf("bench/kernels: unknown family '%s' (elementwise, copy, dropout, rows, gemm, linear, attention, "
+                  "masked_softmax, training)\n", name.c_str());
+      return 2;
+    }
+  }
   try {
     measure_peaks();
-    bench_elementwise();
-    bench_copy();
-    bench_dropout();
-    bench_rows();
-    bench_gemm();
-    bench_linear_epilogue();
-    bench_attention();
-    bench_masked_softmax();
-    bench_training_kernels();
+    for (const auto& [name, run] : families) {
+      bool wanted = chosen.empty();
+      for (const std::string& c : chosen) wanted = wanted || c == name;
+      if (wanted) run();
+    }
   } catch (const std::exception& e) {
     std::printf("bench/kernels: error: %s\n", e.what());
     return 1;
