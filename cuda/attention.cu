@@ -485,7 +485,8 @@ namespace {
 __device__ unsigned long long g_non_prefix_mask_count = 0;
 
 // One thread per list: its keep row's leading run of nonzero bytes is its length; a
-// nonzero byte after the run (a mask that is not right-padding) is counted.
+// nonzero byte after the run (a mask that is not right-padding), or a row that keeps no
+// key at all (cuDNN does not support it; our kernels give out = 0 there), is counted.
 __global__ void key_prefix_lengths_kernel(const uint8_t* __restrict__ keep, int32_t* __restrict__ key_lengths,
                                           int32_t* __restrict__ query_lengths, int64_t batch, int64_t key_len,
                                           int64_t query_len) {
@@ -496,7 +497,7 @@ __global__ void key_prefix_lengths_kernel(const uint8_t* __restrict__ keep, int3
   while (length < key_len && row[length] != 0) ++length;
   bool prefix = true;
   for (int64_t j = length; j < key_len; ++j) prefix = prefix && row[j] == 0;
-  if (!prefix) atomicAdd(&g_non_prefix_mask_count, 1ull);
+  if (!prefix || length == 0) atomicAdd(&g_non_prefix_mask_count, 1ull);
   key_lengths[b] = static_cast<int32_t>(length);
   query_lengths[b] = static_cast<int32_t>(query_len);
 }

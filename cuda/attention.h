@@ -44,8 +44,8 @@ void attention_backward_f32_naive(const float* grad_out, const float* q, const f
 // Key-padding masks as lengths, the form cuDNN's fused attention takes: key_lengths[b] =
 // the length of keep row b's leading run of nonzero bytes ([batch, key_len] bytes),
 // query_lengths[b] = query_len (int32, on the device). A row that is not right-padding
-// (a nonzero byte after its run) is counted; take_non_prefix_mask_count() returns and
-// resets that count (a host wait: debug mode only).
+// (a nonzero byte after its run), or keeps no key, is counted; take_non_prefix_mask_count()
+// returns and resets that count (a host wait: debug mode only).
 void key_prefix_lengths(const uint8_t* keep, int32_t* key_lengths, int32_t* query_lengths, int64_t batch,
                         int64_t key_len, int64_t query_len, cudaStream_t stream);
 int64_t take_non_prefix_mask_count();

@@ -167,12 +167,15 @@ std::shared_ptr<fe::graph::Graph> backward_graph(const GraphKey& key) {
 
 // The cached graph for `key`, built (validate, lower, pick and compile a plan) on first use.
 const CachedGraph& graph_for(const GraphKey& key) {
-  static std::map<GraphKey, CachedGraph> cache;
+  // Never destroyed: at exit cuDNN's own statics may be gone before ours, and destroying
+  // a graph's descriptors then can crash (the handles are kept for the process too).
+  static auto& cache = *new std::map<GraphKey, CachedGraph>;
   auto found = cache.find(key);
   if (found != cache.end()) return found->second;
   CachedGraph entry;
   auto graph = key.backward ? backward_graph(key) : forward_graph(key);
-  fe::error_t status = graph->build(handle_for(key.device), {fe::HeurMode_t::A});
+  // Heuristic A first, then the fallback list (odd shapes such as Lq = 5, Lk = 9).
+  fe::error_t status = graph->build(handle_for(key.device), {fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK});
   if (status.is_good()) status = graph->get_workspace_size(entry.workspace_bytes);
   if (status.is_good()) entry.graph = std::move(graph);
   else entry.error = "cuDNN " + std::string(key.backward ? "attention backward" : "attention") + " [" +

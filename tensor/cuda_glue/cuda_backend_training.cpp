@@ -1,5 +1,6 @@
 // CudaBackend: the fused training kernels: ListMLE, AdamW, the global gradient norm and
 // attention (cuda/listmle.h, cuda/adamw.h, cuda/attention.h).
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -59,10 +60,17 @@ CudnnLengths cudnn_lengths(const char* op, const Tensor& keep, const cuda::Atten
                            shape.query_len, cuda::stream());
   if (cuda::debug_sync_enabled()) {
     const int64_t bad = cuda::take_non_prefix_mask_count();
-    MMS_CHECK(bad == 0, op, ": cuDNN's attention reads key masks as lengths (right padding), but ", bad, " of ",
-              shape.batch, " key_keep rows hide a key before a kept one; use MMS_ATTENTION=gemm for such masks");
+    MMS_CHECK(bad == 0, op, ": cuDNN's attention reads key masks as lengths (right padding, at least one key "
+              "kept), but ", bad, " of ", shape.batch, " key_keep rows hide a key before a kept one or keep none; "
+              "use MMS_ATTENTION=gemm for such masks");
   }
   return lengths;
+}
+
+// cuDNN's frontend checks at execution that every bf16 operand is 16-byte aligned; a
+// contiguous view starting mid-vector is copied to a fresh (aligned) buffer instead.
+Tensor aligned16(const Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0 ? t : t.clone();
 }
 
 // Where the bf16 attention runs: cuDNN, or a clear error naming what it could not do.
@@ -193,9 +201,11 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, c
   const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
   if (q.dtype() == DType::BFloat16) {
     const CudnnLengths lengths = cudnn_lengths(op, keep, shape);
-    require_cudnn(op, cuda::cudnn_attention_forward(q.raw_data(), k.raw_data(), v.raw_data(), lengths.query_data(),
-                                                    lengths.key_data(), causal, float(scale), out.raw_data(), mf(lse),
-                                                    shape, cuda::stream()));
+    MMS_CHECK(reinterpret_cast<uintptr_t>(out.raw_data()) % 16 == 0, op, ": out must be 16-byte aligned for cuDNN");
+    require_cudnn(op, cuda::cudnn_attention_forward(aligned16(q).raw_data(), aligned16(k).raw_data(),
+                                                    aligned16(v).raw_data(), lengths.query_data(), lengths.key_data(),
+                                                    causal, float(scale), out.raw_data(), mf(lse), shape,
+                                                    cuda::stream()));
     return;
   }
   cuda::attention_forward_f32(cf(q), cf(k), cf(v), keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr,
@@ -227,8 +237,17 @@ void CudaBackend::attention_backward(const Tensor& grad_out, const Tensor& q, co
   const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
   if (q.dtype() == DType::BFloat16) {
     const CudnnLengths lengths = cudnn_lengths(op, keep, shape);
-    require_cudnn(op, cuda::cudnn_attention_backward(q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
-                                                     grad_out.raw_data(), cf(lse), lengths.query_data(),
+    for (int i = 0; i < 3; ++i)
+      MMS_CHECK(reinterpret_cast<uintptr_t>(grads[i]->raw_data()) % 16 == 0, op, ": ", names[i],
+                " must be 16-byte aligned for cuDNN");
+    // cuDNN writes no gradient at padded keys (j >= the list's length): they are 0.
+    if (lengths.key.defined()) {
+      fill(grad_k, 0.0);
+      fill(grad_v, 0.0);
+    }
+    require_cudnn(op, cuda::cudnn_attention_backward(aligned16(q).raw_data(), aligned16(k).raw_data(),
+                                                     aligned16(v).raw_data(), aligned16(out).raw_data(),
+                                                     aligned16(grad_out).raw_data(), cf(lse), lengths.query_data(),
                                                      lengths.key_data(), causal, float(scale), grad_q.raw_data(),
                                                      grad_k.raw_data(), grad_v.raw_data(), shape, cuda::stream()));
     return;
