@@ -91,7 +91,15 @@ Tensor to_device(const Tensor& x, Device device);
 // ---- linear algebra (autograd/linalg.cpp) ---------------------------------------
 // Under an AutocastGuard(bfloat16) (autograd/autocast.h) both run bf16 x bf16 -> float32.
 Tensor matmul(const Tensor& a, const Tensor& b);
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// What linear returns when its GEMM runs in bf16 (under autocast): float32, which every
+// consumer takes (the default), or bfloat16 -- autocast's bf16 activations, for a
+// consumer that takes bf16 (the MLP's activation, whose output feeds the next linear as
+// it is). The bf16 output saves the float32 write, the consumer's pass moves half the
+// bytes, the next linear needs no cast, and the backward's gradients stay bf16 in
+// between. No effect when the GEMM runs in float32 or float64.
+enum class AutocastOutput { Float32, BFloat16 };
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              AutocastOutput output = AutocastOutput::Float32);
 // gelu(linear(x, weight, bias), tanh approximation) as one op: one GEMM with a GELU
 // epilogue on CUDA (cuBLASLt); the same values and gradients as the two ops composed.
 Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias);

@@ -9,7 +9,9 @@
 // and the bf16 copies are what the backward keeps), every GEMM is bf16 x bf16 -> float32,
 // and the backward casts dC / dy to bf16 for its two GEMMs. Each input's gradient is
 // returned in that input's dtype, so float32 parameters get float32 gradients. The bias
-// stays float32 and its gradient is summed from the float32 dy.
+// stays float32 and its gradient is summed from the float32 dy. A linear asked for a
+// bf16 output (AutocastOutput::BFloat16, autograd/api.h) returns bf16 with a bf16 copy
+// of the bias; its dy then arrives in bf16 (no cast) and db is a mixed GEMV into float32.
 #include "autograd/api.h"
 #include "autograd/autocast.h"
 
@@ -88,23 +90,40 @@ Tensor gemm_bias(const LinearInputs& in, const Tensor& bias) {
   return in.mixed && bias.defined() ? in_dtype(bias, DType::Float32) : bias;
 }
 
-// dx = g W, dW = g^T x, db = sum of g over rows, for g = dL/d(x W^T + b).
+// The bias gradient, sum of g over rows: a bf16 g (a bf16-output linear's) is summed
+// as the mixed GEMV ones[1, rows] @ g, accumulated and returned in float32.
+Tensor bias_gradient(const Tensor& g2) {
+  if (g2.dtype() != DType::BFloat16) return ops::sum(g2, {0});
+  const Tensor ones_row = full({1, g2.size(0)}, 1.0, DType::BFloat16, g2.device());
+  return ops::reshape(ops::matmul(ones_row, g2), {g2.size(1)});
+}
+
+// dx = g W, dW = g^T x, db = sum of g over rows, for g = dL/d(x W^T + b). A bf16 input
+// (an activation) gets its bf16 gradient straight from the GEMM, rounded once.
 Grads linear_backward(const LinearInputs& in, const Tensor& g, const std::vector<bool>& needs) {
   const int64_t out_features = in.ws.size(0), in_features = in.ws.size(1);
   Tensor g2 = ops::reshape(g, {-1, out_features});
   const Tensor g2_gemm = in.mixed ? to_bf16(g2) : g2;
+  const bool bf16_gx = in.mixed && in.x_dtype == DType::BFloat16;
   Tensor gx, gw, gb;
-  if (needs[0]) gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, in.ws), in.xs.shape()), in.x_dtype);
+  if (needs[0])
+    gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, in.ws, bf16_gx ? std::optional(DType::BFloat16) : std::nullopt),
+                               in.xs.shape()),
+                  in.x_dtype);
   if (needs[1])
     gw = in_dtype(ops::matmul(ops::transpose(g2_gemm, 0, 1), ops::reshape(in.xs, {-1, in_features})), in.w_dtype);
-  if (needs[2]) gb = in_dtype(ops::sum(g2, {0}), in.b_dtype);
+  if (needs[2]) gb = in_dtype(bias_gradient(g2), in.b_dtype);
   return Grads{gx, gw, gb};
 }
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, AutocastOutput output) {
   const LinearInputs in = linear_inputs(x, weight, bias);
-  Tensor y = ops::linear(in.xs, in.ws, gemm_bias(in, bias));
+  // A bf16 output takes a bf16 bias, as torch's autocast casts it: the epilogue adds it
+  // to the float32 accumulator and rounds once.
+  const bool bf16_output = in.mixed && output == AutocastOutput::BFloat16;
+  Tensor y = bf16_output ? ops::linear(in.xs, in.ws, bias.defined() ? bias.to(DType::BFloat16) : bias, DType::BFloat16)
+                         : ops::linear(in.xs, in.ws, gemm_bias(in, bias));
   return record("linear", y, {x, weight, bias},
                 [in](const Tensor& g, const std::vector<bool>& needs) { return linear_backward(in, g, needs); });
 }

@@ -15,6 +15,10 @@
 // at ~3 TB/s (H100 SXM HBM3) 400x768 floats take ~0.8 us (launch latency dominates);
 // 32*4*77 x 3072 GELU (30.3M elements, 242 MB) ~ 80 us, its backward (363 MB) ~ 120 us.
 //
+// bf16 (autocast's bf16 activations: the MLP's activation and its backward): the same
+// math in float32 between a bf16 load and a rounded bf16 store; four elements per thread
+// as one 8-byte word when contiguous and aligned. Floor: half the float32 bytes.
+//
 // Variants: *_naive = the generic strided kernel always; the tuned entry points take the
 // float4 path when they can (what changed: 4x fewer, 16-byte memory transactions per
 // thread, and no offset arithmetic; measured in bench/kernels).
@@ -171,6 +175,83 @@ __global__ void unary_backward_tail_kernel(UnaryKind op, const float* __restrict
 }
 
 bool aligned16(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 15u) == 0; }
+
+// ---- bf16 unary (autocast's bf16 activations) -----------------------------------------
+// Load bf16, compute in float32 with the same unary_value / unary_grad, round once on the
+// store: the CPU's bf16 path computes exactly this (tensor/cpu/elementwise.cpp). Fast
+// path: four bf16 per thread as one 8-byte word (uint2), element 0 in the low half of
+// .x (little endian), when every operand is contiguous and 8-byte aligned.
+
+__device__ __forceinline__ float2 unpack_bf16x2(uint32_t word) {
+  return make_float2(bf16_bits_to_float(uint16_t(word & 0xffffu)), bf16_bits_to_float(uint16_t(word >> 16)));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
+  return uint32_t(float_to_bf16_bits(low)) | (uint32_t(float_to_bf16_bits(high)) << 16);
+}
+
+__global__ void unary_bf16_strided_kernel(UnaryKind op, const uint16_t* __restrict__ x, uint16_t* __restrict__ out,
+                                          OffsetCalculator<2> calc, int64_t n, float alpha, float beta) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t offsets[2];
+    calc.offsets(i, offsets);
+    out[offsets[0]] = float_to_bf16_bits(unary_value(op, bf16_bits_to_float(x[offsets[1]]), alpha, beta));
+  }
+}
+
+__global__ void unary_bf16_vec4_kernel(UnaryKind op, const uint2* __restrict__ x, uint2* __restrict__ out,
+                                       int64_t n4, float alpha, float beta) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint2 word = x[i];
+    const float2 a = unpack_bf16x2(word.x), b = unpack_bf16x2(word.y);
+    out[i] = make_uint2(pack_bf16x2(unary_value(op, a.x, alpha, beta), unary_value(op, a.y, alpha, beta)),
+                        pack_bf16x2(unary_value(op, b.x, alpha, beta), unary_value(op, b.y, alpha, beta)));
+  }
+}
+
+__global__ void unary_bf16_tail_kernel(UnaryKind op, const uint16_t* __restrict__ x, uint16_t* __restrict__ out,
+                                       int64_t start, int64_t n, float alpha, float beta) {
+  const int64_t i = start + threadIdx.x;
+  if (i < n) out[i] = float_to_bf16_bits(unary_value(op, bf16_bits_to_float(x[i]), alpha, beta));
+}
+
+__global__ void unary_backward_bf16_strided_kernel(UnaryKind op, const uint16_t* __restrict__ grad_out,
+                                                   const uint16_t* __restrict__ x, uint16_t* __restrict__ grad_in,
+                                                   OffsetCalculator<3> calc, int64_t n, float alpha, float beta) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t offsets[3];
+    calc.offsets(i, offsets);
+    grad_in[offsets[0]] = float_to_bf16_bits(
+        unary_grad(op, bf16_bits_to_float(grad_out[offsets[1]]), bf16_bits_to_float(x[offsets[2]]), alpha, beta));
+  }
+}
+
+__global__ void unary_backward_bf16_vec4_kernel(UnaryKind op, const uint2* __restrict__ grad_out,
+                                                const uint2* __restrict__ x, uint2* __restrict__ grad_in, int64_t n4,
+                                                float alpha, float beta) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint2 g_word = grad_out[i], x_word = x[i];
+    const float2 g0 = unpack_bf16x2(g_word.x), g1 = unpack_bf16x2(g_word.y);
+    const float2 x0 = unpack_bf16x2(x_word.x), x1 = unpack_bf16x2(x_word.y);
+    grad_in[i] = make_uint2(
+        pack_bf16x2(unary_grad(op, g0.x, x0.x, alpha, beta), unary_grad(op, g0.y, x0.y, alpha, beta)),
+        pack_bf16x2(unary_grad(op, g1.x, x1.x, alpha, beta), unary_grad(op, g1.y, x1.y, alpha, beta)));
+  }
+}
+
+__global__ void unary_backward_bf16_tail_kernel(UnaryKind op, const uint16_t* __restrict__ grad_out,
+                                                const uint16_t* __restrict__ x, uint16_t* __restrict__ grad_in,
+                                                int64_t start, int64_t n, float alpha, float beta) {
+  const int64_t i = start + threadIdx.x;
+  if (i < n)
+    grad_in[i] = float_to_bf16_bits(unary_grad(op, bf16_bits_to_float(grad_out[i]), bf16_bits_to_float(x[i]), alpha, beta));
+}
+
+bool aligned8(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 7u) == 0; }
 
 // ---- binary -----------------------------------------------------------------------
 template <typename T>
@@ -410,6 +491,52 @@ void where(const uint8_t* cond, const void* a, const void* b, void* out, size_t 
     default: MMS_CUDA_REQUIRE(false, "where: element size must be 1, 2, 4 or 8 bytes");
   }
   MMS_CUDA_LAUNCH_CHECK();
+}
+
+void unary_bf16(UnaryKind op, const uint16_t* x, uint16_t* out, const StridedLayout* layouts, int64_t n, float alpha,
+                float beta, cudaStream_t stream) {
+  if (n == 0) return;
+  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]);
+  if (!contiguous || !aligned8(x) || !aligned8(out)) {
+    unary_bf16_strided_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+        op, x, out, make_offset_calculator<2>(layouts), n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  const int64_t n4 = n / 4;
+  if (n4 > 0) {
+    unary_bf16_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        op, reinterpret_cast<const uint2*>(x), reinterpret_cast<uint2*>(out), n4, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+  if (n4 * 4 < n) {
+    unary_bf16_tail_kernel<<<1, 4, 0, stream>>>(op, x, out, n4 * 4, n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+}
+
+void unary_backward_bf16(UnaryKind op, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
+                         const StridedLayout* layouts, int64_t n, float alpha, float beta, cudaStream_t stream) {
+  if (n == 0) return;
+  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]) &&
+                          layout_is_contiguous(layouts[2]);
+  if (!contiguous || !aligned8(grad_out) || !aligned8(x) || !aligned8(grad_in)) {
+    unary_backward_bf16_strided_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+        op, grad_out, x, grad_in, make_offset_calculator<3>(layouts), n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  const int64_t n4 = n / 4;
+  if (n4 > 0) {
+    unary_backward_bf16_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        op, reinterpret_cast<const uint2*>(grad_out), reinterpret_cast<const uint2*>(x),
+        reinterpret_cast<uint2*>(grad_in), n4, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+  if (n4 * 4 < n) {
+    unary_backward_bf16_tail_kernel<<<1, 4, 0, stream>>>(op, grad_out, x, grad_in, n4 * 4, n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace mms::cuda

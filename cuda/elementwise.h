@@ -44,6 +44,14 @@ void unary_backward_f32_naive(UnaryKind op, const float* grad_out, const float* 
                               const StridedLayout* layouts, int64_t n, float alpha, float beta,
                               cudaStream_t stream);
 
+// The same two for bf16 x, out, grad_out and grad_in (bit patterns): float32 math, each
+// result rounded once (autocast's bf16 activations). Four elements per thread as one
+// 8-byte word when every operand is contiguous and 8-byte aligned.
+void unary_bf16(UnaryKind op, const uint16_t* x, uint16_t* out, const StridedLayout* layouts, int64_t n, float alpha,
+                float beta, cudaStream_t stream);
+void unary_backward_bf16(UnaryKind op, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
+                         const StridedLayout* layouts, int64_t n, float alpha, float beta, cudaStream_t stream);
+
 // out = a op b for a, b of `type` (Float32, Int64, Int32, UInt8 or Bool); out has `type`,
 // or Bool (one byte 0/1) for comparisons. layouts = {out, a, b}. Integer Div and Pow are
 // rejected (their rounding rules are not an engine contract).

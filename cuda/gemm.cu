@@ -139,6 +139,30 @@ void gemm_strided_batched_bf16_f32(bool trans_a, bool trans_b, int64_t batch, in
   MMS_CUDA_LAUNCH_CHECK();
 }
 
+// The same products and float32 sums with c stored as bf16: cuBLAS rounds each result
+// once in its epilogue (autocast's bf16 activations and their gradients). beta reads c
+// back as bf16. k >= 1 (ops fill an empty product themselves).
+void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+                               float alpha, const uint16_t* a, int64_t stride_a, const uint16_t* b,
+                               int64_t stride_b, float beta, uint16_t* c, int64_t stride_c, cudaStream_t stream) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  MMS_CUDA_REQUIRE(batch <= INT_MAX && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX,
+                   "gemm_bf16: a dimension exceeds cuBLAS's 32-bit sizes");
+  MMS_CUDA_REQUIRE(k > 0, "gemm_bf16: k = 0 (an empty product) is the caller's to fill");
+  cublasHandle_t blas = handle();
+  bind_stream(blas, stream);
+  MMS_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+  const int lda = int(trans_a ? m : k);
+  const int ldb = int(trans_b ? k : n);
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  MMS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      blas, op_b, op_a, int(n), int(m), int(k), &alpha, b, CUDA_R_16BF, ldb, stride_b, a, CUDA_R_16BF,
+      lda, stride_a, &beta, c, CUDA_R_16BF, int(n), stride_c, int(batch), CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
 void gemm_strided_batched_f32_naive(bool trans_a, bool trans_b, int64_t batch, int64_t m,
                                     int64_t n, int64_t k, float alpha, const float* a,
                                     int64_t stride_a, const float* b, int64_t stride_b, float beta,

@@ -32,6 +32,12 @@ void gemm_strided_batched_bf16_f32(bool trans_a, bool trans_b, int64_t batch, in
                                    const uint16_t* b, int64_t stride_b, float beta, float* c,
                                    int64_t stride_c, cudaStream_t stream);
 
+// The same with c stored as bf16 too: float32 accumulation, each result rounded once
+// (autocast's bf16 activations). k >= 1.
+void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+                               float alpha, const uint16_t* a, int64_t stride_a, const uint16_t* b,
+                               int64_t stride_b, float beta, uint16_t* c, int64_t stride_c, cudaStream_t stream);
+
 // The same contract with one thread per output element and a serial dot product over k
 // straight from global memory: no tiling, no reuse; the starting point of the GEMM lesson.
 void gemm_strided_batched_f32_naive(bool trans_a, bool trans_b, int64_t batch, int64_t m,

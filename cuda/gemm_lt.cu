@@ -46,7 +46,9 @@ namespace {
 // -1: not read yet; 0 / 1: off / on.
 std::atomic<int> g_enabled{-1};
 
-enum class Precision : int { Float32, TF32, BFloat16 };
+// BFloat16: bf16 x and W, float32 bias and y. BFloat16Out: everything bf16 (autocast's
+// bf16 activations: the bias added to the float32 accumulator, the sum rounded once).
+enum class Precision : int { Float32, TF32, BFloat16, BFloat16Out };
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // NVIDIA's suggestion for Hopper
 
@@ -117,23 +119,25 @@ void set_preference(cublasLtMatmulPreference_t preference, cublasLtMatmulPrefere
 
 // The pointers the epilogue reads or writes. Set on every call (the plan is shared by
 // all calls of its key); the heuristic also looks at their values for alignment.
-void set_epilogue_pointers(const Plan& plan, const float* bias, float* pre_activation) {
-  set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias));
+void set_epilogue_pointers(const Plan& plan, const void* bias, void* pre_activation) {
+  set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
   if (pre_activation != nullptr)
-    set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, static_cast<void*>(pre_activation));
+    set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, pre_activation);
 }
 
-Plan make_plan(const PlanKey& key, const float* bias, float* pre_activation) {
+Plan make_plan(const PlanKey& key, const void* bias, void* pre_activation) {
   Plan plan;
   const cublasComputeType_t compute =
       key.precision == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  const cudaDataType_t input_type = key.precision == Precision::BFloat16 ? CUDA_R_16BF : CUDA_R_32F;
+  const bool bf16_inputs = key.precision == Precision::BFloat16 || key.precision == Precision::BFloat16Out;
+  const cudaDataType_t input_type = bf16_inputs ? CUDA_R_16BF : CUDA_R_32F;
+  const cudaDataType_t output_type = key.precision == Precision::BFloat16Out ? CUDA_R_16BF : CUDA_R_32F;
   MMS_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&plan.desc, compute, CUDA_R_32F));
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(CUBLAS_OP_T));
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(CUBLAS_OP_N));
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(epilogue_of(key)));
-  // The bias and the GELU input matrix take D's type by default: float32 in every
-  // precision here, which is what we pass (so neither type is set explicitly).
+  // The bias and the GELU input matrix take D's type by default: float32, or bf16 for
+  // BFloat16Out, which is what we pass (so neither type is set explicitly).
   if (key.with_pre_activation)
     set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(key.n));
   set_epilogue_pointers(plan, bias, pre_activation);
@@ -142,7 +146,7 @@ Plan make_plan(const PlanKey& key, const float* bias, float* pre_activation) {
                                                 uint64_t(key.n), int64_t(key.k)));
   MMS_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_x, input_type, uint64_t(key.k),
                                                 uint64_t(key.m), int64_t(key.k)));
-  MMS_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_y, CUDA_R_32F, uint64_t(key.n),
+  MMS_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_y, output_type, uint64_t(key.n),
                                                 uint64_t(key.m), int64_t(key.n)));
 
   cublasLtMatmulPreference_t preference = nullptr;
@@ -166,7 +170,7 @@ Plan make_plan(const PlanKey& key, const float* bias, float* pre_activation) {
 }
 
 bool linear_lt(Precision precision, LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, const void* x,
-               const void* weight, const float* bias, float* y, float* pre_activation, cudaStream_t stream) {
+               const void* weight, const void* bias, void* y, void* pre_activation, cudaStream_t stream) {
   if (m <= 0 || n <= 0 || k <= 0) return false;
   MMS_CUDA_REQUIRE(x != nullptr && weight != nullptr && bias != nullptr && y != nullptr,
                    "linear_lt: x, weight, bias and y are required");
@@ -217,6 +221,11 @@ bool linear_lt_bf16_f32(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, co
                         const uint16_t* weight, const float* bias, float* y, float* pre_activation,
                         cudaStream_t stream) {
   return linear_lt(Precision::BFloat16, epilogue, m, n, k, x, weight, bias, y, pre_activation, stream);
+}
+
+bool linear_lt_bf16(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* weight,
+                    const uint16_t* bias, uint16_t* y, uint16_t* pre_activation, cudaStream_t stream) {
+  return linear_lt(Precision::BFloat16Out, epilogue, m, n, k, x, weight, bias, y, pre_activation, stream);
 }
 
 }  // namespace mms::cuda

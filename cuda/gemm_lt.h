@@ -59,4 +59,10 @@ bool linear_lt_bf16_f32(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, co
                         const uint16_t* weight, const float* bias, float* y, float* pre_activation,
                         cudaStream_t stream);
 
+// The same with everything bf16: x, weight, bias, y and pre_activation (autocast's bf16
+// activations). The bias is added to the float32 accumulator and each output rounded
+// once; the GELU's input matrix is stored in bf16 too.
+bool linear_lt_bf16(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* weight,
+                    const uint16_t* bias, uint16_t* y, uint16_t* pre_activation, cudaStream_t stream);
+
 }  // namespace mms::cuda

@@ -11,10 +11,10 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias, double init_std)
   if (has_bias) bias = register_parameter("bias", zeros({out}));
 }
 
-Tensor Linear::forward(const Tensor& x) const {
+Tensor Linear::forward(const Tensor& x, AutocastOutput output) const {
   MMS_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear(", in_features, " -> ",
             out_features, "): input ", shape_str(x.shape()), " does not end in ", in_features);
-  return linear(x, weight, bias);
+  return linear(x, weight, bias, output);
 }
 
 LayerNorm::LayerNorm(int64_t n, double eps_) : Module("LayerNorm"), normalized_size(n), eps(eps_) {

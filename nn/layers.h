@@ -6,6 +6,7 @@
 // / to(device) afterwards.
 #pragma once
 
+#include "autograd/api.h"
 #include "nn/init.h"
 #include "nn/module.h"
 
@@ -16,7 +17,8 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true,
          double init_std = kDefaultInitStd);
-  Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out]
+  // [..., in] -> [..., out]; `output` chooses what autocast returns (autograd/api.h).
+  Tensor forward(const Tensor& x, AutocastOutput output = AutocastOutput::Float32) const;
 
   int64_t in_features, out_features;
   Tensor weight;

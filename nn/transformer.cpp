@@ -47,7 +47,9 @@ Tensor MLP::forward(const Tensor& x) const {
   // their activation into fc1's GEMM (quick_gelu and erf-GELU stay separate kernels).
   if (activation == Activation::GeluTanh)
     return fc2->forward(linear_gelu_tanh(x, fc1->weight, fc1->bias));
-  return fc2->forward(apply_activation(activation, fc1->forward(x)));
+  // Under autocast the up-projection returns bf16 and the activation runs on bf16, so the
+  // down-projection reads its input as it is (no cast of the widest activation).
+  return fc2->forward(apply_activation(activation, fc1->forward(x, AutocastOutput::BFloat16)));
 }
 
 EncoderLayer::EncoderLayer(const TransformerConfig& c) : Module("EncoderLayer") {

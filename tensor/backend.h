@@ -121,7 +121,8 @@ class Backend {
   // a is [B, M, K] ([B, K, M] when trans_a), b is [B, K, N] ([B, N, K] when trans_b),
   // out is [B, M, N]. A batch size of 1 in a or b broadcasts over out's batch.
   // dtypes: a, b and out all the same floating type, or the mixed form a, b bfloat16
-  // with out float32 (products and sums in float32: autocast's GEMM).
+  // with out float32 (products and sums in float32: autocast's GEMM) or bfloat16 (the
+  // same, rounded once on the way out: autocast's bf16 activations).
   virtual void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
                    double alpha, double beta) = 0;
 
@@ -131,7 +132,8 @@ class Backend {
   //   GeluTanhBias:  out = gelu_tanh(x @ weight^T + bias); pre_activation, when defined,
   //                  receives x @ weight^T + bias (the backward's input)
   // x [M, K] and weight [N, K] contiguous, both float32 or both bfloat16; bias [N],
-  // out and pre_activation [M, N], float32 and contiguous; M, N, K > 0. Returns false,
+  // out and pre_activation [M, N], contiguous, all float32, or all bfloat16 with bf16
+  // x and weight (autocast's bf16 activations); M, N, K > 0. Returns false,
   // having written nothing, when this backend has no fused path for these operands (the
   // default): the caller then runs bmm and the separate passes.
   virtual bool linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias,

@@ -85,13 +85,15 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
 // ---- linear algebra ------------------------------------------------------------
 // NumPy matmul semantics: 1-D operands are promoted and squeezed back, batch dims broadcast.
 // Operands share one dtype; two bfloat16 operands give a float32 result, accumulated in
-// float32 (mixed precision: what autocast runs, autograd/autocast.h).
-Tensor matmul(const Tensor& a, const Tensor& b);
+// float32 (mixed precision: what autocast runs, autograd/autocast.h), or a bfloat16 one
+// (still accumulated in float32, rounded once) when out_dtype asks for it.
+Tensor matmul(const Tensor& a, const Tensor& b, std::optional<DType> out_dtype = std::nullopt);
 // x [..., in] @ weight[out, in]^T + bias[out]. bfloat16 x and weight give a float32
-// output; the bias (optional) then is float32. On CUDA the bias is added in the GEMM's
+// output, or with out_dtype = bfloat16 a bfloat16 one (autocast's bf16 activations); the
+// bias (optional) has the output's dtype. On CUDA the bias is added in the GEMM's
 // epilogue (cuBLASLt, cuda/gemm_lt.h) unless MMS_CUBLASLT=0; otherwise the output is
 // pre-filled with the bias and the GEMM accumulates onto it.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, std::optional<DType> out_dtype = std::nullopt);
 // y = gelu_tanh(linear(x, weight, bias)), the up-projection of an MLP whose activation is
 // the tanh-approximate GELU: one cuBLASLt GEMM with a GELU epilogue on CUDA where it
 // applies, linear then the elementwise GELU elsewhere. With keep_pre_activation, also

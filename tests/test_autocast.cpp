@@ -15,9 +15,14 @@
 #include "autograd/autocast.h"
 #include "losses/objective.h"
 #include "nn/optim.h"
+#include "nn/transformer.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "vlm/pair_scorer.h"
+
+#ifdef MMS_WITH_CUDA
+#include "cuda/gemm_lt.h"
+#endif
 
 #include "device_test_utils.h"
 
@@ -175,6 +180,56 @@ TEST_CASE("autocast linear: forward and gradients are the mixed GEMMs of bf16 op
   CHECK_WITHIN(x.grad(), x32.grad(), kBf16Tolerance, "grad x vs float32");
   CHECK_WITHIN(w.grad(), w32.grad(), kBf16Tolerance, "grad w vs float32");
   CHECK_WITHIN(bias.grad(), b32.grad(), kBf16Tolerance, "grad bias vs float32");
+}
+
+TEST_CASE("autocast bf16 activations: a bf16-output linear, bf16 quick_gelu, and the MLP they make") {
+  uint64_t seed = 450;
+  // The bf16-output linear is the float32-output one (bias rounded to bf16 first),
+  // rounded once: the same float32 accumulation, only the store differs.
+  const Tensor x = random_f32({3, 5, 24}, ++seed), w = random_f32({40, 24}, ++seed), b = random_f32({40}, ++seed);
+  {
+    AutocastGuard autocast(DType::BFloat16);
+    const Tensor y = linear(x, w, b, AutocastOutput::BFloat16);
+    CHECK(y.dtype() == DType::BFloat16);
+    const Tensor want = ops::linear(bf16(x), bf16(w), rounded(b));  // float32 output
+    CHECK(y.to(DType::Float32).to_vector<float>() == want.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
+    // without autocast (float32 GEMM) the option changes nothing
+  }
+  CHECK(linear(x, w, b, AutocastOutput::BFloat16).dtype() == DType::Float32);
+  // bf16 quick_gelu and its backward: float32 math, one rounding
+  const Tensor h = bf16(random_f32({7, 33}, ++seed)), g = bf16(random_f32({7, 33}, ++seed));
+  CHECK(ops::unary(UnaryOp::QuickGelu, h).to(DType::Float32).to_vector<float>() ==
+        bf16(ops::unary(UnaryOp::QuickGelu, h.to(DType::Float32))).to(DType::Float32).to_vector<float>());
+  CHECK(ops::unary_backward(UnaryOp::QuickGelu, g, h).to(DType::Float32).to_vector<float>() ==
+        bf16(ops::unary_backward(UnaryOp::QuickGelu, g.to(DType::Float32), h.to(DType::Float32)))
+            .to(DType::Float32)
+            .to_vector<float>());
+
+  // The MLP under autocast (fc1 -> bf16 quick_gelu -> fc2): float32 output and
+  // gradients in every parameter's and the input's dtype, within the bf16 tolerance of
+  // the float32 MLP.
+  manual_seed(7);
+  nn::MLP mlp(24, 96, nn::Activation::QuickGelu);
+  const Tensor upstream = random_f32({3, 5, 24}, ++seed);
+  std::vector<Tensor> grads[2], outputs(2);
+  for (int mixed = 0; mixed < 2; ++mixed) {
+    mlp.zero_grad();
+    Tensor xi = x.clone().set_requires_grad();
+    std::optional<AutocastGuard> autocast;
+    if (mixed) autocast.emplace(DType::BFloat16);
+    outputs[mixed] = mlp.forward(xi);
+    outputs[mixed].backward(upstream);
+    grads[mixed] = {xi.grad(), mlp.fc1->weight.grad(), mlp.fc1->bias.grad(), mlp.fc2->weight.grad(),
+                    mlp.fc2->bias.grad()};
+  }
+  CHECK(outputs[1].dtype() == DType::Float32);
+  CHECK_WITHIN(outputs[1], outputs[0], kBf16Tolerance, "MLP output vs float32");
+  const char* names[] = {"grad x", "grad fc1.weight", "grad fc1.bias", "grad fc2.weight", "grad fc2.bias"};
+  for (int i = 0; i < 5; ++i) {
+    INFO(names[i]);
+    CHECK(grads[1][i].dtype() == DType::Float32);
+    CHECK_WITHIN(grads[1][i], grads[0][i], kBf16Tolerance, names[i]);
+  }
 }
 
 TEST_CASE("autocast matmul: broadcast batch, transposed operand, float32 gradients") {
@@ -381,6 +436,73 @@ TEST_CASE("cuda: bf16 GEMM and autocast gradients match the CPU") {
   CHECK_WITHIN(on_gpu.grad_q, on_cpu.grad_q, 5e-3, "attention grad q");
   CHECK_WITHIN(on_gpu.grad_k, on_cpu.grad_k, 5e-3, "attention grad k");
   CHECK_WITHIN(on_gpu.grad_v, on_cpu.grad_v, 5e-3, "attention grad v");
+}
+
+// bf16 activations on the GPU (cuBLAS / cuBLASLt writing bf16, the bf16 unary kernels)
+// against the CPU. Both round float32 values once; a value whose float32 sum differs in
+// the last bits (summation order, expf) can round to the neighbouring bf16, 2^-8
+// relative at most, hence 1e-2.
+TEST_CASE("cuda: autocast's bf16 activations (bf16 GEMM outputs, bf16 quick_gelu, the MLP) match the CPU") {
+  SKIP_WITHOUT_GPU();
+  constexpr double kBf16Rounding = 1e-2;
+  const Device gpu = Device::cuda(0);
+  uint64_t seed = 900;
+  for (bool ta_flag : {false, true}) {
+    for (bool tb_flag : {false, true}) {
+      INFO("bf16-output bmm trans_a " << ta_flag << " trans_b " << tb_flag);
+      const int64_t B = 3, M = 13, N = 8, K = 21;
+      Tensor A = bf16(random_f32(ta_flag ? Shape{B, K, M} : Shape{B, M, K}, ++seed));
+      Tensor Bm = bf16(random_f32(tb_flag ? Shape{1, N, K} : Shape{1, K, N}, ++seed));
+      Tensor C = bf16(random_f32({B, M, N}, ++seed));
+      Tensor C_gpu = C.to(gpu).clone();
+      cpu_backend().bmm(A, Bm, C, ta_flag, tb_flag, 0.5, 1.0);
+      cuda_backend().bmm(A.to(gpu), Bm.to(gpu), C_gpu, ta_flag, tb_flag, 0.5, 1.0);
+      CHECK_WITHIN(C_gpu.to(DType::Float32), C.to(DType::Float32), kBf16Rounding, "bmm bf16 out");
+    }
+  }
+  // the bf16-output linear (cuBLASLt's bias epilogue writing bf16, and without cuBLASLt)
+  const Tensor x = bf16(random_f32({2, 50, 96}, ++seed)), w = bf16(random_f32({40, 96}, ++seed));
+  const Tensor b = bf16(random_f32({40}, ++seed));
+  const Tensor y_cpu = ops::linear(x, w, b, DType::BFloat16);
+  CHECK_WITHIN(ops::linear(x.to(gpu), w.to(gpu), b.to(gpu), DType::BFloat16).to(DType::Float32),
+               y_cpu.to(DType::Float32), kBf16Rounding, "linear bf16 out");
+#ifdef MMS_WITH_CUDA
+  cuda::set_cublaslt_enabled(false);  // the bmm path: output pre-filled with the bias, beta = 1
+  CHECK_WITHIN(ops::linear(x.to(gpu), w.to(gpu), b.to(gpu), DType::BFloat16).to(DType::Float32),
+               y_cpu.to(DType::Float32), kBf16Rounding, "linear bf16 out without cuBLASLt");
+  cuda::set_cublaslt_enabled(true);
+#endif
+  // bf16 quick_gelu forward and backward, contiguous (n % 4 != 0 for the tail) and strided
+  for (const Shape& shape : std::vector<Shape>{{7, 33}, {4096}, {3, 5, 128}}) {
+    INFO("bf16 quick_gelu " << shape_str(shape));
+    const Tensor h = bf16(random_f32(shape, ++seed)), g = bf16(random_f32(shape, ++seed));
+    CHECK_WITHIN(ops::unary(UnaryOp::QuickGelu, h.to(gpu)).to(DType::Float32),
+                 ops::unary(UnaryOp::QuickGelu, h).to(DType::Float32), kBf16Rounding, "forward");
+    CHECK_WITHIN(ops::unary_backward(UnaryOp::QuickGelu, g.to(gpu), h.to(gpu)).to(DType::Float32),
+                 ops::unary_backward(UnaryOp::QuickGelu, g, h).to(DType::Float32), kBf16Rounding, "backward");
+  }
+  const Tensor hs = bf16(random_f32({6, 10}, ++seed));
+  CHECK_WITHIN(ops::unary(UnaryOp::QuickGelu, ops::transpose(hs.to(gpu), 0, 1)).to(DType::Float32),
+               ops::unary(UnaryOp::QuickGelu, ops::transpose(hs, 0, 1)).to(DType::Float32), kBf16Rounding,
+               "strided forward");
+  // the MLP under autocast, forward and every gradient
+  manual_seed(9);
+  nn::MLP mlp_cpu(96, 384, nn::Activation::QuickGelu), mlp_gpu(96, 384, nn::Activation::QuickGelu);
+  mlp_gpu.load_state_dict(mlp_cpu.state_dict());
+  mlp_gpu.to(gpu);
+  const Tensor input = random_f32({2, 50, 96}, ++seed), upstream = random_f32({2, 50, 96}, ++seed);
+  std::vector<Tensor> results[2];
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    nn::MLP& mlp = on_gpu ? mlp_gpu : mlp_cpu;
+    const Device device = on_gpu ? gpu : Device::cpu();
+    Tensor xi = input.to(device).clone().set_requires_grad();
+    AutocastGuard autocast(DType::BFloat16);
+    Tensor y = mlp.forward(xi);
+    y.backward(upstream.to(device));
+    results[on_gpu] = {y, xi.grad(), mlp.fc1->weight.grad(), mlp.fc1->bias.grad(), mlp.fc2->weight.grad()};
+  }
+  const char* names[] = {"MLP y", "grad x", "grad fc1.weight", "grad fc1.bias", "grad fc2.weight"};
+  for (int i = 0; i < 5; ++i) CHECK_WITHIN(results[1][i], results[0][i], kBf16Rounding, names[i]);
 }
 
 namespace {

@@ -71,6 +71,10 @@ class CpuBackend final : public Backend {
                           const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& key_keep, bool causal, double scale, Tensor& grad_q,
                           Tensor& grad_k, Tensor& grad_v) override;
+
+ private:
+  // bfloat16 -> a contiguous float32 copy: the CPU computes bf16 elementwise ops in float32.
+  Tensor widened(const Tensor& t);
 };
 
 // ---- dtype dispatch ------------------------------------------------------------------

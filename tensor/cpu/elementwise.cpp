@@ -263,11 +263,24 @@ void check_same_shape(const char* op, const Tensor& a, const Tensor& out) {
 
 }  // namespace
 
+// A bfloat16 tensor widened (exactly) to a contiguous float32 one.
+Tensor CpuBackend::widened(const Tensor& t) {
+  Tensor wide = empty(t.shape(), DType::Float32);
+  copy(t, wide);
+  return wide;
+}
+
 void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) {
   const char* name = unary_op_name(op);
   check_same_shape(name, x, out);
   MMS_CHECK(x.dtype() == out.dtype(), name, ": output dtype ", dtype_name(out.dtype()),
             " differs from input dtype ", dtype_name(x.dtype()));
+  if (x.dtype() == DType::BFloat16) {  // autocast's bf16 activations: float32 math, rounded once
+    Tensor wide_out = empty(out.shape(), DType::Float32);
+    unary_typed<float>(op, widened(x), wide_out, static_cast<float>(alpha), static_cast<float>(beta));
+    copy(wide_out, out);
+    return;
+  }
   dispatch_floating(x.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     unary_typed<T>(op, x, out, static_cast<T>(alpha), static_cast<T>(beta));
@@ -282,6 +295,13 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor
   MMS_CHECK(x.dtype() == grad_out.dtype() && x.dtype() == grad_in.dtype(), name,
             " backward: dtypes differ (x ", dtype_name(x.dtype()), ", grad ",
             dtype_name(grad_out.dtype()), ", grad_in ", dtype_name(grad_in.dtype()), ")");
+  if (x.dtype() == DType::BFloat16) {  // as the forward: float32 math, rounded once
+    Tensor wide_grad_in = empty(grad_in.shape(), DType::Float32);
+    unary_backward_typed<float>(op, widened(grad_out), widened(x), wide_grad_in, static_cast<float>(alpha),
+                                static_cast<float>(beta));
+    copy(wide_grad_in, grad_in);
+    return;
+  }
   dispatch_floating(x.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     unary_backward_typed<T>(op, grad_out, x, grad_in, static_cast<T>(alpha),

@@ -1,5 +1,5 @@
 // Batched GEMM: out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b], through Eigen.
-// Also the mixed-precision form (a, b bfloat16, out float32), see bmm_bf16_operands.
+// Also the mixed-precision forms (a, b bfloat16, out float32 or bfloat16), see bf16_operands.
 //
 // This file checks the operands, decides how to thread, and picks the Eigen build:
 // the AVX2+FMA one (gemm_avx2.cpp) when it was compiled and the CPU has AVX2 and FMA,
@@ -71,12 +71,13 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
   check_contiguous(op, "a", a);
   check_contiguous(op, "b", b);
   check_contiguous(op, "out", out);
-  // Mixed precision (autocast, autograd/autocast.h): bfloat16 operands, float32 output.
+  // Mixed precision (autocast, autograd/autocast.h): bfloat16 operands, a float32 output,
+  // or a bfloat16 one (autocast's bf16 activations: float32 accumulation, rounded once).
   const bool bf16_operands = a.dtype() == DType::BFloat16 && b.dtype() == DType::BFloat16 &&
-                             out.dtype() == DType::Float32;
+                             (out.dtype() == DType::Float32 || out.dtype() == DType::BFloat16);
   MMS_CHECK(bf16_operands || (a.dtype() == b.dtype() && a.dtype() == out.dtype()), op,
             ": dtypes differ (", dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " -> ",
-            dtype_name(out.dtype()), "); the one mixed form is bfloat16 x bfloat16 -> float32");
+            dtype_name(out.dtype()), "); the mixed forms are bfloat16 x bfloat16 -> float32 or bfloat16");
   const int64_t m = out.size(1), n = out.size(2);
   const int64_t a_rows = trans_a ? a.size(2) : a.size(1), k = trans_a ? a.size(1) : a.size(2);
   const int64_t b_inner = trans_b ? b.size(2) : b.size(1), b_cols = trans_b ? b.size(1) : b.size(2);
@@ -102,12 +103,21 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
     // (up to summation order). The widening is pure extra work (and a float32 copy of
     // both operands), so on the CPU bf16 is slower than float32; it exists so that
     // autocast runs, and is tested, on every device.
+    // A bfloat16 output is accumulated in a float32 copy (holding out's values when beta
+    // reads them) and rounded once at the end, as a GPU's epilogue rounds.
     const std::vector<float> wide_a = widen_bf16(a), wide_b = widen_bf16(b);
-    float* pc = out.data<float>();
+    const bool narrow_out = out.dtype() == DType::BFloat16;
+    std::vector<float> wide_out;
+    if (narrow_out) wide_out = beta != 0.0 ? widen_bf16(out) : std::vector<float>(static_cast<size_t>(out.numel()));
+    float* pc = narrow_out ? wide_out.data() : out.data<float>();
     if (use_avx2()) {
       gemm::avx2::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
     } else {
       gemm::portable::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
+    }
+    if (narrow_out) {
+      BFloat16* dst = out.data<BFloat16>();
+      for (int64_t i = 0; i < out.numel(); ++i) dst[i] = BFloat16(wide_out[static_cast<size_t>(i)]);
     }
     return;
   }

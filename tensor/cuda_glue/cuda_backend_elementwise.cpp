@@ -70,6 +70,16 @@ void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t off
 
 void CudaBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, double beta) {
   const char* name = unary_op_name(op);
+  if (x.dtype() == DType::BFloat16) {  // autocast's bf16 activations: float32 math, bf16 storage
+    check_cuda(name, "input", x);
+    check_cuda(name, "output", out);
+    MMS_CHECK(out.dtype() == DType::BFloat16, name, ": output is ", dtype_name(out.dtype()), " for a bfloat16 input");
+    const auto layouts = joint_layouts(name, {&out, &x});
+    cuda::unary_bf16(static_cast<cuda::UnaryKind>(op), static_cast<const uint16_t*>(x.raw_data()),
+                     static_cast<uint16_t*>(out.raw_data()), layouts.data(), out.numel(), float(alpha), float(beta),
+                     cuda::stream());
+    return;
+  }
   check_f32(name, "input", x);
   check_f32(name, "output", out);
   const auto layouts = joint_layouts(name, {&out, &x});
@@ -81,6 +91,19 @@ void CudaBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha, 
 void CudaBackend::unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, Tensor& grad_in,
                                  double alpha, double beta) {
   const char* name = unary_op_name(op);
+  if (x.dtype() == DType::BFloat16) {  // as the forward
+    check_cuda(name, "grad_out", grad_out);
+    check_cuda(name, "input", x);
+    check_cuda(name, "grad_in", grad_in);
+    MMS_CHECK(grad_out.dtype() == DType::BFloat16 && grad_in.dtype() == DType::BFloat16, name,
+              " backward: grad_out (", dtype_name(grad_out.dtype()), ") and grad_in (", dtype_name(grad_in.dtype()),
+              ") must be bfloat16 like the input");
+    const auto layouts = joint_layouts(name, {&grad_in, &grad_out, &x});
+    cuda::unary_backward_bf16(static_cast<cuda::UnaryKind>(op), static_cast<const uint16_t*>(grad_out.raw_data()),
+                              static_cast<const uint16_t*>(x.raw_data()), static_cast<uint16_t*>(grad_in.raw_data()),
+                              layouts.data(), grad_in.numel(), float(alpha), float(beta), cuda::stream());
+    return;
+  }
   check_f32(name, "grad_out", grad_out);
   check_f32(name, "input", x);
   check_f32(name, "grad_in", grad_in);

@@ -153,9 +153,11 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, con
 void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,
                       double beta) {
   const char* name = "bmm";
-  // float32 throughout, or the mixed form of autocast: bf16 a and b, float32 out
+  // float32 throughout, or the mixed forms of autocast: bf16 a and b, float32 out (or
+  // bf16 out: autocast's bf16 activations)
   const bool bf16_operands = a.defined() && b.defined() && a.dtype() == DType::BFloat16 &&
                              b.dtype() == DType::BFloat16;
+  const bool bf16_out = bf16_operands && out.defined() && out.dtype() == DType::BFloat16;
   if (bf16_operands) {
     check_cuda(name, "a", a);
     check_cuda(name, "b", b);
@@ -163,7 +165,8 @@ void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_
     check_f32(name, "a", a);
     check_f32(name, "b", b);
   }
-  check_f32(name, "out", out);
+  if (bf16_out) check_cuda(name, "out", out);
+  else check_f32(name, "out", out);
   check_contiguous(name, "a", a);
   check_contiguous(name, "b", b);
   check_contiguous(name, "out", out);
@@ -180,6 +183,18 @@ void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_
             (trans_b ? "^T" : ""), " do not give out ", shape_str(out.shape()));
   const int64_t stride_a = a.size(0) == 1 ? 0 : m * k;
   const int64_t stride_b = b.size(0) == 1 ? 0 : k * n;
+  if (bf16_out) {
+    if (k == 0) {  // an empty product: out = beta * out, i.e. zeros (ops never ask beta != 0 here)
+      MMS_CHECK(beta == 0.0, name, ": an empty bf16 product with beta != 0 is not supported");
+      fill(out, 0.0);
+      return;
+    }
+    cuda::gemm_strided_batched_bf16(trans_a, trans_b, batch, m, n, k, float(alpha),
+                                    static_cast<const uint16_t*>(a.raw_data()), stride_a,
+                                    static_cast<const uint16_t*>(b.raw_data()), stride_b, float(beta),
+                                    static_cast<uint16_t*>(out.raw_data()), m * n, cuda::stream());
+    return;
+  }
   if (bf16_operands) {
     cuda::gemm_strided_batched_bf16_f32(trans_a, trans_b, batch, m, n, k, float(alpha),
                                         static_cast<const uint16_t*>(a.raw_data()), stride_a,
@@ -201,12 +216,15 @@ bool CudaBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const T
   check_cuda(name, "weight", weight);
   check_cuda(name, "bias", bias);
   check_cuda(name, "out", out);
-  // float32 throughout, or autocast's bf16 x and weight; anything else has no fused path
+  // float32 throughout, autocast's bf16 x and weight with float32 bias and output, or
+  // everything bf16 (autocast's bf16 activations); anything else has no fused path
   const bool bf16_operands = x.dtype() == DType::BFloat16 && weight.dtype() == DType::BFloat16;
   const bool f32_operands = x.dtype() == DType::Float32 && weight.dtype() == DType::Float32;
   if (!bf16_operands && !f32_operands) return false;
-  if (bias.dtype() != DType::Float32 || out.dtype() != DType::Float32) return false;
-  if (pre_activation.defined() && pre_activation.dtype() != DType::Float32) return false;
+  const DType out_dtype = out.dtype();
+  if (out_dtype != DType::Float32 && !(bf16_operands && out_dtype == DType::BFloat16)) return false;
+  if (bias.dtype() != out_dtype) return false;
+  if (pre_activation.defined() && pre_activation.dtype() != out_dtype) return false;
   check_contiguous(name, "x", x);
   check_contiguous(name, "weight", weight);
   check_contiguous(name, "bias", bias);
@@ -218,23 +236,29 @@ bool CudaBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const T
   check_shape(name, "out", out, {m, n});
   MMS_CHECK(!pre_activation.defined() || epilogue == LinearEpilogue::GeluTanhBias, name,
             ": only the GELU epilogue writes a pre-activation");
-  float* pre = nullptr;
+  void* pre = nullptr;
   if (pre_activation.defined()) {
     check_cuda(name, "pre_activation", pre_activation);
     check_contiguous(name, "pre_activation", pre_activation);
     check_shape(name, "pre_activation", pre_activation, {m, n});
-    pre = static_cast<float*>(pre_activation.raw_data());
+    pre = pre_activation.raw_data();
   }
   const cuda::LtEpilogue lt_epilogue =
       epilogue == LinearEpilogue::Bias ? cuda::LtEpilogue::Bias : cuda::LtEpilogue::GeluTanhBias;
+  if (out_dtype == DType::BFloat16)
+    return cuda::linear_lt_bf16(lt_epilogue, m, n, k, static_cast<const uint16_t*>(x.raw_data()),
+                                static_cast<const uint16_t*>(weight.raw_data()),
+                                static_cast<const uint16_t*>(bias.raw_data()), static_cast<uint16_t*>(out.raw_data()),
+                                static_cast<uint16_t*>(pre), cuda::stream());
   const float* bias_data = static_cast<const float*>(bias.raw_data());
   float* out_data = static_cast<float*>(out.raw_data());
   if (bf16_operands)
     return cuda::linear_lt_bf16_f32(lt_epilogue, m, n, k, static_cast<const uint16_t*>(x.raw_data()),
-                                    static_cast<const uint16_t*>(weight.raw_data()), bias_data, out_data, pre,
-                                    cuda::stream());
+                                    static_cast<const uint16_t*>(weight.raw_data()), bias_data, out_data,
+                                    static_cast<float*>(pre), cuda::stream());
   return cuda::linear_lt_f32(lt_epilogue, m, n, k, static_cast<const float*>(x.raw_data()),
-                             static_cast<const float*>(weight.raw_data()), bias_data, out_data, pre, cuda::stream());
+                             static_cast<const float*>(weight.raw_data()), bias_data, out_data, static_cast<float*>(pre),
+                             cuda::stream());
 }
 
 }  // namespace mms

@@ -7,8 +7,16 @@
 
 namespace mms::ops {
 
+namespace {
+// float32 or float64, or bfloat16 (autocast's bf16 activations: the backends compute in
+// float32 and round once).
+void check_unary_dtype(const char* op, const Tensor& x) {
+  if (x.dtype() != DType::BFloat16) check_floating(op, x);
+}
+}  // namespace
+
 Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
-  check_floating(unary_op_name(op), x);
+  check_unary_dtype(unary_op_name(op), x);
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   if (out.numel() > 0) backend_for(x.device()).unary(op, x, out, alpha, beta);
   return out;
@@ -17,7 +25,7 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
 Tensor unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& x, double alpha,
                       double beta) {
   const char* name = unary_op_name(op);
-  check_floating(name, x);
+  check_unary_dtype(name, x);
   check_same_dtype(name, grad_out, x);
   check_same_device(name, grad_out, x);
   MMS_CHECK(grad_out.shape() == x.shape(), name, " backward: gradient shape ",

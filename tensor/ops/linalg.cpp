@@ -2,15 +2,22 @@
 // operands; a transposed-contiguous operand is passed with a transpose flag instead
 // of being copied, and a batch of one broadcasts without being materialised.
 // Two bfloat16 operands give a float32 result (float32 accumulation): the mixed GEMM
-// that autocast (autograd/autocast.h) runs.
+// that autocast (autograd/autocast.h) runs; or, asked for, a bfloat16 result (the same
+// float32 accumulation, rounded once on the way out: autocast's bf16 activations).
 #include "tensor/ops.h"
 
 namespace mms::ops {
 
 namespace {
-// bf16 x bf16 accumulates and returns in float32; every other dtype returns itself.
-DType gemm_output_dtype(DType operands) {
-  return operands == DType::BFloat16 ? DType::Float32 : operands;
+// bf16 x bf16 accumulates and returns in float32 unless bfloat16 is asked for; every
+// other dtype returns itself.
+DType gemm_output_dtype(const char* op, DType operands, std::optional<DType> asked) {
+  const DType natural = operands == DType::BFloat16 ? DType::Float32 : operands;
+  if (!asked || *asked == natural) return natural;
+  MMS_CHECK(operands == DType::BFloat16 && *asked == DType::BFloat16, op, ": ", dtype_name(operands),
+            " operands give a ", dtype_name(natural), " result", operands == DType::BFloat16 ? " or a bfloat16 one" : "",
+            ", not ", dtype_name(*asked));
+  return *asked;
 }
 
 void check_gemm_dtype(const char* op, const Tensor& x) {
@@ -58,7 +65,7 @@ GemmOperand gemm_operand(const Tensor& t, const Shape& batch) {
 }
 }  // namespace
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in, std::optional<DType> out_dtype) {
   check_same_device("matmul", a_in, b_in);
   check_same_dtype("matmul", a_in, b_in);
   check_gemm_dtype("matmul", a_in);
@@ -79,7 +86,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = empty({batch_numel, m, n}, gemm_output_dtype(a.dtype()), a.device());
+  Tensor out = empty({batch_numel, m, n}, gemm_output_dtype("matmul", a.dtype(), out_dtype), a.device());
   if (out.numel() > 0) {
     if (k == 0) {
       fill_(out, 0.0);
@@ -105,7 +112,8 @@ struct LinearOperands {
   DType out_dtype = DType::Float32;
 };
 
-LinearOperands linear_operands(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+LinearOperands linear_operands(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               std::optional<DType> out_dtype = std::nullopt) {
   check_same_device(op, x, weight);
   check_same_dtype(op, x, weight);
   check_gemm_dtype(op, x);
@@ -118,7 +126,7 @@ LinearOperands linear_operands(const char* op, const Tensor& x, const Tensor& we
   operands.rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));  // 1 for a vector
   operands.out_shape = x.shape();
   operands.out_shape.back() = operands.out_features;
-  operands.out_dtype = gemm_output_dtype(x.dtype());
+  operands.out_dtype = gemm_output_dtype(op, x.dtype(), out_dtype);
   if (bias.defined()) {
     check_same_device(op, x, bias);
     if (operands.out_dtype == x.dtype()) {
@@ -170,8 +178,8 @@ void linear_into(const LinearOperands& operands, Tensor& out) {
 }
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const LinearOperands operands = linear_operands("linear", x, weight, bias);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, std::optional<DType> out_dtype) {
+  const LinearOperands operands = linear_operands("linear", x, weight, bias, out_dtype);
   Tensor out = empty({operands.rows, operands.out_features}, operands.out_dtype, x.device());
   linear_into(operands, out);
   return reshape(out, operands.out_shape);
