@@ -28,9 +28,14 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_keep, bool
   };
   // Under autocast, the three projections share one bf16 copy of x (one cast, one saved copy).
   const SharedAutocastOperand shared_x(x);
-  Tensor q = heads(q_proj->forward(x));
-  Tensor k = heads(k_proj->forward(x));
-  Tensor v = heads(v_proj->forward(x));
+  // Under autocast, where attention runs on bf16 operands anyway (its GEMM path or
+  // cuDNN's), the projections return bf16: no float32 write, and attention's contiguous
+  // copy of each head view moves bf16. Where it runs our float32 kernel they stay float32.
+  const AutocastOutput qkv_output =
+      ops::attention_takes_bf16(x.device(), length) ? AutocastOutput::BFloat16 : AutocastOutput::Float32;
+  Tensor q = heads(q_proj->forward(x, qkv_output));
+  Tensor k = heads(k_proj->forward(x, qkv_output));
+  Tensor v = heads(v_proj->forward(x, qkv_output));
   Tensor attended = scaled_dot_product_attention(q, k, v, key_keep, causal);  // [B, H, L, Dh]
   Tensor merged = reshape(contiguous(transpose(attended, 1, 2)), {batch, length, embed_dim});
   return out_proj->forward(merged);

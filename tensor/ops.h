@@ -139,6 +139,8 @@ bool attention_uses_gemm(const Tensor& q, const Tensor& k);
 // True when float32 q and k would be better cast to bfloat16 under autocast: attention
 // over them takes the GEMM path, or cuDNN's kernel (MMS_ATTENTION=cudnn on CUDA).
 bool attention_takes_bf16(const Tensor& q, const Tensor& k);
+// The same decision before q and k exist (a layer choosing its projections' output dtype).
+bool attention_takes_bf16(Device device, int64_t key_len);
 // q, k, v all of one floating dtype, or bfloat16: on the GEMM path (autocast's mixed
 // form) out, lse and the gradients are float32 (the GEMMs accumulate in float32; scores,
 // softmax and log-sum-exp are float32); on cuDNN's path out and the gradients are

@@ -40,21 +40,28 @@ AttentionPath& configured_path() {
 }
 
 // cuDNN's fused attention: chosen, on CUDA, with at least one key; it computes in bf16.
-bool cudnn_chosen(const Tensor& q, const Tensor& k) {
-  return configured_path() == AttentionPath::Cudnn && q.device().is_cuda() && k.size(2) > 0;
+bool cudnn_chosen(Device device, int64_t key_len) {
+  return configured_path() == AttentionPath::Cudnn && device.is_cuda() && key_len > 0;
 }
-bool use_cudnn(const Tensor& q, const Tensor& k) { return q.dtype() == DType::BFloat16 && cudnn_chosen(q, k); }
+bool use_cudnn(const Tensor& q, const Tensor& k) {
+  return q.dtype() == DType::BFloat16 && cudnn_chosen(q.device(), k.size(2));
+}
 
-bool use_gemm_path(const Tensor& q, const Tensor& k) {
-  // our fused kernels compute in one dtype: bf16 operands take the GEMMs or cuDNN
-  if (q.dtype() == DType::BFloat16) return !use_cudnn(q, k);
+// The GEMM path for float32/float64 operands on this device and key length.
+bool gemm_path_for_float(Device device, int64_t key_len) {
   switch (configured_path()) {
     case AttentionPath::Fused: return false;
     case AttentionPath::Gemm: return true;
     case AttentionPath::Auto:
     case AttentionPath::Cudnn: break;  // float32 operands: cuDNN's kernel is bf16 only
   }
-  return q.device().is_cuda() && k.size(2) <= 256;
+  return device.is_cuda() && key_len <= 256;
+}
+
+bool use_gemm_path(const Tensor& q, const Tensor& k) {
+  // our fused kernels compute in one dtype: bf16 operands take the GEMMs or cuDNN
+  if (q.dtype() == DType::BFloat16) return !use_cudnn(q, k);
+  return gemm_path_for_float(q.device(), k.size(2));
 }
 
 // The key-padding mask as the backends' attention_softmax reads it: contiguous bytes,
@@ -103,8 +110,11 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, b
 void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
 bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
+bool attention_takes_bf16(Device device, int64_t key_len) {
+  return key_len > 0 && (cudnn_chosen(device, key_len) || gemm_path_for_float(device, key_len));
+}
 bool attention_takes_bf16(const Tensor& q, const Tensor& k) {
-  return k.size(2) > 0 && (cudnn_chosen(q, k) || use_gemm_path(q, k));
+  return q.dtype() == DType::BFloat16 ? k.size(2) > 0 : attention_takes_bf16(q.device(), k.size(2));
 }
 
 namespace {
