@@ -43,7 +43,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return record("scaled_dot_product_attention", r.out, {q, k, v},
                 [qs, ks, vs, os, lse, mask, causal, s, q_dtype, k_dtype, v_dtype](const Tensor& g,
                                                                                   const std::vector<bool>&) {
-                  ops::AttentionGrads ag = ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s);
+                  // bf16 inputs (bf16 projections) take bf16 gradients straight from the GEMMs
+                  const bool bf16_inputs = q_dtype == DType::BFloat16 && k_dtype == DType::BFloat16 &&
+                                           v_dtype == DType::BFloat16;
+                  ops::AttentionGrads ag = ops::attention_backward(
+                      g, qs, ks, vs, os, lse, mask, causal, s,
+                      bf16_inputs ? std::optional(DType::BFloat16) : std::nullopt);
                   return std::vector<Tensor>{ag.grad_q.to(q_dtype), ag.grad_k.to(k_dtype), ag.grad_v.to(v_dtype)};
                 });
 }

@@ -149,9 +149,12 @@ struct AttentionResult { Tensor out, lse; };
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& key_keep, bool causal, double scale);
 struct AttentionGrads { Tensor grad_q, grad_k, grad_v; };
+// grads_dtype: bfloat16 asks the GEMM path for bf16 gradients of bf16 operands (what a
+// bf16 q/k/v needs back; default: the dtypes above).
 AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
-                                  const Tensor& key_keep, bool causal, double scale);
+                                  const Tensor& key_keep, bool causal, double scale,
+                                  std::optional<DType> grads_dtype = std::nullopt);
 
 // ---- checks shared by the dispatch files (and by autograd's versions) ----------
 // stack: every tensor has tensor 0's shape; returns dim wrapped for the stacked rank.

@@ -370,6 +370,18 @@ TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, flo
     out.backward(upstream);
     CHECK(qb.grad().dtype() == DType::BFloat16);
     CHECK(vb.grad().dtype() == DType::BFloat16);
+    // written bf16 by the GEMMs themselves: the float32 gradients rounded once, bit for bit
+    const double scale = 1.0 / std::sqrt(8.0);
+    const ops::AttentionResult r = ops::attention(qb.detach(), kb.detach(), vb.detach(), Tensor(), false, scale);
+    const ops::AttentionGrads want =
+        ops::attention_backward(upstream, qb.detach(), kb.detach(), vb.detach(), Tensor(), r.lse, Tensor(), false, scale);
+    CHECK(want.grad_q.dtype() == DType::Float32);
+    CHECK(qb.grad().to(DType::Float32).to_vector<float>() ==
+          want.grad_q.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
+    CHECK(kb.grad().to(DType::Float32).to_vector<float>() ==
+          want.grad_k.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
+    CHECK(vb.grad().to(DType::Float32).to_vector<float>() ==
+          want.grad_v.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
   }
   // The fused path computes in float32 under autocast too: bit-identical to no autocast.
   ops::AttentionPathGuard fused(ops::AttentionPath::Fused);

@@ -170,16 +170,25 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
 
 AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
-                                  const Tensor& key_keep, bool causal, double scale) {
+                                  const Tensor& key_keep, bool causal, double scale,
+                                  std::optional<DType> grads_dtype) {
   check_attention(q, k, v, key_keep);
   MMS_CHECK(grad_out.shape() == q.shape(), "attention backward: gradient ",
             shape_str(grad_out.shape()), " does not match the output ", shape_str(q.shape()));
   AttentionGrads grads;
   const bool cudnn = use_cudnn(q, k);
-  const DType dtype = cudnn ? q.dtype() : result_dtype(q);  // cuDNN writes bf16 gradients
-  grads.grad_q = empty(q.shape(), dtype, q.device());
-  grads.grad_k = empty(k.shape(), dtype, k.device());
-  grads.grad_v = empty(v.shape(), dtype, v.device());
+  const DType dtype = result_dtype(q);  // scores, probabilities and their gradients
+  // cuDNN writes bf16 gradients; the GEMM path's last three GEMMs write float32, or bf16
+  // when asked (bf16 operands only: rounded once, no cast pass after).
+  const DType natural = cudnn ? q.dtype() : dtype;
+  const DType grad_dtype = grads_dtype.value_or(natural);
+  MMS_CHECK(grad_dtype == natural || (grad_dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 &&
+                                      use_gemm_path(q, k)),
+            "attention backward: ", dtype_name(q.dtype()), " operands give ", dtype_name(natural),
+            " gradients here, not ", dtype_name(grad_dtype));
+  grads.grad_q = empty(q.shape(), grad_dtype, q.device());
+  grads.grad_k = empty(k.shape(), grad_dtype, k.device());
+  grads.grad_v = empty(v.shape(), grad_dtype, v.device());
   if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
     // P = masked softmax(S) (hidden keys 0; the row kernel again, where exp(S - lse)
     // would take a broadcast subtraction and an exp pass);  dV = P^T dO;  dP = dO V^T;
