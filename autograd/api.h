@@ -96,7 +96,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // consumer that takes bf16 (the MLP's activation, whose output feeds the next linear as
 // it is). The bf16 output saves the float32 write, the consumer's pass moves half the
 // bytes, the next linear needs no cast, and the backward's gradients stay bf16 in
-// between. No effect when the GEMM runs in float32 or float64.
+// between. No effect when the GEMM runs in float32 or float64 (it runs in bf16 under
+// autocast, or when x and weight already are bf16). A bf16 output used by several ops
+// gets its gradients summed in float32 and rounded once.
 enum class AutocastOutput { Float32, BFloat16 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               AutocastOutput output = AutocastOutput::Float32);

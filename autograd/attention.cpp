@@ -32,23 +32,24 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                      v.dtype() == DType::Float32 && ops::attention_takes_bf16(q, k);
   auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
-  ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s);
+  // bf16 inputs (the bf16 projections under autocast) give a bf16 output, as torch's
+  // bf16 attention does, and take bf16 gradients back (both written so by the GEMMs).
+  const bool bf16_inputs =
+      q.dtype() == DType::BFloat16 && k.dtype() == DType::BFloat16 && v.dtype() == DType::BFloat16;
+  const std::optional<DType> bf16_if_inputs = bf16_inputs ? std::optional(DType::BFloat16) : std::nullopt;
+  ops::AttentionResult r = ops::attention(qs, ks, vs, key_keep, causal, s, bf16_if_inputs);
   // Only the fused backward reads the output; the GEMM path recomputes the softmax, so
   // there the output is not kept alive (a [B, H, L, D] float32 per layer).
   const Tensor os = ops::attention_uses_gemm(qs, ks) ? Tensor() : saved(r.out);
   Tensor lse = r.lse, mask = key_keep;
-  // Gradients go back in each input's dtype (bf16 operands passed in directly get bf16
-  // gradients; the mixed GEMMs produce float32).
+  // Gradients go back in each input's dtype (bf16 inputs get bf16 gradients; the mixed
+  // form's float32 inputs float32 ones).
   const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
   return record("scaled_dot_product_attention", r.out, {q, k, v},
-                [qs, ks, vs, os, lse, mask, causal, s, q_dtype, k_dtype, v_dtype](const Tensor& g,
-                                                                                  const std::vector<bool>&) {
-                  // bf16 inputs (bf16 projections) take bf16 gradients straight from the GEMMs
-                  const bool bf16_inputs = q_dtype == DType::BFloat16 && k_dtype == DType::BFloat16 &&
-                                           v_dtype == DType::BFloat16;
-                  ops::AttentionGrads ag = ops::attention_backward(
-                      g, qs, ks, vs, os, lse, mask, causal, s,
-                      bf16_inputs ? std::optional(DType::BFloat16) : std::nullopt);
+                [qs, ks, vs, os, lse, mask, causal, s, q_dtype, k_dtype, v_dtype, bf16_if_inputs](
+                    const Tensor& g, const std::vector<bool>&) {
+                  ops::AttentionGrads ag =
+                      ops::attention_backward(g, qs, ks, vs, os, lse, mask, causal, s, bf16_if_inputs);
                   return std::vector<Tensor>{ag.grad_q.to(q_dtype), ag.grad_k.to(k_dtype), ag.grad_v.to(v_dtype)};
                 });
 }

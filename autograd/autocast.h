@@ -13,10 +13,16 @@
 // bf16 and runs the two mixed GEMMs, so gradients arrive in float32 at float32 inputs:
 // parameters ("master weights"), their gradients and the optimizer state stay float32.
 // Attention's GEMM path (short sequences on CUDA) runs QK^T and PV the same way, with
-// float32 scores and softmax (autograd/attention.cpp). Everything else (layer norm,
-// softmax, the fused attention kernel, losses, AdamW) is untouched and runs in float32,
-// as in torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard
-// keeps its mixed backward when backward() runs after the guard has ended.
+// float32 scores and softmax (autograd/attention.cpp).
+//
+// bf16 activations: a linear asked for it (AutocastOutput::BFloat16, autograd/api.h)
+// returns bf16 instead of float32 -- the MLP's up-projection, whose activation then runs
+// on bf16 (float32 math, one rounding), and attention's q/k/v projections where
+// attention takes bf16 operands, whose attention output is then bf16 too. Their
+// gradients stay bf16 between those ops. Everything else (layer norm, the residual
+// stream, the fused float32 attention kernel, losses, AdamW) runs in float32, as in
+// torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard keeps its mixed
+// backward when backward() runs after the guard has ended.
 //
 // The switch is thread-local (like grad mode) and off by default; float64 operands are
 // never cast (gradcheck stays float64). Expected error: bf16 keeps 8 bits of mantissa,

@@ -20,13 +20,19 @@ AutogradMeta& meta_of(TensorImpl& impl) {
 
 // Sums a new contribution into an existing gradient (never in place: a gradient
 // tensor handed out earlier must not change under its holder).
+// bf16 gradients (of autocast's bf16 activations used twice) are summed in float32 and
+// rounded once: the elementwise kernels have no bf16 add.
 Tensor accumulate(const Tensor& existing, const Tensor& contribution) {
-  return existing.defined() ? ops::add(existing, contribution) : contribution;
+  if (!existing.defined()) return contribution;
+  if (existing.dtype() != DType::BFloat16) return ops::add(existing, contribution);
+  return ops::add(existing.to(DType::Float32), contribution.to(DType::Float32)).to(DType::BFloat16);
 }
 
 void check_gradient(const Node& node, const Tensor& grad) {
   MMS_CHECK(grad.shape() == node.output_shape, "backward: ", node.op, " received a gradient of shape ",
             shape_str(grad.shape()), " for an output of shape ", shape_str(node.output_shape));
+  MMS_CHECK(grad.dtype() == node.output_dtype, "backward: ", node.op, " received a ", dtype_name(grad.dtype()),
+            " gradient for a ", dtype_name(node.output_dtype), " output");
 }
 
 void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {

@@ -146,8 +146,11 @@ bool attention_takes_bf16(Device device, int64_t key_len);
 // softmax and log-sum-exp are float32); on cuDNN's path out and the gradients are
 // bfloat16 (as cuDNN writes them) and lse float32.
 struct AttentionResult { Tensor out, lse; };
+// out_dtype: bfloat16 asks the GEMM path for a bf16 output from bf16 operands (default:
+// the dtypes above).
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                          const Tensor& key_keep, bool causal, double scale);
+                          const Tensor& key_keep, bool causal, double scale,
+                          std::optional<DType> out_dtype = std::nullopt);
 struct AttentionGrads { Tensor grad_q, grad_k, grad_v; };
 // grads_dtype: bfloat16 asks the GEMM path for bf16 gradients of bf16 operands (what a
 // bf16 q/k/v needs back; default: the dtypes above).

@@ -210,6 +210,15 @@ TEST_CASE("autocast bf16 activations: a bf16-output linear, bf16 quick_gelu, and
   // the float32 MLP.
   manual_seed(7);
   nn::MLP mlp(24, 96, nn::Activation::QuickGelu);
+  {  // non-zero biases (they start at 0), so the bf16 bias is exercised with real values
+    NoGradGuard no_grad;
+    ops::copy_(mlp.fc1->bias, random_f32({96}, ++seed));
+    ops::copy_(mlp.fc2->bias, random_f32({24}, ++seed));
+  }
+  {  // under the guard the MLP's up-projection (what MLP::forward calls) returns bf16
+    AutocastGuard autocast(DType::BFloat16);
+    CHECK(mlp.fc1->forward(x, AutocastOutput::BFloat16).dtype() == DType::BFloat16);
+  }
   const Tensor upstream = random_f32({3, 5, 24}, ++seed);
   std::vector<Tensor> grads[2], outputs(2);
   for (int mixed = 0; mixed < 2; ++mixed) {
@@ -230,6 +239,25 @@ TEST_CASE("autocast bf16 activations: a bf16-output linear, bf16 quick_gelu, and
     CHECK(grads[1][i].dtype() == DType::Float32);
     CHECK_WITHIN(grads[1][i], grads[0][i], kBf16Tolerance, names[i]);
   }
+}
+
+TEST_CASE("autocast: a bf16 activation used twice gets its two bf16 gradients summed in float32") {
+  uint64_t seed = 470;
+  const Tensor x = random_f32({4, 16}, ++seed);
+  Tensor w = random_f32({12, 16}, ++seed).set_requires_grad(), w2 = random_f32({6, 12}, ++seed);
+  const Tensor upstream = random_f32({4, 6}, ++seed);
+  {
+    AutocastGuard autocast(DType::BFloat16);
+    const Tensor h = linear(x, w, Tensor(), AutocastOutput::BFloat16);
+    REQUIRE(h.dtype() == DType::BFloat16);
+    add(linear(quick_gelu(h), w2), linear(relu(h), w2)).backward(upstream);
+  }
+  // the same graph in float32: w's gradient within the bf16 tolerance
+  Tensor w32 = w.detach().clone().set_requires_grad();
+  const Tensor h32 = linear(x, w32);
+  add(linear(quick_gelu(h32), w2), linear(relu(h32), w2)).backward(upstream);
+  CHECK(w.grad().dtype() == DType::Float32);
+  CHECK_WITHIN(w.grad(), w32.grad(), kBf16Tolerance, "grad w through a bf16 activation used twice");
 }
 
 TEST_CASE("autocast matmul: broadcast batch, transposed operand, float32 gradients") {
@@ -362,19 +390,22 @@ TEST_CASE("autocast attention (GEMM path): bf16 QK^T and PV, float32 scores, flo
     CHECK(out.shape() == Shape{2, 3, 9, 8});
   }
   {
-    // bf16 operands passed in directly: bf16 gradients, like their inputs.
+    // bf16 operands passed in directly: a bf16 output and bf16 gradients, like the inputs.
     Tensor qb = bf16(transpose(q, 1, 2)).set_requires_grad(), kb = bf16(transpose(k, 1, 2)).set_requires_grad();
     Tensor vb = bf16(transpose(v, 1, 2)).set_requires_grad();
     Tensor out = scaled_dot_product_attention(qb, kb, vb);
-    CHECK(out.dtype() == DType::Float32);
-    out.backward(upstream);
+    CHECK(out.dtype() == DType::BFloat16);
+    const double scale = 1.0 / std::sqrt(8.0);
+    const ops::AttentionResult r = ops::attention(qb.detach(), kb.detach(), vb.detach(), Tensor(), false, scale);
+    CHECK(r.out.dtype() == DType::Float32);  // the op's default: float32 PV
+    // PV written bf16 by the GEMM: the float32 output rounded once, bit for bit
+    CHECK(out.to(DType::Float32).to_vector<float>() == r.out.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
+    out.backward(bf16(upstream));
     CHECK(qb.grad().dtype() == DType::BFloat16);
     CHECK(vb.grad().dtype() == DType::BFloat16);
     // written bf16 by the GEMMs themselves: the float32 gradients rounded once, bit for bit
-    const double scale = 1.0 / std::sqrt(8.0);
-    const ops::AttentionResult r = ops::attention(qb.detach(), kb.detach(), vb.detach(), Tensor(), false, scale);
-    const ops::AttentionGrads want =
-        ops::attention_backward(upstream, qb.detach(), kb.detach(), vb.detach(), Tensor(), r.lse, Tensor(), false, scale);
+    const ops::AttentionGrads want = ops::attention_backward(bf16(upstream), qb.detach(), kb.detach(), vb.detach(),
+                                                             Tensor(), r.lse, Tensor(), false, scale);
     CHECK(want.grad_q.dtype() == DType::Float32);
     CHECK(qb.grad().to(DType::Float32).to_vector<float>() ==
           want.grad_q.to(DType::BFloat16).to(DType::Float32).to_vector<float>());
@@ -479,10 +510,13 @@ TEST_CASE("cuda: autocast's bf16 activations (bf16 GEMM outputs, bf16 quick_gelu
   CHECK_WITHIN(ops::linear(x.to(gpu), w.to(gpu), b.to(gpu), DType::BFloat16).to(DType::Float32),
                y_cpu.to(DType::Float32), kBf16Rounding, "linear bf16 out");
 #ifdef MMS_WITH_CUDA
-  cuda::set_cublaslt_enabled(false);  // the bmm path: output pre-filled with the bias, beta = 1
-  CHECK_WITHIN(ops::linear(x.to(gpu), w.to(gpu), b.to(gpu), DType::BFloat16).to(DType::Float32),
-               y_cpu.to(DType::Float32), kBf16Rounding, "linear bf16 out without cuBLASLt");
-  cuda::set_cublaslt_enabled(true);
+  {  // the bmm path: output pre-filled with the bias, beta = 1
+    const bool lt_before = cuda::cublaslt_enabled();
+    cuda::set_cublaslt_enabled(false);
+    const Tensor y_bmm = ops::linear(x.to(gpu), w.to(gpu), b.to(gpu), DType::BFloat16);
+    cuda::set_cublaslt_enabled(lt_before);
+    CHECK_WITHIN(y_bmm.to(DType::Float32), y_cpu.to(DType::Float32), kBf16Rounding, "linear bf16 out without cuBLASLt");
+  }
 #endif
   // bf16 quick_gelu forward and backward, contiguous (n % 4 != 0 for the tail) and strided
   for (const Shape& shape : std::vector<Shape>{{7, 33}, {4096}, {3, 5, 128}}) {
@@ -500,6 +534,11 @@ TEST_CASE("cuda: autocast's bf16 activations (bf16 GEMM outputs, bf16 quick_gelu
   // the MLP under autocast, forward and every gradient
   manual_seed(9);
   nn::MLP mlp_cpu(96, 384, nn::Activation::QuickGelu), mlp_gpu(96, 384, nn::Activation::QuickGelu);
+  {
+    NoGradGuard no_grad;
+    ops::copy_(mlp_cpu.fc1->bias, random_f32({384}, ++seed));
+    ops::copy_(mlp_cpu.fc2->bias, random_f32({96}, ++seed));
+  }
   mlp_gpu.load_state_dict(mlp_cpu.state_dict());
   mlp_gpu.to(gpu);
   const Tensor input = random_f32({2, 50, 96}, ++seed), upstream = random_f32({2, 50, 96}, ++seed);
@@ -511,10 +550,11 @@ TEST_CASE("cuda: autocast's bf16 activations (bf16 GEMM outputs, bf16 quick_gelu
     AutocastGuard autocast(DType::BFloat16);
     Tensor y = mlp.forward(xi);
     y.backward(upstream.to(device));
-    results[on_gpu] = {y, xi.grad(), mlp.fc1->weight.grad(), mlp.fc1->bias.grad(), mlp.fc2->weight.grad()};
+    results[on_gpu] = {y, xi.grad(), mlp.fc1->weight.grad(), mlp.fc1->bias.grad(), mlp.fc2->weight.grad(),
+                       mlp.fc2->bias.grad()};
   }
-  const char* names[] = {"MLP y", "grad x", "grad fc1.weight", "grad fc1.bias", "grad fc2.weight"};
-  for (int i = 0; i < 5; ++i) CHECK_WITHIN(results[1][i], results[0][i], kBf16Rounding, names[i]);
+  const char* names[] = {"MLP y", "grad x", "grad fc1.weight", "grad fc1.bias", "grad fc2.weight", "grad fc2.bias"};
+  for (int i = 0; i < 6; ++i) CHECK_WITHIN(results[1][i], results[0][i], kBf16Rounding, names[i]);
 }
 
 namespace {

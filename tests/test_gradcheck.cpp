@@ -100,6 +100,10 @@ TEST_CASE("reductions") {
   expect_gradcheck([](auto& x) { return logsumexp(x[0], {0, 1}); }, {a});
   // size-1 dims
   expect_gradcheck([](auto& x) { return sum(x[0], {1}); }, {leaf({3, 1, 2})});
+  // summing zero rows (a bias gradient of an empty batch) gives zeros of the kept shape
+  const Tensor empty_sum = ops::sum(zeros({0, 2, 3}, DType::Float64), {0});
+  CHECK(empty_sum.shape() == Shape{2, 3});
+  for (double value : empty_sum.to_vector<double>()) CHECK(value == 0.0);
 }
 
 TEST_CASE("amax splits the gradient across ties") {

@@ -145,12 +145,20 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Te
 }  // namespace
 
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
-                          bool causal, double scale) {
+                          bool causal, double scale, std::optional<DType> out_dtype) {
   check_attention(q, k, v, key_keep);
   AttentionResult result;
   const bool cudnn = use_cudnn(q, k);
   const DType dtype = result_dtype(q);
-  result.out = empty(q.shape(), cudnn ? q.dtype() : dtype, q.device());
+  // cuDNN writes a bf16 output; the GEMM path's PV GEMM float32, or bf16 when asked (bf16
+  // operands only: rounded once, what the out projection would cast it to anyway).
+  const DType natural = cudnn ? q.dtype() : dtype;
+  const DType output_dtype = out_dtype.value_or(natural);
+  MMS_CHECK(output_dtype == natural || (output_dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 &&
+                                        use_gemm_path(q, k)),
+            "attention: ", dtype_name(q.dtype()), " operands give a ", dtype_name(natural), " output here, not ",
+            dtype_name(output_dtype));
+  result.out = empty(q.shape(), output_dtype, q.device());
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {

@@ -62,9 +62,9 @@ bool sums_leading_dims(const Tensor& x, const std::vector<int64_t>& dims, int64_
 }
 
 Tensor sum_leading_dims(const Tensor& x, int64_t lead, bool keepdim) {
-  int64_t m = 1;
+  int64_t m = 1, n = 1;
   for (int64_t d = 0; d < lead; ++d) m *= x.size(d);
-  const int64_t n = x.numel() / std::max<int64_t>(m, 1);
+  for (int64_t d = lead; d < x.dim(); ++d) n *= x.size(d);  // not numel / m: m may be 0
   Tensor out = empty({1, 1, n}, x.dtype(), x.device());
   if (m == 0) {
     fill_(out, 0.0);
