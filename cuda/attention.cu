@@ -512,15 +512,6 @@ void key_prefix_lengths(const uint8_t* keep, int32_t* key_lengths, int32_t* quer
   MMS_CUDA_LAUNCH_CHECK();
 }
 
-int64_t take_non_prefix_mask_count() {
-  unsigned long long count = 0;
-  const unsigned long long zero = 0;
-  MMS_CUDA_CHECK(cudaMemcpyFromSymbolAsync(&count, g_non_prefix_mask_count, sizeof(count), 0,
-                                           cudaMemcpyDeviceToHost, stream()));
-  MMS_CUDA_CHECK(cudaMemcpyToSymbolAsync(g_non_prefix_mask_count, &zero, sizeof(zero), 0,
-                                         cudaMemcpyHostToDevice, stream()));
-  synchronize();
-  return static_cast<int64_t>(count);
-}
+int64_t take_non_prefix_mask_count() { return take_device_counter(g_non_prefix_mask_count); }
 
 }  // namespace mms::cuda

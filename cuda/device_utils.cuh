@@ -12,6 +12,7 @@
 
 #include "cuda/common.h"
 #include "cuda/fast_divider.h"
+#include "cuda/check.h"
 
 namespace mms::cuda {
 
@@ -204,6 +205,19 @@ __device__ __forceinline__ float f16_bits_to_float(uint16_t bits) {
 
 __device__ __forceinline__ uint16_t float_to_f16_bits(float value) {
   return __half_as_ushort(__float2half_rn(value));
+}
+
+// Reads a __device__ error counter on stream() and resets it to 0: how kernels report
+// bad input (an out-of-range index, a mask cuDNN cannot take) without aborting. A host
+// wait, so only debug-mode checks call it.
+template <typename Counter>
+int64_t take_device_counter(Counter& counter) {
+  unsigned long long count = 0;
+  const unsigned long long zero = 0;
+  MMS_CUDA_CHECK(cudaMemcpyFromSymbolAsync(&count, counter, sizeof(count), 0, cudaMemcpyDeviceToHost, stream()));
+  MMS_CUDA_CHECK(cudaMemcpyToSymbolAsync(counter, &zero, sizeof(zero), 0, cudaMemcpyHostToDevice, stream()));
+  synchronize();
+  return static_cast<int64_t>(count);
 }
 
 }  // namespace mms::cuda

@@ -151,15 +151,6 @@ void scatter_add_last_f32(const float* grad, const int64_t* index, int64_t rows,
   MMS_CUDA_LAUNCH_CHECK();
 }
 
-int64_t take_bad_index_count() {
-  unsigned long long count = 0;
-  const unsigned long long zero = 0;
-  MMS_CUDA_CHECK(cudaMemcpyFromSymbolAsync(&count, g_bad_index_count, sizeof(count), 0,
-                                           cudaMemcpyDeviceToHost, stream()));
-  MMS_CUDA_CHECK(cudaMemcpyToSymbolAsync(g_bad_index_count, &zero, sizeof(zero), 0,
-                                         cudaMemcpyHostToDevice, stream()));
-  synchronize();
-  return static_cast<int64_t>(count);
-}
+int64_t take_bad_index_count() { return take_device_counter(g_bad_index_count); }
 
 }  // namespace mms::cuda
