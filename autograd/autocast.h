@@ -78,4 +78,12 @@ class SharedAutocastOperand {
 // is an enclosing SharedAutocastOperand's tensor, else a fresh bf16 cast.
 Tensor autocast_operand(const Tensor& t);
 
+// Whether linears asked for bf16 outputs (AutocastOutput::BFloat16) return them: on
+// unless the environment sets MMS_BF16_ACTIVATIONS=0 (read once), which makes every
+// autocast linear return float32 as before -- the A/B switch for measuring what bf16
+// activations buy, and a way around them should a device lack a bf16 kernel. The setter
+// is for tests and benchmarks in one process.
+bool bf16_activations_enabled();
+void set_bf16_activations_enabled(bool enabled);
+
 }  // namespace mms

@@ -121,7 +121,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Autocas
   const LinearInputs in = linear_inputs(x, weight, bias);
   // A bf16 output takes a bf16 bias, as torch's autocast casts it: the epilogue adds it
   // to the float32 accumulator and rounds once.
-  const bool bf16_output = in.mixed && output == AutocastOutput::BFloat16;
+  const bool bf16_output = in.mixed && output == AutocastOutput::BFloat16 && bf16_activations_enabled();
   Tensor y = bf16_output ? ops::linear(in.xs, in.ws, bias.defined() ? bias.to(DType::BFloat16) : bias, DType::BFloat16)
                          : ops::linear(in.xs, in.ws, gemm_bias(in, bias));
   return record("linear", y, {x, weight, bias},

@@ -196,6 +196,14 @@ TEST_CASE("autocast bf16 activations: a bf16-output linear, bf16 quick_gelu, and
     // without autocast (float32 GEMM) the option changes nothing
   }
   CHECK(linear(x, w, b, AutocastOutput::BFloat16).dtype() == DType::Float32);
+  {  // the A/B switch (MMS_BF16_ACTIVATIONS=0) turns them back into float32 outputs
+    const bool before = bf16_activations_enabled();
+    set_bf16_activations_enabled(false);
+    AutocastGuard autocast(DType::BFloat16);
+    const Tensor y = linear(x, w, b, AutocastOutput::BFloat16);
+    set_bf16_activations_enabled(before);
+    CHECK(y.dtype() == DType::Float32);
+  }
   // bf16 quick_gelu and its backward: float32 math, one rounding
   const Tensor h = bf16(random_f32({7, 33}, ++seed)), g = bf16(random_f32({7, 33}, ++seed));
   CHECK(ops::unary(UnaryOp::QuickGelu, h).to(DType::Float32).to_vector<float>() ==

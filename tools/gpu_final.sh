@@ -2,12 +2,12 @@
 # One short GPU call that checks and measures a change, for sessions whose device time is
 # nearly spent: builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's
 # attention also under MMS_CUDA_DEBUG_SYNC=1), bench/step (bf16 B=32,128 eager with
-# --profile, the same with MMS_ATTENTION=cudnn, bf16 --graph, fp32, tf32), the PyTorch
-# peers in the same call, a 20-step CUDA fine-tune, the kernel benches of the families
-# changed last (copy, masked_softmax, attention, elementwise), the 200-step
-# bf16-vs-fp32 loss, and last the torch.compile reduce-overhead peer. Eight files in
-# $OUT (the device tool returns about that many), most important first, so a timeout
-# still leaves the key numbers.
+# --profile, the same with MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16
+# --graph, fp32, tf32), the PyTorch peers in the same call, a 20-step CUDA fine-tune,
+# the kernel benches of the families changed last (copy, masked_softmax, attention,
+# elementwise), the 200-step bf16-vs-fp32 loss, and last the torch.compile
+# reduce-overhead peer. Eight files in $OUT (the device tool returns about that many),
+# most important first, so a timeout still leaves the key numbers.
 #   OUT=$OUT bash tools/gpu_final.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,8 @@ timeout 90 $step --mode bf16 --batch-lists 32,128 --profile >"$OUT/ours.log" 2>&
 echo "ours bf16 rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 MMS_ATTENTION=cudnn timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
 echo "ours bf16 cudnn attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+MMS_BF16_ACTIVATIONS=0 timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
+echo "ours bf16 with float32 activations (A/B) rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 timeout 60 $step --mode bf16 --batch-lists 32,128 --graph >>"$OUT/ours.log" 2>&1
 timeout 60 $step --mode fp32 --batch-lists 32 >>"$OUT/ours.log" 2>&1
 timeout 60 $step --mode tf32 --batch-lists 32 >>"$OUT/ours.log" 2>&1

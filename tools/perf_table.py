@@ -37,6 +37,8 @@ def main():
         kind = "graph" if r.get("graph") and not r.get("graph_error") else "eager"
         if "cuDNN" in r.get("gemm_precision", ""):
             kind += ", cuDNN attention"  # MMS_ATTENTION=cudnn
+        if "MMS_BF16_ACTIVATIONS=0" in r.get("gemm_precision", ""):
+            kind += ", fp32 activations"
         cells = [mode, str(b), kind, f'{r["median_ms"]:.1f}', f'{100 * r["mfu"]:.1f}%' if r.get("mfu", -1) > 0 else "-",
                  f'{r["peak_mem_mib"]:.0f}', f'{r.get("host_syncs_per_step", 0):.1f}']
         peer_mem = "-"

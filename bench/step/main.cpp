@@ -301,6 +301,8 @@ int main(int argc, char** argv) {
     const std::string gemm_precision =
         mode != "bf16" ? mode
                        : std::string("bf16 linear/matmul (autocast), ") +
+                             (bf16_activations_enabled() ? "bf16 activations (MLP; q/k/v where attention is bf16), "
+                                                         : "float32 activations (MMS_BF16_ACTIVATIONS=0), ") +
                              (!device.is_cuda() || ops::attention_path() == ops::AttentionPath::Fused
                                   ? "fp32 fused attention"
                                   : ops::attention_path() == ops::AttentionPath::Cudnn
