@@ -511,6 +511,17 @@ TEST_CASE("softmax and log_softmax forward and backward") {
   Tensor big = f32({1001, 1002, 1003}, {1, 3}), pb = empty({1, 3}, DType::Float32);
   kernels().softmax_last(big, pb, false);
   check_close(pb, {0.09003057317038046, 0.24472847105479767, 0.6652409557748219}, 2e-7);
+  // a -inf input (a masked score) gets exactly 0, in both dtypes; an all -inf row is NaN
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double inf = std::numeric_limits<double>::infinity();
+    Tensor masked = f64({0.0, -inf, 1.0, -inf, -inf, -inf}, {2, 3}).to(dtype), pm = empty({2, 3}, dtype);
+    kernels().softmax_last(masked, pm, false);
+    const std::vector<double> got = values(pm);
+    CHECK(got[1] == 0.0);
+    CHECK(got[0] == doctest::Approx(0.2689414213699951).epsilon(1e-6));
+    CHECK(got[2] == doctest::Approx(0.7310585786300049).epsilon(1e-6));
+    for (int j = 3; j < 6; ++j) CHECK(std::isnan(got[j]));
+  }
 }
 
 TEST_CASE("layer_norm forward and backward against a reference") {

@@ -42,8 +42,12 @@ void softmax_row(const T* x, T* y, int64_t n, bool log) {
     const T shift = top + static_cast<T>(std::log(total));
     for (int64_t j = 0; j < n; ++j) y[j] = x[j] - shift;
   } else {
+    // Eigen's vectorised exp(-inf) is a denormal (~1e-309), not 0: a -inf input (a masked
+    // score) gets exactly 0, as exp defines. An all -inf row stays NaN (top is -inf there).
     const T inv = static_cast<T>(1.0 / total);
-    for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+    const bool finite_top = top != -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < n; ++j)
+      y[j] = finite_top && x[j] == -std::numeric_limits<T>::infinity() ? T(0) : y[j] * inv;
   }
 }
 
