@@ -1,4 +1,4 @@
-// Dispatch for scaled-dot-product attention, by one of two paths:
+// Dispatch for scaled-dot-product attention, by one of three paths:
 //
 //  - Fused: the device's attention kernel (flash-style on CUDA: online softmax, the
 //    [Lq, Lk] score matrix never leaves the chip).
@@ -7,19 +7,24 @@
 //    It materialises the scores, [B, H, Lq, Lk], so it only pays for short sequences;
 //    there it hands the O(L^2 D) work to cuBLAS's tensor-core GEMMs, which our flash
 //    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
+//  - Cudnn: cuDNN's fused flash attention (cuda/cudnn_attention.h), for bf16 operands on
+//    CUDA only, chosen explicitly; kept beside ours so that a benchmark decides.
 //
-// Both compute the same function and the same log-sum-exp. The fused backward rebuilds
+// All compute the same function and the same log-sum-exp. The fused backwards rebuild
 // the probabilities from the forward's output and log-sum-exp; the Gemm backward
 // recomputes the softmax and needs neither, so autograd keeps the output only for the
-// fused path (autograd/attention.cpp) and the path must not change between a forward
-// and its backward (a fused backward without the output is an error). Auto picks Gemm on CUDA for Lk <= 256, Fused otherwise;
-// MMS_ATTENTION=fused|gemm in the environment (or set_attention_path) overrides.
+// fused paths (autograd/attention.cpp) and the path must not change between a forward
+// and its backward (a fused backward without the output is an error). Auto picks Gemm
+// on CUDA for Lk <= 256, Fused otherwise; MMS_ATTENTION=fused|gemm|cudnn in the
+// environment (or set_attention_path) overrides.
 //
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
-// Only the Gemm path takes them: QK^T and PV run as bf16 x bf16 -> float32 GEMMs, the
-// scores, softmax and log-sum-exp stay float32, and the probabilities are rounded to
-// bf16 only as PV's operand (written so by the softmax kernel; as torch's bf16 SDPA does). Outputs and gradients are
-// float32, since they flow back to float32 activations.
+// The Gemm path (or cuDNN's) takes them: QK^T and PV run as bf16 x bf16 GEMMs with
+// float32 accumulation, the scores, softmax and log-sum-exp stay float32, and the
+// probabilities are rounded to bf16 only as PV's operand (written so by the softmax
+// kernel; as torch's bf16 SDPA does). The output and the gradients are float32 by
+// default, or bf16 when asked (out_dtype / grads_dtype: what bf16 inputs want back);
+// cuDNN's are bf16.
 #include <cstdlib>
 #include <cstring>
 
