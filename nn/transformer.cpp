@@ -78,15 +78,17 @@ Encoder::Encoder(const TransformerConfig& c) : Module("Encoder"), config(c) {
 }
 
 Tensor Encoder::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  // converted once per tower, not in every layer's attention forward and backward
+  const Tensor keep = ops::attention_key_mask(key_keep);
   Tensor h = x;
-  for (size_t i = 0; i < layers->size(); ++i) h = layer(i)->forward(h, key_keep, causal);
+  for (size_t i = 0; i < layers->size(); ++i) h = layer(i)->forward(h, keep, causal);
   return h;
 }
 
 std::vector<Tensor> Encoder::forward_all(const Tensor& x, const Tensor& key_keep, bool causal) const {
+  const Tensor keep = ops::attention_key_mask(key_keep);
   std::vector<Tensor> states{x};
-  for (size_t i = 0; i < layers->size(); ++i)
-    states.push_back(layer(i)->forward(states.back(), key_keep, causal));
+  for (size_t i = 0; i < layers->size(); ++i) states.push_back(layer(i)->forward(states.back(), keep, causal));
   return states;
 }
 

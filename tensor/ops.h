@@ -133,6 +133,10 @@ class AttentionPathGuard {
  private:
   AttentionPath previous_;
 };
+// A key-padding mask ([B, Lk], any integer or bool dtype, nonzero = attend) as the
+// contiguous bytes the kernels read: itself when it already is. A model converts its
+// mask once and passes the result to every layer.
+Tensor attention_key_mask(const Tensor& key_keep);
 // True when attention over these q and k takes the GEMM path (bf16 operands do, unless
 // they go to cuDNN).
 bool attention_uses_gemm(const Tensor& q, const Tensor& k);

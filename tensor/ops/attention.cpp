@@ -69,14 +69,6 @@ bool use_gemm_path(const Tensor& q, const Tensor& k) {
   return gemm_path_for_float(q.device(), k.size(2));
 }
 
-// The key-padding mask as the backends' attention_softmax reads it: contiguous bytes,
-// nonzero = attend (an int64 mask is converted once).
-Tensor key_keep_bytes(const Tensor& key_keep) {
-  if (!key_keep.defined()) return key_keep;
-  if (key_keep.dtype() == DType::UInt8) return key_keep.contiguous();
-  return key_keep.to(DType::Bool).contiguous();
-}
-
 // The dtype of scores, outputs and gradients: float32 for bf16 operands, else theirs.
 DType result_dtype(const Tensor& q) { return q.dtype() == DType::BFloat16 ? DType::Float32 : q.dtype(); }
 
@@ -112,6 +104,12 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, b
 }
 }  // namespace
 
+Tensor attention_key_mask(const Tensor& key_keep) {
+  if (!key_keep.defined()) return key_keep;
+  if (key_keep.dtype() == DType::UInt8) return key_keep.contiguous();
+  return key_keep.to(DType::Bool).contiguous();  // itself when already contiguous bool
+}
+
 void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
 bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
@@ -123,6 +121,17 @@ bool attention_takes_bf16(const Tensor& q, const Tensor& k) {
 }
 
 namespace {
+// The dtype asked for an output (`what`) whose own dtype is `natural`: that, or bf16 from
+// bf16 operands on the GEMM path (its GEMMs then write bf16, rounded once: no cast pass).
+DType requested_dtype(const char* what, const Tensor& q, const Tensor& k, DType natural,
+                      std::optional<DType> asked) {
+  const DType dtype = asked.value_or(natural);
+  MMS_CHECK(dtype == natural || (dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 && use_gemm_path(q, k)),
+            what, " of ", dtype_name(q.dtype()), " operands is ", dtype_name(natural), " here, not ",
+            dtype_name(dtype));
+  return dtype;
+}
+
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
   // float32 or float64, or bfloat16 operands (the mixed form)
   if (q.dtype() != DType::BFloat16) check_floating("attention", q);
@@ -155,14 +164,8 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   AttentionResult result;
   const bool cudnn = use_cudnn(q, k);
   const DType dtype = result_dtype(q);
-  // cuDNN writes a bf16 output; the GEMM path's PV GEMM float32, or bf16 when asked (bf16
-  // operands only: rounded once, what the out projection would cast it to anyway).
-  const DType natural = cudnn ? q.dtype() : dtype;
-  const DType output_dtype = out_dtype.value_or(natural);
-  MMS_CHECK(output_dtype == natural || (output_dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 &&
-                                        use_gemm_path(q, k)),
-            "attention: ", dtype_name(q.dtype()), " operands give a ", dtype_name(natural), " output here, not ",
-            dtype_name(output_dtype));
+  // cuDNN writes a bf16 output; the GEMM path's PV GEMM float32, or bf16 when asked.
+  const DType output_dtype = requested_dtype("attention: output", q, k, cudnn ? q.dtype() : dtype, out_dtype);
   result.out = empty(q.shape(), output_dtype, q.device());
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (q.numel() == 0) return result;
@@ -170,7 +173,7 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
     // The probabilities come out in the operands' dtype (bf16 in the mixed form: PV's
     // operand, rounded by the softmax kernel itself).
     Tensor scores = attention_scores(q.contiguous(), k.contiguous(), scale);
-    Tensor probs = masked_softmax(scores, key_keep_bytes(key_keep), causal, q.dtype(), result.lse);
+    Tensor probs = masked_softmax(scores, attention_key_mask(key_keep), causal, q.dtype(), result.lse);
     batched_gemm(probs, v, result.out, false, false, 1.0);
     return result;
   }
@@ -191,14 +194,9 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   AttentionGrads grads;
   const bool cudnn = use_cudnn(q, k);
   const DType dtype = result_dtype(q);  // scores, probabilities and their gradients
-  // cuDNN writes bf16 gradients; the GEMM path's last three GEMMs write float32, or bf16
-  // when asked (bf16 operands only: rounded once, no cast pass after).
-  const DType natural = cudnn ? q.dtype() : dtype;
-  const DType grad_dtype = grads_dtype.value_or(natural);
-  MMS_CHECK(grad_dtype == natural || (grad_dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 &&
-                                      use_gemm_path(q, k)),
-            "attention backward: ", dtype_name(q.dtype()), " operands give ", dtype_name(natural),
-            " gradients here, not ", dtype_name(grad_dtype));
+  // cuDNN writes bf16 gradients; the GEMM path's last three GEMMs float32, or bf16 when asked.
+  const DType grad_dtype =
+      requested_dtype("attention backward: gradients", q, k, cudnn ? q.dtype() : dtype, grads_dtype);
   grads.grad_q = empty(q.shape(), grad_dtype, q.device());
   grads.grad_k = empty(k.shape(), grad_dtype, k.device());
   grads.grad_v = empty(v.shape(), grad_dtype, v.device());
@@ -212,7 +210,7 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     const DType operands = q.dtype();
     const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
     const Tensor grad_out_c = gemm_operand(grad_out, operands);
-    Tensor probs = masked_softmax(attention_scores(qc, kc, scale), key_keep_bytes(key_keep), causal, dtype);
+    Tensor probs = masked_softmax(attention_scores(qc, kc, scale), attention_key_mask(key_keep), causal, dtype);
     const int64_t b = q.size(0), h = q.size(1), lq = q.size(2), lk = k.size(2);
     Tensor grad_probs = empty({b, h, lq, lk}, dtype, q.device());
     batched_gemm(grad_out_c, vc, grad_probs, false, true, 1.0);
