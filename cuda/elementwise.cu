@@ -16,8 +16,10 @@
 // 32*4*77 x 3072 GELU (30.3M elements, 242 MB) ~ 80 us, its backward (363 MB) ~ 120 us.
 //
 // bf16 (autocast's bf16 activations: the MLP's activation and its backward): the same
-// math in float32 between a bf16 load and a rounded bf16 store; four elements per thread
-// as one 8-byte word when contiguous and aligned. Floor: half the float32 bytes.
+// unary kernels, templated on how an element is stored (Float32Elements,
+// BFloat16Elements): float32 math between a bf16 load and a rounded bf16 store; four
+// elements per thread as one 8-byte word when contiguous and aligned. Floor: half the
+// float32 bytes.
 //
 // Variants: *_naive = the generic strided kernel always; the tuned entry points take the
 // float4 path when they can (what changed: 4x fewer, 16-byte memory transactions per
@@ -112,146 +114,113 @@ __device__ __forceinline__ float unary_grad(UnaryKind op, float g, float x, floa
   return g;
 }
 
-__global__ void unary_strided_kernel(UnaryKind op, const float* __restrict__ x,
-                                     float* __restrict__ out, OffsetCalculator<2> calc, int64_t n,
+// How the unary kernels load and store one element type, computing in float32 either way:
+// float32 as itself, four per float4 (16 bytes); bf16 (autocast's bf16 activations) as
+// bit patterns widened to float and rounded once on the store, four per 8-byte word
+// (uint2; element 0 in the low half of .x, little endian) -- the CPU's bf16 path
+// computes exactly this (tensor/cpu/elementwise.cpp).
+struct Float32Elements {
+  using Scalar = float;
+  using Vector4 = float4;
+  static constexpr uintptr_t kVectorBytes = 16;
+  __device__ static float load(float v) { return v; }
+  __device__ static float store(float v) { return v; }
+  __device__ static void unpack(const float4& v, float (&out)[4]) {
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  }
+  __device__ static float4 pack(const float (&in)[4]) { return make_float4(in[0], in[1], in[2], in[3]); }
+};
+
+struct BFloat16Elements {
+  using Scalar = uint16_t;
+  using Vector4 = uint2;
+  static constexpr uintptr_t kVectorBytes = 8;
+  __device__ static float load(uint16_t v) { return bf16_bits_to_float(v); }
+  __device__ static uint16_t store(float v) { return float_to_bf16_bits(v); }
+  __device__ static void unpack(const uint2& v, float (&out)[4]) {
+    out[0] = load(uint16_t(v.x & 0xffffu)), out[1] = load(uint16_t(v.x >> 16));
+    out[2] = load(uint16_t(v.y & 0xffffu)), out[3] = load(uint16_t(v.y >> 16));
+  }
+  __device__ static uint2 pack(const float (&in)[4]) {
+    return make_uint2(uint32_t(store(in[0])) | (uint32_t(store(in[1])) << 16),
+                      uint32_t(store(in[2])) | (uint32_t(store(in[3])) << 16));
+  }
+};
+
+template <typename E>
+__global__ void unary_strided_kernel(UnaryKind op, const typename E::Scalar* __restrict__ x,
+                                     typename E::Scalar* __restrict__ out, OffsetCalculator<2> calc, int64_t n,
                                      float alpha, float beta) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     int64_t offsets[2];
     calc.offsets(i, offsets);
-    out[offsets[0]] = unary_value(op, x[offsets[1]], alpha, beta);
+    out[offsets[0]] = E::store(unary_value(op, E::load(x[offsets[1]]), alpha, beta));
   }
 }
 
-__global__ void unary_vec4_kernel(UnaryKind op, const float4* __restrict__ x,
-                                  float4* __restrict__ out, int64_t n4, float alpha, float beta) {
+template <typename E>
+__global__ void unary_vec4_kernel(UnaryKind op, const typename E::Vector4* __restrict__ x,
+                                  typename E::Vector4* __restrict__ out, int64_t n4, float alpha, float beta) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
        i += int64_t(gridDim.x) * blockDim.x) {
-    float4 v = x[i];
-    v.x = unary_value(op, v.x, alpha, beta);
-    v.y = unary_value(op, v.y, alpha, beta);
-    v.z = unary_value(op, v.z, alpha, beta);
-    v.w = unary_value(op, v.w, alpha, beta);
-    out[i] = v;
+    float v[4];
+    E::unpack(x[i], v);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = unary_value(op, v[j], alpha, beta);
+    out[i] = E::pack(v);
   }
 }
 
 // Scalar tail of a contiguous range [start, n).
-__global__ void unary_tail_kernel(UnaryKind op, const float* __restrict__ x, float* __restrict__ out,
-                                  int64_t start, int64_t n, float alpha, float beta) {
+template <typename E>
+__global__ void unary_tail_kernel(UnaryKind op, const typename E::Scalar* __restrict__ x,
+                                  typename E::Scalar* __restrict__ out, int64_t start, int64_t n, float alpha,
+                                  float beta) {
   const int64_t i = start + threadIdx.x;
-  if (i < n) out[i] = unary_value(op, x[i], alpha, beta);
+  if (i < n) out[i] = E::store(unary_value(op, E::load(x[i]), alpha, beta));
 }
 
-__global__ void unary_backward_kernel(UnaryKind op, const float* __restrict__ grad_out,
-                                      const float* __restrict__ x, float* __restrict__ grad_in,
+template <typename E>
+__global__ void unary_backward_kernel(UnaryKind op, const typename E::Scalar* __restrict__ grad_out,
+                                      const typename E::Scalar* __restrict__ x, typename E::Scalar* __restrict__ grad_in,
                                       OffsetCalculator<3> calc, int64_t n, float alpha, float beta) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     int64_t offsets[3];
     calc.offsets(i, offsets);
-    grad_in[offsets[0]] = unary_grad(op, grad_out[offsets[1]], x[offsets[2]], alpha, beta);
+    grad_in[offsets[0]] = E::store(unary_grad(op, E::load(grad_out[offsets[1]]), E::load(x[offsets[2]]), alpha, beta));
   }
 }
 
-__global__ void unary_backward_vec4_kernel(UnaryKind op, const float4* __restrict__ grad_out,
-                                           const float4* __restrict__ x, float4* __restrict__ grad_in,
-                                           int64_t n4, float alpha, float beta) {
+template <typename E>
+__global__ void unary_backward_vec4_kernel(UnaryKind op, const typename E::Vector4* __restrict__ grad_out,
+                                           const typename E::Vector4* __restrict__ x,
+                                           typename E::Vector4* __restrict__ grad_in, int64_t n4, float alpha,
+                                           float beta) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float4 g = grad_out[i];
-    const float4 v = x[i];
-    grad_in[i] = make_float4(unary_grad(op, g.x, v.x, alpha, beta), unary_grad(op, g.y, v.y, alpha, beta),
-                             unary_grad(op, g.z, v.z, alpha, beta), unary_grad(op, g.w, v.w, alpha, beta));
+    float g[4], v[4];
+    E::unpack(grad_out[i], g);
+    E::unpack(x[i], v);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) g[j] = unary_grad(op, g[j], v[j], alpha, beta);
+    grad_in[i] = E::pack(g);
   }
 }
 
 // Scalar tail of a contiguous range [start, n).
-__global__ void unary_backward_tail_kernel(UnaryKind op, const float* __restrict__ grad_out,
-                                           const float* __restrict__ x, float* __restrict__ grad_in,
-                                           int64_t start, int64_t n, float alpha, float beta) {
+template <typename E>
+__global__ void unary_backward_tail_kernel(UnaryKind op, const typename E::Scalar* __restrict__ grad_out,
+                                           const typename E::Scalar* __restrict__ x,
+                                           typename E::Scalar* __restrict__ grad_in, int64_t start, int64_t n,
+                                           float alpha, float beta) {
   const int64_t i = start + threadIdx.x;
-  if (i < n) grad_in[i] = unary_grad(op, grad_out[i], x[i], alpha, beta);
+  if (i < n) grad_in[i] = E::store(unary_grad(op, E::load(grad_out[i]), E::load(x[i]), alpha, beta));
 }
 
 bool aligned16(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 15u) == 0; }
 
-// ---- bf16 unary (autocast's bf16 activations) -----------------------------------------
-// Load bf16, compute in float32 with the same unary_value / unary_grad, round once on the
-// store: the CPU's bf16 path computes exactly this (tensor/cpu/elementwise.cpp). Fast
-// path: four bf16 per thread as one 8-byte word (uint2), element 0 in the low half of
-// .x (little endian), when every operand is contiguous and 8-byte aligned.
-
-__device__ __forceinline__ float2 unpack_bf16x2(uint32_t word) {
-  return make_float2(bf16_bits_to_float(uint16_t(word & 0xffffu)), bf16_bits_to_float(uint16_t(word >> 16)));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
-  return uint32_t(float_to_bf16_bits(low)) | (uint32_t(float_to_bf16_bits(high)) << 16);
-}
-
-__global__ void unary_bf16_strided_kernel(UnaryKind op, const uint16_t* __restrict__ x, uint16_t* __restrict__ out,
-                                          OffsetCalculator<2> calc, int64_t n, float alpha, float beta) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t offsets[2];
-    calc.offsets(i, offsets);
-    out[offsets[0]] = float_to_bf16_bits(unary_value(op, bf16_bits_to_float(x[offsets[1]]), alpha, beta));
-  }
-}
-
-__global__ void unary_bf16_vec4_kernel(UnaryKind op, const uint2* __restrict__ x, uint2* __restrict__ out,
-                                       int64_t n4, float alpha, float beta) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const uint2 word = x[i];
-    const float2 a = unpack_bf16x2(word.x), b = unpack_bf16x2(word.y);
-    out[i] = make_uint2(pack_bf16x2(unary_value(op, a.x, alpha, beta), unary_value(op, a.y, alpha, beta)),
-                        pack_bf16x2(unary_value(op, b.x, alpha, beta), unary_value(op, b.y, alpha, beta)));
-  }
-}
-
-__global__ void unary_bf16_tail_kernel(UnaryKind op, const uint16_t* __restrict__ x, uint16_t* __restrict__ out,
-                                       int64_t start, int64_t n, float alpha, float beta) {
-  const int64_t i = start + threadIdx.x;
-  if (i < n) out[i] = float_to_bf16_bits(unary_value(op, bf16_bits_to_float(x[i]), alpha, beta));
-}
-
-__global__ void unary_backward_bf16_strided_kernel(UnaryKind op, const uint16_t* __restrict__ grad_out,
-                                                   const uint16_t* __restrict__ x, uint16_t* __restrict__ grad_in,
-                                                   OffsetCalculator<3> calc, int64_t n, float alpha, float beta) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t offsets[3];
-    calc.offsets(i, offsets);
-    grad_in[offsets[0]] = float_to_bf16_bits(
-        unary_grad(op, bf16_bits_to_float(grad_out[offsets[1]]), bf16_bits_to_float(x[offsets[2]]), alpha, beta));
-  }
-}
-
-__global__ void unary_backward_bf16_vec4_kernel(UnaryKind op, const uint2* __restrict__ grad_out,
-                                                const uint2* __restrict__ x, uint2* __restrict__ grad_in, int64_t n4,
-                                                float alpha, float beta) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const uint2 g_word = grad_out[i], x_word = x[i];
-    const float2 g0 = unpack_bf16x2(g_word.x), g1 = unpack_bf16x2(g_word.y);
-    const float2 x0 = unpack_bf16x2(x_word.x), x1 = unpack_bf16x2(x_word.y);
-    grad_in[i] = make_uint2(
-        pack_bf16x2(unary_grad(op, g0.x, x0.x, alpha, beta), unary_grad(op, g0.y, x0.y, alpha, beta)),
-        pack_bf16x2(unary_grad(op, g1.x, x1.x, alpha, beta), unary_grad(op, g1.y, x1.y, alpha, beta)));
-  }
-}
-
-__global__ void unary_backward_bf16_tail_kernel(UnaryKind op, const uint16_t* __restrict__ grad_out,
-                                                const uint16_t* __restrict__ x, uint16_t* __restrict__ grad_in,
-                                                int64_t start, int64_t n, float alpha, float beta) {
-  const int64_t i = start + threadIdx.x;
-  if (i < n)
-    grad_in[i] = float_to_bf16_bits(unary_grad(op, bf16_bits_to_float(grad_out[i]), bf16_bits_to_float(x[i]), alpha, beta));
-}
-
-bool aligned8(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 7u) == 0; }
 
 // ---- binary -----------------------------------------------------------------------
 template <typename T>
@@ -362,64 +331,112 @@ __global__ void where_kernel(const uint8_t* __restrict__ cond, const Word* __res
 
 }  // namespace
 
-void unary_f32_naive(UnaryKind op, const float* x, float* out, const StridedLayout* layouts,
-                     int64_t n, float alpha, float beta, cudaStream_t stream) {
+namespace {
+// Whether every pointer can be read as E's 4-element vector.
+template <typename E, typename... Pointers>
+bool vector_aligned(Pointers... pointers) {
+  return ((reinterpret_cast<uintptr_t>(pointers) % E::kVectorBytes == 0) && ...);
+}
+
+template <typename E>
+void unary_strided(UnaryKind op, const typename E::Scalar* x, typename E::Scalar* out, const StridedLayout* layouts,
+                   int64_t n, float alpha, float beta, cudaStream_t stream) {
   if (n == 0) return;
-  unary_strided_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+  unary_strided_kernel<E><<<grid_for(n, kThreads), kThreads, 0, stream>>>(
       op, x, out, make_offset_calculator<2>(layouts), n, alpha, beta);
   MMS_CUDA_LAUNCH_CHECK();
 }
 
-void unary_f32(UnaryKind op, const float* x, float* out, const StridedLayout* layouts, int64_t n,
-               float alpha, float beta, cudaStream_t stream) {
+// Four elements per thread when contiguous and aligned (then the n % 4 last ones one
+// thread each), the strided kernel otherwise.
+template <typename E>
+void unary_tuned(UnaryKind op, const typename E::Scalar* x, typename E::Scalar* out, const StridedLayout* layouts,
+                 int64_t n, float alpha, float beta, cudaStream_t stream) {
   if (n == 0) return;
   const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]);
-  if (!contiguous || !aligned16(x) || !aligned16(out)) {
-    unary_f32_naive(op, x, out, layouts, n, alpha, beta, stream);
+  if (!contiguous || !vector_aligned<E>(x, out)) {
+    unary_strided<E>(op, x, out, layouts, n, alpha, beta, stream);
     return;
   }
+  using V = typename E::Vector4;
   const int64_t n4 = n / 4;
   if (n4 > 0) {
-    unary_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
-        op, reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(out), n4, alpha, beta);
+    unary_vec4_kernel<E><<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        op, reinterpret_cast<const V*>(x), reinterpret_cast<V*>(out), n4, alpha, beta);
     MMS_CUDA_LAUNCH_CHECK();
   }
   if (n4 * 4 < n) {
-    unary_tail_kernel<<<1, 4, 0, stream>>>(op, x, out, n4 * 4, n, alpha, beta);
+    unary_tail_kernel<E><<<1, 4, 0, stream>>>(op, x, out, n4 * 4, n, alpha, beta);
     MMS_CUDA_LAUNCH_CHECK();
   }
+}
+
+template <typename E>
+void unary_backward_strided(UnaryKind op, const typename E::Scalar* grad_out, const typename E::Scalar* x,
+                            typename E::Scalar* grad_in, const StridedLayout* layouts, int64_t n, float alpha,
+                            float beta, cudaStream_t stream) {
+  if (n == 0) return;
+  unary_backward_kernel<E><<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+      op, grad_out, x, grad_in, make_offset_calculator<3>(layouts), n, alpha, beta);
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+template <typename E>
+void unary_backward_tuned(UnaryKind op, const typename E::Scalar* grad_out, const typename E::Scalar* x,
+                          typename E::Scalar* grad_in, const StridedLayout* layouts, int64_t n, float alpha,
+                          float beta, cudaStream_t stream) {
+  if (n == 0) return;
+  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]) &&
+                          layout_is_contiguous(layouts[2]);
+  if (!contiguous || !vector_aligned<E>(grad_out, x, grad_in)) {
+    unary_backward_strided<E>(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
+    return;
+  }
+  using V = typename E::Vector4;
+  const int64_t n4 = n / 4;
+  if (n4 > 0) {
+    unary_backward_vec4_kernel<E><<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        op, reinterpret_cast<const V*>(grad_out), reinterpret_cast<const V*>(x), reinterpret_cast<V*>(grad_in), n4,
+        alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+  if (n4 * 4 < n) {  // the n % 4 < 4 last elements: one thread each
+    unary_backward_tail_kernel<E><<<1, 4, 0, stream>>>(op, grad_out, x, grad_in, n4 * 4, n, alpha, beta);
+    MMS_CUDA_LAUNCH_CHECK();
+  }
+}
+}  // namespace
+
+void unary_f32_naive(UnaryKind op, const float* x, float* out, const StridedLayout* layouts,
+                     int64_t n, float alpha, float beta, cudaStream_t stream) {
+  unary_strided<Float32Elements>(op, x, out, layouts, n, alpha, beta, stream);
+}
+
+void unary_f32(UnaryKind op, const float* x, float* out, const StridedLayout* layouts, int64_t n,
+               float alpha, float beta, cudaStream_t stream) {
+  unary_tuned<Float32Elements>(op, x, out, layouts, n, alpha, beta, stream);
+}
+
+void unary_bf16(UnaryKind op, const uint16_t* x, uint16_t* out, const StridedLayout* layouts, int64_t n, float alpha,
+                float beta, cudaStream_t stream) {
+  unary_tuned<BFloat16Elements>(op, x, out, layouts, n, alpha, beta, stream);
 }
 
 void unary_backward_f32_naive(UnaryKind op, const float* grad_out, const float* x, float* grad_in,
                               const StridedLayout* layouts, int64_t n, float alpha, float beta,
                               cudaStream_t stream) {
-  if (n == 0) return;
-  unary_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      op, grad_out, x, grad_in, make_offset_calculator<3>(layouts), n, alpha, beta);
-  MMS_CUDA_LAUNCH_CHECK();
+  unary_backward_strided<Float32Elements>(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
 }
 
 void unary_backward_f32(UnaryKind op, const float* grad_out, const float* x, float* grad_in,
                         const StridedLayout* layouts, int64_t n, float alpha, float beta,
                         cudaStream_t stream) {
-  if (n == 0) return;
-  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]) &&
-                          layout_is_contiguous(layouts[2]);
-  if (!contiguous || !aligned16(grad_out) || !aligned16(x) || !aligned16(grad_in)) {
-    unary_backward_f32_naive(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
-    return;
-  }
-  const int64_t n4 = n / 4;
-  if (n4 > 0) {
-    unary_backward_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
-        op, reinterpret_cast<const float4*>(grad_out), reinterpret_cast<const float4*>(x),
-        reinterpret_cast<float4*>(grad_in), n4, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
-  if (n4 * 4 < n) {  // the n % 4 < 4 last elements: one thread each
-    unary_backward_tail_kernel<<<1, 4, 0, stream>>>(op, grad_out, x, grad_in, n4 * 4, n, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
+  unary_backward_tuned<Float32Elements>(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
+}
+
+void unary_backward_bf16(UnaryKind op, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
+                         const StridedLayout* layouts, int64_t n, float alpha, float beta, cudaStream_t stream) {
+  unary_backward_tuned<BFloat16Elements>(op, grad_out, x, grad_in, layouts, n, alpha, beta, stream);
 }
 
 void binary_f32_naive(BinaryKind op, const float* a, const float* b, float* out,
@@ -491,52 +508,6 @@ void where(const uint8_t* cond, const void* a, const void* b, void* out, size_t 
     default: MMS_CUDA_REQUIRE(false, "where: element size must be 1, 2, 4 or 8 bytes");
   }
   MMS_CUDA_LAUNCH_CHECK();
-}
-
-void unary_bf16(UnaryKind op, const uint16_t* x, uint16_t* out, const StridedLayout* layouts, int64_t n, float alpha,
-                float beta, cudaStream_t stream) {
-  if (n == 0) return;
-  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]);
-  if (!contiguous || !aligned8(x) || !aligned8(out)) {
-    unary_bf16_strided_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-        op, x, out, make_offset_calculator<2>(layouts), n, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  const int64_t n4 = n / 4;
-  if (n4 > 0) {
-    unary_bf16_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
-        op, reinterpret_cast<const uint2*>(x), reinterpret_cast<uint2*>(out), n4, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
-  if (n4 * 4 < n) {
-    unary_bf16_tail_kernel<<<1, 4, 0, stream>>>(op, x, out, n4 * 4, n, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
-}
-
-void unary_backward_bf16(UnaryKind op, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
-                         const StridedLayout* layouts, int64_t n, float alpha, float beta, cudaStream_t stream) {
-  if (n == 0) return;
-  const bool contiguous = layout_is_contiguous(layouts[0]) && layout_is_contiguous(layouts[1]) &&
-                          layout_is_contiguous(layouts[2]);
-  if (!contiguous || !aligned8(grad_out) || !aligned8(x) || !aligned8(grad_in)) {
-    unary_backward_bf16_strided_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-        op, grad_out, x, grad_in, make_offset_calculator<3>(layouts), n, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  const int64_t n4 = n / 4;
-  if (n4 > 0) {
-    unary_backward_bf16_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
-        op, reinterpret_cast<const uint2*>(grad_out), reinterpret_cast<const uint2*>(x),
-        reinterpret_cast<uint2*>(grad_in), n4, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
-  if (n4 * 4 < n) {
-    unary_backward_bf16_tail_kernel<<<1, 4, 0, stream>>>(op, grad_out, x, grad_in, n4 * 4, n, alpha, beta);
-    MMS_CUDA_LAUNCH_CHECK();
-  }
 }
 
 }  // namespace mms::cuda
