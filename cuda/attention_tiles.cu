@@ -1,0 +1,511 @@
+// attention_tiles.cu: attention for short sequences on tensor cores, one block per
+// (batch, head), everything in shared memory.
+//
+// Shapes: q [B, H, Lq, D], k, v [B, H, Lk, D] (bf16 views, D contiguous) -> out
+// [B, H, Lq, D], lse [B, H, Lq]. CLIP: image L = 50, text L = 77 (causal, key padding),
+// D = 64; B*H = 384 blocks for the image tower at B = 32, 1024 for its 128 texts.
+//
+// Why a third kernel. The flash kernel (attention.cu) runs on CUDA cores in float32; the
+// GEMM path hands QK^T and PV to cuBLAS's tensor cores, but around them it writes the
+// [B, H, L, L] scores and probabilities to memory, runs a softmax pass over them, and
+// copies every head view to and from [B, H, L, D] (eight transposes per layer, forward
+// and backward). At L <= 128 one (b, h) is small enough to keep whole on chip: at
+// L = 77 -> 80, D = 64, Q, K, V are 10 KB each in bf16 and the scores 27 KB in float32.
+// So each block loads its Q, K, V once, straight from the projections' [B, L, H, D]
+// memory, and never writes anything but the result.
+//
+// The tensor-core tiles. nvcuda::wmma gives a warp 16x16x16 products: a 16x16 bf16 tile
+// of A times a 16x16 bf16 tile of B into a 16x16 float accumulator, the warp's 32 lanes
+// each holding a slice (which slice is the hardware's business: we only load, multiply
+// and store whole tiles). Shared memory rows are padded by 16 bytes so consecutive rows
+// start in different banks, and every tile starts on a 32-byte boundary, as load_matrix
+// requires. A transposed operand costs nothing: K^T is K's tile read as column-major.
+//
+// Forward, per block (8 warps, tiles dealt round-robin):
+//   1. Q, K, V -> shared (bf16, rows past L zero-filled up to a multiple of 16).
+//   2. S = Q K^T, tile by tile into float32 shared memory (causal: tiles wholly above
+//      the diagonal are skipped; no query sees them).
+//   3. One warp per row: masks, max, sum, lse = m + log(sum), P = exp(scale*S - lse),
+//      rounded to bf16 as PV's operand (as the GEMM path and torch's bf16 SDPA do).
+//   4. O = P V, each tile staged through the warp's 1 KB of shared memory and written
+//      to out through its strides (float32 or rounded to bf16).
+// Backward, per block: Q, K, V and dO -> shared, delta_i = dO_i . O_i (the softmax
+// backward's row term), S again, P = exp(scale*S - lse) from the saved lse, then
+//   dP = dO V^T -> dS = P * (dP - delta) (bf16, the next products' operand),
+//   dQ = scale dS K,  dK = scale dS^T Q,  dV = P^T dO,
+// each output tile owned by one warp: no atomics, deterministic.
+//
+// Floor: 4 * B*H * Lq * Lk * D FLOPs forward (QK^T and PV), 2.5x that backward; at
+// B*H = 1024, L = 77, D = 64 that is 1.6 GFLOP forward: ~2 us of an H100's bf16 tensor
+// peak. The bytes are Q, K, V and O once (40 KB per block, 39 MB for the texts: ~12 us at
+// 3.3 TB/s), so the kernel is bound by memory and by its own latency (shared-memory
+// traffic and the softmax's serial row work), not by FLOPs.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "cuda/attention_tiles.h"
+#include "cuda/check.h"
+#include "cuda/device_utils.cuh"
+
+namespace mms::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr int kTile = 16;                     // the WMMA tile edge (m = n = k = 16)
+constexpr int kTileElements = kTile * kTile;  // one warp's staging tile
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * kWarpSize;
+constexpr int kMaxLength = 128;
+constexpr int kMaxHeadDim = 128;
+
+// Where each array of one block lives in its dynamic shared memory (byte offsets), for
+// padded lengths lq, lk (multiples of 16) and head dim d. Host (sizing the launch) and
+// device (finding the arrays) compute it the same way.
+struct SharedLayout {
+  int lq = 0, lk = 0, d = 0;
+  int ld_rows = 0;    // bf16 row stride of Q, K, V, dO: d + 8 (16 bytes of skew)
+  int ld_scores = 0;  // float row stride of S (and P in float32): lk + 4
+  int ld_probs = 0;   // bf16 row stride of P and dS: lk + 8
+  int q = 0, k = 0, v = 0, grad_out = 0, scores = 0, probs = 0, grad_scores = 0, delta = 0, row_lse = 0;
+  int staging = 0, bytes = 0;
+};
+
+__host__ __device__ inline int round_up(int n, int multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+__host__ __device__ inline SharedLayout shared_layout(int query_len, int key_len, int head_dim, bool backward) {
+  SharedLayout s;
+  s.lq = round_up(query_len, kTile);
+  s.lk = round_up(key_len, kTile);
+  s.d = head_dim;
+  s.ld_rows = head_dim + 8;
+  s.ld_scores = s.lk + 4;
+  s.ld_probs = s.lk + 8;
+  int at = 0;
+  auto place = [&at](int bytes) {  // 128-byte aligned pieces
+    const int offset = at;
+    at += round_up(bytes, 128);
+    return offset;
+  };
+  s.q = place(s.lq * s.ld_rows * 2);
+  s.k = place(s.lk * s.ld_rows * 2);
+  s.v = place(s.lk * s.ld_rows * 2);
+  s.scores = place(s.lq * s.ld_scores * 4);
+  s.probs = place(s.lq * s.ld_probs * 2);
+  s.staging = place(kWarps * kTileElements * 4);
+  if (backward) {
+    s.grad_out = place(s.lq * s.ld_rows * 2);
+    s.grad_scores = place(s.lq * s.ld_probs * 2);
+    s.delta = place(s.lq * 4);
+    s.row_lse = place(s.lq * 4);
+  }
+  s.bytes = at;
+  return s;
+}
+
+// One operand of one (b, h): its first element and the stride between its rows (tokens).
+template <typename T>
+struct Rows {
+  T* data;
+  int64_t token_stride;
+};
+
+template <typename T>
+__device__ __forceinline__ Rows<T> rows_of(T* base, HeadStrides strides, int b, int h) {
+  return {base + b * strides.batch + h * strides.head, strides.token};
+}
+
+// The kernels' arguments, one struct each (passed by value).
+struct ForwardArgs {
+  const uint16_t *q, *k, *v;
+  HeadStrides q_strides, k_strides, v_strides, out_strides;
+  const uint8_t* key_keep;
+  void* out;
+  float* lse;
+  float scale;
+  bool causal;
+  int heads, query_len, key_len, head_dim;
+};
+
+struct BackwardArgs {
+  const void *grad_out, *out;
+  const uint16_t *q, *k, *v;
+  HeadStrides grad_out_strides, out_strides, q_strides, k_strides, v_strides;
+  HeadStrides grad_q_strides, grad_k_strides, grad_v_strides;
+  const float* lse;
+  const uint8_t* key_keep;
+  void *grad_q, *grad_k, *grad_v;
+  float scale;
+  bool causal;
+  int heads, query_len, key_len, head_dim;
+};
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // bf16 WMMA: Ampere and later
+
+__device__ __forceinline__ float load_float(const float* p) { return *p; }
+__device__ __forceinline__ float load_float(const uint16_t* p) { return bf16_bits_to_float(*p); }
+__device__ __forceinline__ uint16_t load_bits(const uint16_t* p) { return *p; }
+__device__ __forceinline__ uint16_t load_bits(const float* p) { return float_to_bf16_bits(*p); }
+__device__ __forceinline__ void store_float(float* p, float value) { *p = value; }
+__device__ __forceinline__ void store_float(uint16_t* p, float value) { *p = float_to_bf16_bits(value); }
+
+// Copies `rows` rows of `d` elements into a [padded_rows][ld] bf16 array, zeroing the
+// rows after them (so padded tiles contribute nothing to a product).
+template <typename T>
+__device__ void load_rows(uint16_t* dst, int ld, Rows<const T> src, int rows, int padded_rows, int d) {
+  for (int e = threadIdx.x; e < padded_rows * d; e += blockDim.x) {
+    const int r = e / d, c = e % d;
+    dst[r * ld + c] = r < rows ? load_bits(src.data + r * src.token_stride + c) : uint16_t(0);
+  }
+}
+
+// Can query i see key j of this block's batch item?
+__device__ __forceinline__ bool visible(const uint8_t* keep_row, bool causal, int i, int j) {
+  return !(causal && j > i) && (keep_row == nullptr || keep_row[j] != 0);
+}
+
+// Writes a warp's staged 16x16 float tile (row-major) to rows [row0, row0 + 16) and
+// columns [col0, col0 + 16) of one (b, h) output, times `factor`, skipping rows >= rows.
+template <typename OutT>
+__device__ void write_tile(Rows<OutT> dst, const float* staged, int row0, int col0, int rows, float factor) {
+  for (int e = threadIdx.x % kWarpSize; e < kTileElements; e += kWarpSize) {
+    const int r = row0 + e / kTile, c = col0 + e % kTile;
+    if (r < rows) store_float(dst.data + r * dst.token_stride + c, staged[e] * factor);
+  }
+}
+
+
+namespace wmma = nvcuda::wmma;
+constexpr int kRowsPerLane = kMaxLength / kWarpSize;  // score-row entries per lane in the softmax
+using Accumulator = wmma::fragment<wmma::accumulator, kTile, kTile, kTile, float>;
+
+__device__ __forceinline__ const bf16* as_bf16(const uint16_t* bits) { return reinterpret_cast<const bf16*>(bits); }
+
+// acc += sum over s < steps of A_s B_s: the 16x16 tiles A_s at a + s * a_step (leading
+// dim lda, layout LayoutA) and B_s at b + s * b_step. A product's inner dimension is
+// walked by stepping both tile pointers.
+template <typename LayoutA, typename LayoutB>
+__device__ __forceinline__ void accumulate(Accumulator& acc, const uint16_t* a, int lda, int a_step, const uint16_t* b,
+                                           int ldb, int b_step, int steps) {
+  wmma::fragment<wmma::matrix_a, kTile, kTile, kTile, bf16, LayoutA> tile_a;
+  wmma::fragment<wmma::matrix_b, kTile, kTile, kTile, bf16, LayoutB> tile_b;
+  for (int s = 0; s < steps; ++s) {
+    wmma::load_matrix_sync(tile_a, as_bf16(a + s * a_step), lda);
+    wmma::load_matrix_sync(tile_b, as_bf16(b + s * b_step), ldb);
+    wmma::mma_sync(acc, tile_a, tile_b, acc);
+  }
+}
+
+// S = Q K^T into float32 shared memory; causal: tiles with every key after every query
+// are skipped (their entries stay unwritten and are never read).
+__device__ void scores_tiles(const SharedLayout& s, const uint16_t* q, const uint16_t* k, float* scores, bool causal) {
+  const int warp = threadIdx.x / kWarpSize, tiles_q = s.lq / kTile, tiles_k = s.lk / kTile;
+  for (int t = warp; t < tiles_q * tiles_k; t += kWarps) {
+    const int i = t / tiles_k, j = t % tiles_k;
+    if (causal && j > i) continue;
+    Accumulator acc;
+    wmma::fill_fragment(acc, 0.0f);
+    // K^T's tile (d, key) is K's tile read column-major.
+    accumulate<wmma::row_major, wmma::col_major>(acc, q + i * kTile * s.ld_rows, s.ld_rows, kTile,
+                                                 k + j * kTile * s.ld_rows, s.ld_rows, kTile, s.d / kTile);
+    wmma::store_matrix_sync(scores + i * kTile * s.ld_scores + j * kTile, acc, s.ld_scores, wmma::mem_row_major);
+  }
+}
+
+// Stages a warp's accumulator tile and writes it out (see write_tile).
+template <typename OutT>
+__device__ void store_tile(const Accumulator& acc, float* staging, Rows<OutT> dst, int row0, int col0, int rows,
+                           float factor) {
+  wmma::store_matrix_sync(staging, acc, kTile, wmma::mem_row_major);
+  __syncwarp();
+  write_tile(dst, staging, row0, col0, rows, factor);
+  __syncwarp();  // before the staging tile is reused
+}
+
+template <typename OutT>
+__global__ void __launch_bounds__(kThreads) tiles_forward_kernel(ForwardArgs a) {
+  extern __shared__ __align__(128) unsigned char shared[];
+  const SharedLayout s = shared_layout(a.query_len, a.key_len, a.head_dim, false);
+  uint16_t* q = reinterpret_cast<uint16_t*>(shared + s.q);
+  uint16_t* k = reinterpret_cast<uint16_t*>(shared + s.k);
+  uint16_t* v = reinterpret_cast<uint16_t*>(shared + s.v);
+  float* scores = reinterpret_cast<float*>(shared + s.scores);
+  uint16_t* probs = reinterpret_cast<uint16_t*>(shared + s.probs);
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  float* staging = reinterpret_cast<float*>(shared + s.staging) + warp * kTileElements;
+  const int b = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
+  const uint8_t* keep_row = a.key_keep ? a.key_keep + int64_t(b) * a.key_len : nullptr;
+
+  // 1. Q, K, V into shared memory.
+  load_rows(q, s.ld_rows, rows_of(a.q, a.q_strides, b, h), a.query_len, s.lq, s.d);
+  load_rows(k, s.ld_rows, rows_of(a.k, a.k_strides, b, h), a.key_len, s.lk, s.d);
+  load_rows(v, s.ld_rows, rows_of(a.v, a.v_strides, b, h), a.key_len, s.lk, s.d);
+  __syncthreads();
+  // 2. S = Q K^T.
+  scores_tiles(s, q, k, scores, a.causal);
+  __syncthreads();
+  // 3. The masked softmax, one warp per row; padded rows get P = 0.
+  for (int r = warp; r < s.lq; r += kWarps) {
+    float x[kRowsPerLane];
+    float row_max = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kRowsPerLane; ++u) {
+      const int j = lane + u * kWarpSize;
+      const bool seen = r < a.query_len && j < a.key_len && visible(keep_row, a.causal, r, j);
+      x[u] = seen ? scores[r * s.ld_scores + j] * a.scale : -INFINITY;
+      row_max = fmaxf(row_max, x[u]);
+    }
+    row_max = warp_max(row_max);
+    float sum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kRowsPerLane; ++u) sum += x[u] == -INFINITY ? 0.0f : expf(x[u] - row_max);
+    sum = warp_sum(sum);
+    const float row_lse = sum > 0.0f ? row_max + logf(sum) : -INFINITY;  // no visible key: -inf, P = 0
+#pragma unroll
+    for (int u = 0; u < kRowsPerLane; ++u) {
+      const int j = lane + u * kWarpSize;
+      if (j < s.lk) probs[r * s.ld_probs + j] = float_to_bf16_bits(x[u] == -INFINITY ? 0.0f : expf(x[u] - row_lse));
+    }
+    if (lane == 0 && r < a.query_len)
+      a.lse[(int64_t(b) * a.heads + h) * a.query_len + r] = row_lse;
+  }
+  __syncthreads();
+  // 4. O = P V; causal: key tiles after the query tile hold only zero probabilities.
+  const Rows<OutT> out = rows_of(static_cast<OutT*>(a.out), a.out_strides, b, h);
+  const int tiles_d = s.d / kTile, tiles_k = s.lk / kTile;
+  for (int t = warp; t < (s.lq / kTile) * tiles_d; t += kWarps) {
+    const int i = t / tiles_d, j = t % tiles_d;
+    Accumulator acc;
+    wmma::fill_fragment(acc, 0.0f);
+    accumulate<wmma::row_major, wmma::row_major>(acc, probs + i * kTile * s.ld_probs, s.ld_probs, kTile,
+                                                 v + j * kTile, s.ld_rows, kTile * s.ld_rows,
+                                                 a.causal ? min(tiles_k, i + 1) : tiles_k);
+    store_tile(acc, staging, out, i * kTile, j * kTile, a.query_len, 1.0f);
+  }
+}
+
+template <typename OutT>
+__global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a) {
+  extern __shared__ __align__(128) unsigned char shared[];
+  const SharedLayout s = shared_layout(a.query_len, a.key_len, a.head_dim, true);
+  uint16_t* q = reinterpret_cast<uint16_t*>(shared + s.q);
+  uint16_t* k = reinterpret_cast<uint16_t*>(shared + s.k);
+  uint16_t* v = reinterpret_cast<uint16_t*>(shared + s.v);
+  uint16_t* grad_out = reinterpret_cast<uint16_t*>(shared + s.grad_out);
+  float* scores = reinterpret_cast<float*>(shared + s.scores);  // S, then P in float32
+  uint16_t* probs = reinterpret_cast<uint16_t*>(shared + s.probs);
+  uint16_t* grad_scores = reinterpret_cast<uint16_t*>(shared + s.grad_scores);
+  float* delta = reinterpret_cast<float*>(shared + s.delta);
+  float* row_lse = reinterpret_cast<float*>(shared + s.row_lse);
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  float* staging = reinterpret_cast<float*>(shared + s.staging) + warp * kTileElements;
+  const int b = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
+  const uint8_t* keep_row = a.key_keep ? a.key_keep + int64_t(b) * a.key_len : nullptr;
+  const Rows<const OutT> dout = rows_of(static_cast<const OutT*>(a.grad_out), a.grad_out_strides, b, h);
+  const Rows<const OutT> out = rows_of(static_cast<const OutT*>(a.out), a.out_strides, b, h);
+
+  load_rows(q, s.ld_rows, rows_of(a.q, a.q_strides, b, h), a.query_len, s.lq, s.d);
+  load_rows(k, s.ld_rows, rows_of(a.k, a.k_strides, b, h), a.key_len, s.lk, s.d);
+  load_rows(v, s.ld_rows, rows_of(a.v, a.v_strides, b, h), a.key_len, s.lk, s.d);
+  load_rows(grad_out, s.ld_rows, dout, a.query_len, s.lq, s.d);
+  // delta_i = dO_i . O_i (= sum_j P_ij dP_ij), in float32 from the stored values.
+  for (int r = warp; r < s.lq; r += kWarps) {
+    float dot = 0.0f;
+    if (r < a.query_len)
+      for (int c = lane; c < s.d; c += kWarpSize)
+        dot += load_float(dout.data + r * dout.token_stride + c) * load_float(out.data + r * out.token_stride + c);
+    dot = warp_sum(dot);
+    if (lane == 0) {
+      delta[r] = dot;
+      row_lse[r] = r < a.query_len ? a.lse[(int64_t(b) * a.heads + h) * a.query_len + r] : -INFINITY;
+    }
+  }
+  __syncthreads();
+  scores_tiles(s, q, k, scores, a.causal);
+  __syncthreads();
+  // P = exp(scale * S - lse) where visible, else 0 (also for a row with lse = -inf).
+  for (int e = threadIdx.x; e < s.lq * s.lk; e += kThreads) {
+    const int r = e / s.lk, j = e % s.lk;
+    const float lse_r = row_lse[r];
+    const bool seen = r < a.query_len && j < a.key_len && lse_r != -INFINITY && visible(keep_row, a.causal, r, j);
+    const float p = seen ? expf(scores[r * s.ld_scores + j] * a.scale - lse_r) : 0.0f;
+    scores[r * s.ld_scores + j] = p;
+    probs[r * s.ld_probs + j] = float_to_bf16_bits(p);
+  }
+  __syncthreads();
+  // dS = P * (dP - delta) with dP = dO V^T, tile by tile (V^T's tile is V's read
+  // column-major); causal tiles after the diagonal have P = 0, so dS = 0 without a product.
+  const int tiles_q = s.lq / kTile, tiles_k = s.lk / kTile, tiles_d = s.d / kTile;
+  for (int t = warp; t < tiles_q * tiles_k; t += kWarps) {
+    const int i = t / tiles_k, j = t % tiles_k;
+    Accumulator acc;
+    wmma::fill_fragment(acc, 0.0f);
+    if (!(a.causal && j > i))
+      accumulate<wmma::row_major, wmma::col_major>(acc, grad_out + i * kTile * s.ld_rows, s.ld_rows, kTile,
+                                                   v + j * kTile * s.ld_rows, s.ld_rows, kTile, tiles_d);
+    wmma::store_matrix_sync(staging, acc, kTile, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < kTileElements; e += kWarpSize) {
+      const int r = i * kTile + e / kTile, c = j * kTile + e % kTile;
+      grad_scores[r * s.ld_probs + c] = float_to_bf16_bits(scores[r * s.ld_scores + c] * (staging[e] - delta[r]));
+    }
+    __syncwarp();
+  }
+  __syncthreads();
+  // The three gradients, every output tile owned by one warp. Causal: query tile i sees
+  // key tiles 0..i only, so dQ stops at i and dK, dV start at query tile i.
+  const Rows<OutT> grad_q = rows_of(static_cast<OutT*>(a.grad_q), a.grad_q_strides, b, h);
+  const Rows<OutT> grad_k = rows_of(static_cast<OutT*>(a.grad_k), a.grad_k_strides, b, h);
+  const Rows<OutT> grad_v = rows_of(static_cast<OutT*>(a.grad_v), a.grad_v_strides, b, h);
+  const int q_tiles = tiles_q * tiles_d, kv_tiles = tiles_k * tiles_d;
+  for (int t = warp; t < q_tiles + 2 * kv_tiles; t += kWarps) {
+    Accumulator acc;
+    wmma::fill_fragment(acc, 0.0f);
+    if (t < q_tiles) {  // dQ = scale dS K
+      const int i = t / tiles_d, j = t % tiles_d;
+      accumulate<wmma::row_major, wmma::row_major>(acc, grad_scores + i * kTile * s.ld_probs, s.ld_probs, kTile,
+                                                   k + j * kTile, s.ld_rows, kTile * s.ld_rows,
+                                                   a.causal ? min(tiles_k, i + 1) : tiles_k);
+      store_tile(acc, staging, grad_q, i * kTile, j * kTile, a.query_len, a.scale);
+      continue;
+    }
+    const bool is_k = t < q_tiles + kv_tiles;
+    const int u = t - q_tiles - (is_k ? 0 : kv_tiles);
+    const int i = u / tiles_d, j = u % tiles_d;  // key tile, head-dim tile
+    const int first = a.causal ? i : 0;          // the first query tile that sees key tile i
+    // dK = scale dS^T Q, dV = P^T dO: the transposed tile (key, query) of dS or P is its
+    // (query, key) tile read column-major.
+    const uint16_t* left = is_k ? grad_scores : probs;
+    const uint16_t* right = is_k ? q : grad_out;
+    accumulate<wmma::col_major, wmma::row_major>(acc, left + first * kTile * s.ld_probs + i * kTile, s.ld_probs,
+                                                 kTile * s.ld_probs, right + first * kTile * s.ld_rows + j * kTile,
+                                                 s.ld_rows, kTile * s.ld_rows, max(0, tiles_q - first));
+    store_tile(acc, staging, is_k ? grad_k : grad_v, i * kTile, j * kTile, a.key_len, is_k ? a.scale : 1.0f);
+  }
+}
+
+#else  // before sm_80: no bf16 tensor cores; attention_tiles_supported() says no first
+
+template <typename OutT>
+__global__ void tiles_forward_kernel(ForwardArgs) { __trap(); }
+template <typename OutT>
+__global__ void tiles_backward_kernel(BackwardArgs) { __trap(); }
+
+#endif
+
+// The current device's shared-memory limit per block (opt-in) and whether it has bf16
+// tensor cores, read once per device.
+struct DeviceLimits {
+  int shared_bytes = 0;
+  bool tensor_cores = false;
+};
+
+DeviceLimits device_limits() {
+  constexpr int kMaxDevices = 64;
+  static DeviceLimits cached[kMaxDevices];
+  static bool known[kMaxDevices] = {};
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  int device = 0;
+  MMS_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= kMaxDevices) return {};
+  if (!known[device]) {
+    int shared = 0, major = 0;
+    MMS_CUDA_CHECK(cudaDeviceGetAttribute(&shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    MMS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    cached[device] = {shared, major >= 8};
+    known[device] = true;
+  }
+  return cached[device];
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (above the default 48 KB).
+template <typename Kernel>
+void allow_shared(Kernel kernel, int bytes) {
+  MMS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+void require_supported(const AttentionShape& shape) {
+  MMS_CUDA_REQUIRE(attention_tiles_supported(shape.query_len, shape.key_len, shape.head_dim),
+                   "attention_tiles: this shape (lengths up to 128, head_dim a multiple of 16 up to 128) or device "
+                   "(sm_80+, enough shared memory) is not supported");
+  MMS_CUDA_REQUIRE(shape.batch * shape.heads <= int64_t(1) << 31, "attention_tiles: too many (batch, head) pairs");
+}
+
+}  // namespace
+
+bool attention_tiles_supported(int64_t query_len, int64_t key_len, int64_t head_dim) {
+  if (head_dim <= 0 || head_dim % kTile != 0 || head_dim > kMaxHeadDim) return false;
+  if (query_len < 1 || key_len < 1 || query_len > kMaxLength || key_len > kMaxLength) return false;
+  const DeviceLimits limits = device_limits();
+  return limits.tensor_cores &&
+         shared_layout(int(query_len), int(key_len), int(head_dim), true).bytes <= limits.shared_bytes;
+}
+
+void attention_tiles_forward(const uint16_t* q, HeadStrides q_strides, const uint16_t* k, HeadStrides k_strides,
+                             const uint16_t* v, HeadStrides v_strides, const uint8_t* key_keep, bool causal,
+                             float scale, void* out, HeadStrides out_strides, bool out_bf16, float* lse,
+                             const AttentionShape& shape, cudaStream_t stream) {
+  if (shape.batch * shape.heads == 0 || shape.query_len == 0) return;
+  require_supported(shape);
+  ForwardArgs args;
+  args.q = q, args.k = k, args.v = v;
+  args.q_strides = q_strides, args.k_strides = k_strides, args.v_strides = v_strides;
+  args.out_strides = out_strides;
+  args.key_keep = key_keep;
+  args.out = out;
+  args.lse = lse;
+  args.scale = scale;
+  args.causal = causal;
+  args.heads = int(shape.heads), args.query_len = int(shape.query_len), args.key_len = int(shape.key_len);
+  args.head_dim = int(shape.head_dim);
+  const int bytes = shared_layout(args.query_len, args.key_len, args.head_dim, false).bytes;
+  const unsigned blocks = unsigned(shape.batch * shape.heads);
+  if (out_bf16) {
+    allow_shared(tiles_forward_kernel<uint16_t>, bytes);
+    tiles_forward_kernel<uint16_t><<<blocks, kThreads, bytes, stream>>>(args);
+  } else {
+    allow_shared(tiles_forward_kernel<float>, bytes);
+    tiles_forward_kernel<float><<<blocks, kThreads, bytes, stream>>>(args);
+  }
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+void attention_tiles_backward(const void* grad_out, HeadStrides grad_out_strides, const void* out,
+                              HeadStrides out_strides, const uint16_t* q, HeadStrides q_strides, const uint16_t* k,
+                              HeadStrides k_strides, const uint16_t* v, HeadStrides v_strides, const float* lse,
+                              const uint8_t* key_keep, bool causal, float scale, void* grad_q,
+                              HeadStrides grad_q_strides, void* grad_k, HeadStrides grad_k_strides, void* grad_v,
+                              HeadStrides grad_v_strides, bool out_bf16, const AttentionShape& shape,
+                              cudaStream_t stream) {
+  if (shape.batch * shape.heads == 0 || shape.query_len == 0) return;
+  require_supported(shape);
+  BackwardArgs args;
+  args.grad_out = grad_out, args.out = out;
+  args.q = q, args.k = k, args.v = v;
+  args.grad_out_strides = grad_out_strides, args.out_strides = out_strides;
+  args.q_strides = q_strides, args.k_strides = k_strides, args.v_strides = v_strides;
+  args.grad_q_strides = grad_q_strides, args.grad_k_strides = grad_k_strides, args.grad_v_strides = grad_v_strides;
+  args.lse = lse;
+  args.key_keep = key_keep;
+  args.grad_q = grad_q, args.grad_k = grad_k, args.grad_v = grad_v;
+  args.scale = scale;
+  args.causal = causal;
+  args.heads = int(shape.heads), args.query_len = int(shape.query_len), args.key_len = int(shape.key_len);
+  args.head_dim = int(shape.head_dim);
+  const int bytes = shared_layout(args.query_len, args.key_len, args.head_dim, true).bytes;
+  const unsigned blocks = unsigned(shape.batch * shape.heads);
+  if (out_bf16) {
+    allow_shared(tiles_backward_kernel<uint16_t>, bytes);
+    tiles_backward_kernel<uint16_t><<<blocks, kThreads, bytes, stream>>>(args);
+  } else {
+    allow_shared(tiles_backward_kernel<float>, bytes);
+    tiles_backward_kernel<float><<<blocks, kThreads, bytes, stream>>>(args);
+  }
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace mms::cuda
