@@ -6,7 +6,8 @@
 // q, k, v usually arrive as transposed head views of the projections ([B, L, H, D] seen
 // as [B, H, L, D]). They are made contiguous once, here, and those copies are saved, so
 // neither the forward nor the backward gathers the same view again (the projections'
-// own outputs are then free to go).
+// own outputs are then free to go). The tensor-core tiles (MMS_ATTENTION=tiles) read the
+// views where they lie instead: those are saved as they are, and no copy is made.
 //
 // Autocast (autograd/autocast.h): when attention takes its GEMM path (short sequences
 // on CUDA, tensor/ops/attention.cpp), the copies are made in bfloat16 instead -- the
@@ -30,7 +31,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const std::optional<DType> autocast = autocast_dtype();
   const bool mixed = autocast && q.dtype() == DType::Float32 && k.dtype() == DType::Float32 &&
                      v.dtype() == DType::Float32 && ops::attention_takes_bf16(q, k);
-  auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : t.contiguous(); };
+  const bool views = !mixed && ops::attention_uses_tiles(q, k);  // the tiles read strided views
+  auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : views ? t : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
   // bf16 inputs (the bf16 projections under autocast) give a bf16 output, as torch's
   // bf16 attention does, and take bf16 gradients back (both written so by the GEMMs).

@@ -70,6 +70,16 @@ double Backend::sum_of_squares(const std::vector<Tensor>& tensors) {
   return out.item();
 }
 
+void Backend::attention_tiles(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, double, Tensor&,
+                              Tensor&) {
+  fail("attention_tiles: the ", name(), " backend has no tensor-core attention tiles");
+}
+
+void Backend::attention_tiles_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                       const Tensor&, const Tensor&, bool, double, Tensor&, Tensor&, Tensor&) {
+  fail("attention_tiles_backward: the ", name(), " backend has no tensor-core attention tiles");
+}
+
 Backend& backend_for(Device device) {
   return device.is_cpu() ? cpu_backend() : cuda_backend();
 }

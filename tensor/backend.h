@@ -189,6 +189,24 @@ class Backend {
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& key_keep, bool causal, double scale,
                                   Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) = 0;
+
+  // Attention on bf16 tensor-core tiles, one (batch, head) whole in on-chip memory, for
+  // short sequences (CUDA: cuda/attention_tiles.h). q, k, v are bf16 and, like grad_out,
+  // out and the gradients, may be any [B, H, L, D] views whose last dim is contiguous
+  // (the projections' head views are read and written where they lie). out, grad_out
+  // and the gradients are all float32 or all bf16; lse [B, H, Lq] float32 contiguous;
+  // masks as attention(). attention_tiles_supported says whether this device takes
+  // these sizes (the default: no device does); the kernels are an error where it does not.
+  virtual bool attention_tiles_supported(int64_t query_len, int64_t key_len, int64_t head_dim) {
+    (void)query_len, (void)key_len, (void)head_dim;
+    return false;
+  }
+  virtual void attention_tiles(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
+                               bool causal, double scale, Tensor& out, Tensor& lse);
+  virtual void attention_tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                        const Tensor& v, const Tensor& out, const Tensor& lse,
+                                        const Tensor& key_keep, bool causal, double scale, Tensor& grad_q,
+                                        Tensor& grad_k, Tensor& grad_v);
 };
 
 Backend& cpu_backend();

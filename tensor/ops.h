@@ -117,9 +117,10 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 
 // ---- attention -----------------------------------------------------------------
 // Which implementation attention uses (see tensor/ops/attention.cpp): the device's fused
-// kernel, batched GEMMs around a masked softmax, or (bf16 operands on CUDA) cuDNN's fused
-// flash attention. Auto: GEMMs on CUDA for short keys.
-enum class AttentionPath { Auto, Fused, Gemm, Cudnn };
+// kernel, batched GEMMs around a masked softmax, or, for bf16 operands on CUDA, cuDNN's
+// fused flash attention or our tensor-core tiles (short sequences, head views read and
+// written in place). Auto: GEMMs on CUDA for short keys.
+enum class AttentionPath { Auto, Fused, Gemm, Cudnn, Tiles };
 void set_attention_path(AttentionPath path);
 AttentionPath attention_path();
 // Sets the attention path for its lifetime and restores the previous one.
@@ -138,8 +139,13 @@ class AttentionPathGuard {
 // mask once and passes the result to every layer.
 Tensor attention_key_mask(const Tensor& key_keep);
 // True when attention over these q and k takes the GEMM path (bf16 operands do, unless
-// they go to cuDNN).
+// they go to cuDNN or the tiles).
 bool attention_uses_gemm(const Tensor& q, const Tensor& k);
+// True when attention over these q and k takes the tensor-core tiles, which read q, k, v
+// (and the backward's output gradient) as the views they are -- a caller need not make
+// them contiguous -- and lay out the output and the gradients as [B, L, H, D] memory
+// seen as [B, H, L, D] (so the heads merge back into [B, L, H * D] without a copy).
+bool attention_uses_tiles(const Tensor& q, const Tensor& k);
 // True when float32 q and k would be better cast to bfloat16 under autocast: attention
 // over them takes the GEMM path, or cuDNN's kernel (MMS_ATTENTION=cudnn on CUDA).
 bool attention_takes_bf16(const Tensor& q, const Tensor& k);
@@ -148,16 +154,17 @@ bool attention_takes_bf16(Device device, int64_t key_len);
 // q, k, v all of one floating dtype, or bfloat16: on the GEMM path (autocast's mixed
 // form) out, lse and the gradients are float32 (the GEMMs accumulate in float32; scores,
 // softmax and log-sum-exp are float32); on cuDNN's path out and the gradients are
-// bfloat16 (as cuDNN writes them) and lse float32.
+// bfloat16 (as cuDNN writes them) and lse float32; the tiles' are float32 like the GEMM
+// path's.
 struct AttentionResult { Tensor out, lse; };
-// out_dtype: bfloat16 asks the GEMM path for a bf16 output from bf16 operands (default:
-// the dtypes above).
+// out_dtype: bfloat16 asks the GEMM path or the tiles for a bf16 output from bf16
+// operands (default: the dtypes above).
 AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& key_keep, bool causal, double scale,
                           std::optional<DType> out_dtype = std::nullopt);
 struct AttentionGrads { Tensor grad_q, grad_k, grad_v; };
-// grads_dtype: bfloat16 asks the GEMM path for bf16 gradients of bf16 operands (what a
-// bf16 q/k/v needs back; default: the dtypes above).
+// grads_dtype: bfloat16 asks the GEMM path or the tiles for bf16 gradients of bf16
+// operands (what a bf16 q/k/v needs back; default: the dtypes above).
 AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& key_keep, bool causal, double scale,

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 
 #ifdef MMS_WITH_CUDA
 #include "cuda/attention.h"
+#include "cuda/attention_tiles.h"
 #include "cuda/copy.h"
 #include "cuda/cudnn_attention.h"
 #include "cuda/elementwise.h"
@@ -630,6 +632,91 @@ TEST_CASE("cuda: cuDNN's fused attention, forward and backward, against float32 
     }
     CHECK(message.find("right padding") != std::string::npos);
   }
+}
+#endif
+
+#ifdef MMS_WITH_CUDA  // cuda:: entry points below
+// Our tensor-core tiles (MMS_ATTENTION=tiles) compute in bf16 with float32 accumulation
+// and statistics: compared with float32 attention of the same bf16-rounded inputs on the
+// CPU at DESIGN.md's bf16 tolerance. The inputs are head views of [B, L, H, D] memory,
+// as the projections make them; the outputs must come back in that layout (no copy).
+TEST_CASE("cuda: tensor-core attention tiles, forward and backward, against float32 attention of their bf16 inputs") {
+  SKIP_WITHOUT_GPU();
+  constexpr double kBf16Tolerance = 2e-2;
+  ops::AttentionPathGuard tiles(ops::AttentionPath::Tiles);
+  uint64_t seed = 1500;
+  // keep: "" none, "tail" right padding, "holes" an arbitrary pattern (item 1 also hides
+  // key 0, so under causal its query 0 sees nothing: out 0, lse -inf, zero gradients).
+  struct Case { int64_t B, H, Lq, Lk, D; bool causal; std::string keep; };
+  const std::vector<Case> cases = {
+      {2, 12, 50, 50, 64, false, ""},       // ViT-B/32 heads
+      {3, 8, 77, 77, 64, true, "holes"},    // text tower: causal + a key mask
+      {2, 2, 5, 9, 32, false, "tail"},      // Lq != Lk, one tile each
+      {2, 3, 9, 5, 16, true, "holes"},      // Lq > Lk under causal
+      {1, 2, 128, 128, 64, true, ""},       // the longest the tiles take
+      {2, 1, 33, 100, 128, false, "tail"},  // the widest head
+  };
+  auto widened = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::Float32); };
+  // A bf16 [B, H, L, D] head view of [B, L, H, D] memory, and its values on the CPU.
+  auto head_view = [&](int64_t B, int64_t H, int64_t L, int64_t D) {
+    const Tensor memory = gpu(random_normal({B, L, H, D}, ++seed).to(DType::BFloat16));
+    return ops::transpose(memory, 1, 2);
+  };
+  for (const Case& c : cases) {
+    INFO("tiles B" << c.B << " H" << c.H << " Lq" << c.Lq << " Lk" << c.Lk << " D" << c.D
+                   << (c.causal ? " causal" : "") << " keep '" << c.keep << "'");
+    REQUIRE(cuda::attention_tiles_supported(c.Lq, c.Lk, c.D));
+    const Tensor q = head_view(c.B, c.H, c.Lq, c.D), k = head_view(c.B, c.H, c.Lk, c.D);
+    const Tensor v = head_view(c.B, c.H, c.Lk, c.D);
+    Tensor keep;
+    if (!c.keep.empty()) {
+      std::vector<uint8_t> mask(size_t(c.B * c.Lk), 1);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t j = 0; j < c.Lk; ++j) {
+          const bool hidden = c.keep == "tail" ? j >= c.Lk - 1 - b * (c.Lk / 3) : (j % 3 == 1 || (b == 1 && j == 0));
+          mask[size_t(b * c.Lk + j)] = hidden ? 0 : 1;
+        }
+      keep = from_vector<uint8_t>(mask, {c.B, c.Lk});
+    }
+    const Tensor keep_gpu = keep.defined() ? gpu(keep) : keep;
+    const double scale = 1.0 / std::sqrt(double(c.D));
+    const auto ref = ops::attention(widened(q), widened(k), widened(v), keep, c.causal, scale);
+    for (bool bf16_out : {false, true}) {
+      INFO("output and gradients " << (bf16_out ? "bf16" : "float32"));
+      const std::optional<DType> dtype = bf16_out ? std::optional(DType::BFloat16) : std::nullopt;
+      const DType out_dtype = bf16_out ? DType::BFloat16 : DType::Float32;
+      const Tensor g = ops::transpose(gpu(random_normal({c.B, c.Lq, c.H, c.D}, ++seed).to(out_dtype)), 1, 2);
+      const auto got = ops::attention(q, k, v, keep_gpu, c.causal, scale, dtype);
+      CHECK(got.out.dtype() == out_dtype);
+      CHECK(got.out.stride(2) == c.H * c.D);  // [B, L, H, D] memory: the heads merge without a copy
+      CHECK(ops::transpose(got.out, 1, 2).is_contiguous());
+      CHECK_WITHIN(widened(got.out), ref.out, kBf16Tolerance, "out");
+      CHECK_WITHIN(got.lse, ref.lse, 1e-3, "lse (float32 statistics)");
+      const auto ref_grads = ops::attention_backward(widened(g), widened(q), widened(k), widened(v), ref.out,
+                                                     ref.lse, keep, c.causal, scale);
+      const auto grads = ops::attention_backward(g, q, k, v, got.out, got.lse, keep_gpu, c.causal, scale, dtype);
+      for (const Tensor* t : {&grads.grad_q, &grads.grad_k, &grads.grad_v}) {
+        CHECK(t->dtype() == out_dtype);
+        CHECK(ops::transpose(*t, 1, 2).is_contiguous());
+      }
+      CHECK_WITHIN(widened(grads.grad_q), ref_grads.grad_q, kBf16Tolerance, "grad_q");
+      CHECK_WITHIN(widened(grads.grad_k), ref_grads.grad_k, kBf16Tolerance, "grad_k");
+      CHECK_WITHIN(widened(grads.grad_v), ref_grads.grad_v, kBf16Tolerance, "grad_v");
+      // deterministic: every output tile has one owner, no atomics
+      const auto again = ops::attention_backward(g, q, k, v, got.out, got.lse, keep_gpu, c.causal, scale, dtype);
+      CHECK(relative_error(again.grad_k, grads.grad_k) == 0.0);
+      CHECK(relative_error(again.grad_q, grads.grad_q) == 0.0);
+    }
+  }
+  // Sizes the tiles do not take go to the GEMM path (same function), and say so.
+  CHECK_FALSE(cuda::attention_tiles_supported(129, 129, 64));
+  CHECK_FALSE(cuda::attention_tiles_supported(50, 50, 72));
+  const Tensor wide = head_view(1, 2, 129, 64);
+  CHECK_FALSE(ops::attention_uses_tiles(wide, wide));
+  CHECK(ops::attention_uses_gemm(wide, wide));
+  const auto wide_ref = ops::attention(widened(wide), widened(wide), widened(wide), {}, true, 0.125);
+  CHECK_WITHIN(widened(ops::attention(wide, wide, wide, {}, true, 0.125).out), wide_ref.out, kBf16Tolerance,
+               "129 keys via the GEMM path");
 }
 #endif
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <utility>
 #include <string>
 #include <vector>
@@ -482,37 +483,51 @@ void bench_linear_epilogue() {
   cuda::set_cublaslt_enabled(lt_before);
 }
 
-// bf16 attention, what a bf16 step runs: our GEMM path (bf16 GEMMs, float32 masked
-// softmax) against cuDNN's fused flash attention (MMS_ATTENTION=cudnn), same bf16 inputs,
-// each validated first against float32 attention of those inputs on the CPU.
+// bf16 attention as a bf16 step's layer runs it: q, k, v are head views of [B, L, H, D]
+// projections, the output is merged back to [B, L, H * D] and the gradients to the
+// projections' layout, all inside the timed region (the GEMM path and cuDNN copy there;
+// the tiles read and write in place). Three kernels on the same bf16 inputs: our GEMM
+// path (bf16 GEMMs, float32 masked softmax), cuDNN's fused flash attention
+// (MMS_ATTENTION=cudnn) and our tensor-core tiles (MMS_ATTENTION=tiles), each validated
+// first against float32 attention of those inputs on the CPU.
 void bench_bf16_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, bool causal,
                           double scale, double flops) {
-  const Tensor qb = q.to(DType::BFloat16), kb = k.to(DType::BFloat16), vb = v.to(DType::BFloat16);
-  const Tensor gb = g.to(DType::BFloat16);
+  // [B, H, L, D] values -> the same values as head views of [B, L, H, D] bf16 memory
+  auto head_view = [](const Tensor& t) {
+    return ops::transpose(ops::transpose(t, 1, 2).contiguous().to(DType::BFloat16), 1, 2);
+  };
+  const Tensor qb = head_view(q), kb = head_view(k), vb = head_view(v), gb = head_view(g);
   auto widened = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::Float32); };
+  auto merged = [](const Tensor& t) { return ops::transpose(t, 1, 2).contiguous(); };  // no copy when in place
   const auto ref = ops::attention(widened(qb), widened(kb), widened(vb), Tensor(), causal, scale);
   const auto ref_grads = ops::attention_backward(widened(gb), widened(qb), widened(kb), widened(vb), ref.out,
                                                  ref.lse, Tensor(), causal, scale);
-  for (ops::AttentionPath path : {ops::AttentionPath::Gemm, ops::AttentionPath::Cudnn}) {
-    const bool cudnn = path == ops::AttentionPath::Cudnn;
-    const char* label = cudnn ? "cudnn bf16" : "gemm bf16";
-    if (cudnn && !cuda::cudnn_attention_built()) {
+  const std::optional<DType> bf16 = DType::BFloat16;
+  for (ops::AttentionPath path : {ops::AttentionPath::Gemm, ops::AttentionPath::Cudnn, ops::AttentionPath::Tiles}) {
+    const char* label = path == ops::AttentionPath::Cudnn ? "cudnn bf16"
+                        : path == ops::AttentionPath::Tiles ? "tiles bf16"
+                                                            : "gemm bf16";
+    if (path == ops::AttentionPath::Cudnn && !cuda::cudnn_attention_built()) {
       std::printf("  attention bf16 via cuDNN: not built (no cuDNN frontend headers at configure time)\n");
-      return;
+      continue;
     }
     ops::AttentionPathGuard guard(path);
     cuda::set_tf32_enabled(true);  // as in the bf16 step (the GEMM path's float32 parts)
+    // cuDNN writes bf16 whatever it is asked; the others write bf16 when asked, as the step asks
+    const std::optional<DType> asked = path == ops::AttentionPath::Cudnn ? std::nullopt : bf16;
     try {
-      const auto got = ops::attention(qb, kb, vb, Tensor(), causal, scale);
+      const auto got = ops::attention(qb, kb, vb, Tensor(), causal, scale, asked);
       validate((std::string(label) + " out vs cpu").c_str(), got.out, ref.out, 2e-2);
-      const auto grads = ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale);
+      const auto grads = ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale, asked);
       validate((std::string(label) + " grad_q vs cpu").c_str(), grads.grad_q, ref_grads.grad_q, 2e-2);
       validate((std::string(label) + " grad_k vs cpu").c_str(), grads.grad_k, ref_grads.grad_k, 2e-2);
       validate((std::string(label) + " grad_v vs cpu").c_str(), grads.grad_v, ref_grads.grad_v, 2e-2);
-      report_compute("attention fwd", label, time_us([&] { ops::attention(qb, kb, vb, Tensor(), causal, scale); }),
-                     flops, g_peak_bf16);
-      report_compute("attention bwd", label, time_us([&] {
-        ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale);
+      report_compute("attention fwd (layer view)", label, time_us([&] {
+        merged(ops::attention(qb, kb, vb, Tensor(), causal, scale, asked).out);
+      }), flops, g_peak_bf16);
+      report_compute("attention bwd (layer view)", label, time_us([&] {
+        const auto back = ops::attention_backward(gb, qb, kb, vb, got.out, got.lse, Tensor(), causal, scale, asked);
+        for (const Tensor* grad : {&back.grad_q, &back.grad_k, &back.grad_v}) merged(*grad);
       }), 2.5 * flops, g_peak_bf16);
     } catch (const std::exception& e) {  // e.g. cuDNN has no engine for this shape on this card
       ++g_failures;

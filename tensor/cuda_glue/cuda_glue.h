@@ -65,6 +65,12 @@ class CudaBackend final : public Backend {
   void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
                           double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) override;
+  bool attention_tiles_supported(int64_t query_len, int64_t key_len, int64_t head_dim) override;
+  void attention_tiles(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep, bool causal,
+                       double scale, Tensor& out, Tensor& lse) override;
+  void attention_tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
+                                double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) override;
 };
 
 namespace cuda_glue {

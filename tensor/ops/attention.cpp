@@ -9,13 +9,19 @@
 //    kernel's CUDA-core loops cannot match (CLIP's 50 image and 77 text tokens).
 //  - Cudnn: cuDNN's fused flash attention (cuda/cudnn_attention.h), for bf16 operands on
 //    CUDA only, chosen explicitly; kept beside ours so that a benchmark decides.
+//  - Tiles: our tensor-core kernel for short sequences (cuda/attention_tiles.h), bf16
+//    operands on CUDA, lengths up to 128, chosen explicitly until a benchmark says it
+//    wins. One block holds a whole (batch, head), so nothing of size [Lq, Lk] leaves
+//    the chip; it reads q, k, v (and dO) through their strides and writes the output and
+//    the gradients as [B, L, H, D] memory seen as [B, H, L, D]: the head transposes
+//    around attention cost nothing. Other sizes take the GEMM path.
 //
 // All compute the same function and the same log-sum-exp. The fused backwards rebuild
 // the probabilities from the forward's output and log-sum-exp; the Gemm backward
 // recomputes the softmax and needs neither, so autograd keeps the output only for the
 // fused paths (autograd/attention.cpp) and the path must not change between a forward
 // and its backward (a fused backward without the output is an error). Auto picks Gemm
-// on CUDA for Lk <= 256, Fused otherwise; MMS_ATTENTION=fused|gemm|cudnn in the
+// on CUDA for Lk <= 256, Fused otherwise; MMS_ATTENTION=fused|gemm|cudnn|tiles in the
 // environment (or set_attention_path) overrides.
 //
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
@@ -24,7 +30,7 @@
 // probabilities are rounded to bf16 only as PV's operand (written so by the softmax
 // kernel; as torch's bf16 SDPA does). The output and the gradients are float32 by
 // default, or bf16 when asked (out_dtype / grads_dtype: what bf16 inputs want back);
-// cuDNN's are bf16.
+// cuDNN's are bf16; the tiles write either.
 #include <cstdlib>
 #include <cstring>
 
@@ -39,6 +45,7 @@ AttentionPath& configured_path() {
     if (env && std::strcmp(env, "fused") == 0) return AttentionPath::Fused;
     if (env && std::strcmp(env, "gemm") == 0) return AttentionPath::Gemm;
     if (env && std::strcmp(env, "cudnn") == 0) return AttentionPath::Cudnn;
+    if (env && std::strcmp(env, "tiles") == 0) return AttentionPath::Tiles;
     return AttentionPath::Auto;
   }();
   return path;
@@ -52,20 +59,27 @@ bool use_cudnn(const Tensor& q, const Tensor& k) {
   return q.dtype() == DType::BFloat16 && cudnn_chosen(q.device(), k.size(2));
 }
 
+// Our tensor-core tiles: chosen, on CUDA, for bf16 operands of sizes the device takes.
+bool use_tiles(const Tensor& q, const Tensor& k) {
+  return configured_path() == AttentionPath::Tiles && q.dtype() == DType::BFloat16 && q.device().is_cuda() &&
+         backend_for(q.device()).attention_tiles_supported(q.size(2), k.size(2), q.size(3));
+}
+
 // The GEMM path for float32/float64 operands on this device and key length.
 bool gemm_path_for_float(Device device, int64_t key_len) {
   switch (configured_path()) {
     case AttentionPath::Fused: return false;
     case AttentionPath::Gemm: return true;
     case AttentionPath::Auto:
-    case AttentionPath::Cudnn: break;  // float32 operands: cuDNN's kernel is bf16 only
+    case AttentionPath::Cudnn:
+    case AttentionPath::Tiles: break;  // float32 operands: cuDNN's kernel and the tiles are bf16 only
   }
   return device.is_cuda() && key_len <= 256;
 }
 
 bool use_gemm_path(const Tensor& q, const Tensor& k) {
-  // our fused kernels compute in one dtype: bf16 operands take the GEMMs or cuDNN
-  if (q.dtype() == DType::BFloat16) return !use_cudnn(q, k);
+  // our fused kernels compute in one dtype: bf16 operands take the GEMMs, cuDNN or the tiles
+  if (q.dtype() == DType::BFloat16) return !use_cudnn(q, k) && !use_tiles(q, k);
   return gemm_path_for_float(q.device(), k.size(2));
 }
 
@@ -113,6 +127,7 @@ Tensor attention_key_mask(const Tensor& key_keep) {
 void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
 bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
+bool attention_uses_tiles(const Tensor& q, const Tensor& k) { return use_tiles(q, k); }
 bool attention_takes_bf16(Device device, int64_t key_len) {
   return key_len > 0 && (cudnn_chosen(device, key_len) || gemm_path_for_float(device, key_len));
 }
@@ -122,15 +137,27 @@ bool attention_takes_bf16(const Tensor& q, const Tensor& k) {
 
 namespace {
 // The dtype asked for an output (`what`) whose own dtype is `natural`: that, or bf16 from
-// bf16 operands on the GEMM path (its GEMMs then write bf16, rounded once: no cast pass).
+// bf16 operands on the GEMM path or the tiles (which then write bf16, rounded once: no
+// cast pass).
 DType requested_dtype(const char* what, const Tensor& q, const Tensor& k, DType natural,
                       std::optional<DType> asked) {
   const DType dtype = asked.value_or(natural);
-  MMS_CHECK(dtype == natural || (dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 && use_gemm_path(q, k)),
+  MMS_CHECK(dtype == natural || (dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 &&
+                                 (use_gemm_path(q, k) || use_tiles(q, k))),
             what, " of ", dtype_name(q.dtype()), " operands is ", dtype_name(natural), " here, not ",
             dtype_name(dtype));
   return dtype;
 }
+
+// An empty [B, H, L, D] tensor laid out as [B, L, H, D] memory: what the tiles write, so
+// that the heads' merge back into [B, L, H * D] (a transpose and a reshape) is a view.
+Tensor empty_heads_last(const Shape& shape, DType dtype, Device device) {
+  Tensor memory = empty({shape[0], shape[2], shape[1], shape[3]}, dtype, device);
+  return make_view(memory, shape, {memory.stride(0), memory.stride(2), memory.stride(1), memory.stride(3)}, 0);
+}
+
+// A tile operand: the view itself when its last dim is contiguous, else a copy.
+Tensor tiles_operand(const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1 ? t : t.contiguous(); }
 
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
   // float32 or float64, or bfloat16 operands (the mixed form)
@@ -166,8 +193,14 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   const DType dtype = result_dtype(q);
   // cuDNN writes a bf16 output; the GEMM path's PV GEMM float32, or bf16 when asked.
   const DType output_dtype = requested_dtype("attention: output", q, k, cudnn ? q.dtype() : dtype, out_dtype);
-  result.out = empty(q.shape(), output_dtype, q.device());
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
+  if (use_tiles(q, k)) {
+    result.out = empty_heads_last(q.shape(), output_dtype, q.device());
+    backend_for(q.device()).attention_tiles(tiles_operand(q), tiles_operand(k), tiles_operand(v),
+                                            attention_key_mask(key_keep), causal, scale, result.out, result.lse);
+    return result;
+  }
+  result.out = empty(q.shape(), output_dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {
     // The probabilities come out in the operands' dtype (bf16 in the mixed form: PV's
@@ -197,6 +230,20 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   // cuDNN writes bf16 gradients; the GEMM path's last three GEMMs float32, or bf16 when asked.
   const DType grad_dtype =
       requested_dtype("attention backward: gradients", q, k, cudnn ? q.dtype() : dtype, grads_dtype);
+  if (use_tiles(q, k)) {
+    MMS_CHECK(out.defined(), "attention backward: the tiles need the forward's output; keep the attention path "
+                             "fixed between forward and backward");
+    MMS_CHECK(out.dtype() == grad_dtype, "attention backward: the tiles write gradients in the output's dtype (",
+              dtype_name(out.dtype()), "), not ", dtype_name(grad_dtype));
+    grads.grad_q = empty_heads_last(q.shape(), grad_dtype, q.device());
+    grads.grad_k = empty_heads_last(k.shape(), grad_dtype, k.device());
+    grads.grad_v = empty_heads_last(v.shape(), grad_dtype, v.device());
+    const Tensor dout = tiles_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()));
+    backend_for(q.device()).attention_tiles_backward(dout, tiles_operand(q), tiles_operand(k), tiles_operand(v),
+                                                     tiles_operand(out), lse, attention_key_mask(key_keep), causal,
+                                                     scale, grads.grad_q, grads.grad_k, grads.grad_v);
+    return grads;
+  }
   grads.grad_q = empty(q.shape(), grad_dtype, q.device());
   grads.grad_k = empty(k.shape(), grad_dtype, k.device());
   grads.grad_v = empty(v.shape(), grad_dtype, v.device());
