@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One short GPU call that checks and measures a change, for sessions whose device time is
 # nearly spent: builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's
-# attention also under MMS_CUDA_DEBUG_SYNC=1), bench/step (bf16 B=32,128 eager with
-# --profile, the same with MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16
-# --graph, fp32, tf32), the PyTorch peers in the same call, a 20-step CUDA fine-tune,
+# attention and the tensor-core tiles also under MMS_CUDA_DEBUG_SYNC=1), bench/step (bf16
+# B=32,128 eager with --profile, the same with MMS_ATTENTION=tiles, with
+# MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16 --graph, fp32, tf32), the PyTorch peers in the same call, a 20-step CUDA fine-tune,
 # the kernel benches of the families changed last (copy, masked_softmax, attention,
 # elementwise), the 200-step bf16-vs-fp32 loss, and last the torch.compile
 # reduce-overhead peer. Eight files in $OUT (the device tool returns about that many),
@@ -28,12 +28,14 @@ for t in "${tests[@]}"; do
   timeout 120 "$BUILD/tests/$t" "${args[@]}" >>"$OUT/tests.log" 2>&1
   echo "$t rc=$? $(grep 'test cases' "$OUT/tests.log" | tail -1) $(elapsed)" | tee -a "$OUT/summary.txt"
 done
-MMS_CUDA_DEBUG_SYNC=1 timeout 60 "$BUILD/tests/test_cuda_ops" -tc="*cuDNN*,*masked softmax*" >>"$OUT/tests.log" 2>&1
-echo "cuDNN + masked softmax under debug sync rc=$? $(grep 'test cases' "$OUT/tests.log" | tail -1) $(elapsed)" |
+MMS_CUDA_DEBUG_SYNC=1 timeout 60 "$BUILD/tests/test_cuda_ops" -tc="*cuDNN*,*masked softmax*,*tiles*" >>"$OUT/tests.log" 2>&1
+echo "cuDNN + masked softmax + tiles under debug sync rc=$? $(grep 'test cases' "$OUT/tests.log" | tail -1) $(elapsed)" |
   tee -a "$OUT/summary.txt"
 step="$BUILD/bin/step --device cuda"
 timeout 90 $step --mode bf16 --batch-lists 32,128 --profile >"$OUT/ours.log" 2>&1
 echo "ours bf16 rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+MMS_ATTENTION=tiles timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
+echo "ours bf16 tiles attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 MMS_ATTENTION=cudnn timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
 echo "ours bf16 cudnn attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 MMS_BF16_ACTIVATIONS=0 timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1

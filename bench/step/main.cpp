@@ -307,6 +307,8 @@ int main(int argc, char** argv) {
                                   ? "fp32 fused attention"
                                   : ops::attention_path() == ops::AttentionPath::Cudnn
                                         ? "bf16 attention (cuDNN fused, MMS_ATTENTION=cudnn)"
+                                  : ops::attention_path() == ops::AttentionPath::Tiles
+                                        ? "bf16 attention (tensor-core tiles, MMS_ATTENTION=tiles)"
                                         : "bf16 attention (GEMM path, L <= 256)");
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");
