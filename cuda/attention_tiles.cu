@@ -432,7 +432,7 @@ void require_supported(const AttentionShape& shape) {
   MMS_CUDA_REQUIRE(attention_tiles_supported(shape.query_len, shape.key_len, shape.head_dim),
                    "attention_tiles: this shape (lengths up to 128, head_dim a multiple of 16 up to 128) or device "
                    "(sm_80+, enough shared memory) is not supported");
-  MMS_CUDA_REQUIRE(shape.batch * shape.heads <= int64_t(1) << 31, "attention_tiles: too many (batch, head) pairs");
+  MMS_CUDA_REQUIRE(shape.batch * shape.heads < int64_t(1) << 31, "attention_tiles: too many (batch, head) pairs");
 }
 
 }  // namespace
