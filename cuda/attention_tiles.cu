@@ -44,7 +44,9 @@
 #include <mma.h>
 
 #include <cmath>
+#include <cstdint>
 #include <mutex>
+#include <type_traits>
 
 #include "cuda/attention_tiles.h"
 #include "cuda/check.h"
@@ -118,29 +120,31 @@ __device__ __forceinline__ Rows<T> rows_of(T* base, HeadStrides strides, int b, 
   return {base + b * strides.batch + h * strides.head, strides.token};
 }
 
-// The kernels' arguments, one struct each (passed by value).
+// The kernels' arguments (passed by value): the problem both directions share, and
+// each direction's tensors.
+struct Problem {
+  int heads = 0, query_len = 0, key_len = 0, head_dim = 0;
+  float scale = 0.0f;
+  bool causal = false;
+  const uint8_t* key_keep = nullptr;
+};
+
 struct ForwardArgs {
+  Problem p;
   const uint16_t *q, *k, *v;
   HeadStrides q_strides, k_strides, v_strides, out_strides;
-  const uint8_t* key_keep;
   void* out;
   float* lse;
-  float scale;
-  bool causal;
-  int heads, query_len, key_len, head_dim;
 };
 
 struct BackwardArgs {
+  Problem p;
   const void *grad_out, *out;
   const uint16_t *q, *k, *v;
   HeadStrides grad_out_strides, out_strides, q_strides, k_strides, v_strides;
   HeadStrides grad_q_strides, grad_k_strides, grad_v_strides;
   const float* lse;
-  const uint8_t* key_keep;
   void *grad_q, *grad_k, *grad_v;
-  float scale;
-  bool causal;
-  int heads, query_len, key_len, head_dim;
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // bf16 WMMA: Ampere and later
@@ -152,10 +156,32 @@ __device__ __forceinline__ uint16_t load_bits(const float* p) { return float_to_
 __device__ __forceinline__ void store_float(float* p, float value) { *p = value; }
 __device__ __forceinline__ void store_float(uint16_t* p, float value) { *p = float_to_bf16_bits(value); }
 
+// Whether rows of 16-bit or float elements can move 8 at a time as 16-byte words: the
+// first row starts on a 16-byte boundary and every row does (token stride a multiple of
+// 8 elements); columns are taken in groups of 8 from multiples of 8 (d % 16 == 0).
+template <typename T>
+__device__ __forceinline__ bool rows_take_vectors(Rows<T> rows) {
+  return reinterpret_cast<uintptr_t>(rows.data) % 16 == 0 && rows.token_stride % 8 == 0;
+}
+
 // Copies `rows` rows of `d` elements into a [padded_rows][ld] bf16 array, zeroing the
-// rows after them (so padded tiles contribute nothing to a product).
+// rows after them (so padded tiles contribute nothing to a product). bf16 sources move
+// 8 elements per 16-byte access where their layout allows (the projections' head views
+// do: 128-byte heads in 16-byte aligned rows); shared rows are 16-byte aligned (ld = d + 8).
 template <typename T>
 __device__ void load_rows(uint16_t* dst, int ld, Rows<const T> src, int rows, int padded_rows, int d) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (rows_take_vectors(src)) {
+      const int groups = d / 8;
+      for (int e = threadIdx.x; e < padded_rows * groups; e += blockDim.x) {
+        const int r = e / groups, c = e % groups * 8;
+        const uint4 word = r < rows ? *reinterpret_cast<const uint4*>(src.data + r * src.token_stride + c)
+                                    : make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(dst + r * ld + c) = word;
+      }
+      return;
+    }
+  }
   for (int e = threadIdx.x; e < padded_rows * d; e += blockDim.x) {
     const int r = e / d, c = e % d;
     dst[r * ld + c] = r < rows ? load_bits(src.data + r * src.token_stride + c) : uint16_t(0);
@@ -167,11 +193,32 @@ __device__ __forceinline__ bool visible(const uint8_t* keep_row, bool causal, in
   return !(causal && j > i) && (keep_row == nullptr || keep_row[j] != 0);
 }
 
+// 8 staged floats, times `factor`, stored at p as one 16-byte word (bf16) or two (float).
+__device__ __forceinline__ uint32_t bf16_pair(float low, float high) {  // low element first in memory
+  return uint32_t(float_to_bf16_bits(low)) | (uint32_t(float_to_bf16_bits(high)) << 16);
+}
+__device__ __forceinline__ void store_eight(uint16_t* p, const float* v, float factor) {
+  *reinterpret_cast<uint4*>(p) = make_uint4(bf16_pair(v[0] * factor, v[1] * factor), bf16_pair(v[2] * factor, v[3] * factor),
+                                            bf16_pair(v[4] * factor, v[5] * factor), bf16_pair(v[6] * factor, v[7] * factor));
+}
+__device__ __forceinline__ void store_eight(float* p, const float* v, float factor) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(v[0] * factor, v[1] * factor, v[2] * factor, v[3] * factor);
+  reinterpret_cast<float4*>(p)[1] = make_float4(v[4] * factor, v[5] * factor, v[6] * factor, v[7] * factor);
+}
+
 // Writes a warp's staged 16x16 float tile (row-major) to rows [row0, row0 + 16) and
 // columns [col0, col0 + 16) of one (b, h) output, times `factor`, skipping rows >= rows.
+// Where the output's rows allow 16-byte words, each lane writes 8 consecutive elements
+// (16 rows x 2 halves = the warp's 32 lanes), else one element at a time.
 template <typename OutT>
 __device__ void write_tile(Rows<OutT> dst, const float* staged, int row0, int col0, int rows, float factor) {
-  for (int e = threadIdx.x % kWarpSize; e < kTileElements; e += kWarpSize) {
+  const int lane = threadIdx.x % kWarpSize;
+  if (rows_take_vectors(dst)) {
+    const int r = lane / 2, c = lane % 2 * 8;
+    if (row0 + r < rows) store_eight(dst.data + (row0 + r) * dst.token_stride + col0 + c, staged + r * kTile + c, factor);
+    return;
+  }
+  for (int e = lane; e < kTileElements; e += kWarpSize) {
     const int r = row0 + e / kTile, c = col0 + e % kTile;
     if (r < rows) store_float(dst.data + r * dst.token_stride + c, staged[e] * factor);
   }
@@ -225,27 +272,50 @@ __device__ void store_tile(const Accumulator& acc, float* staging, Rows<OutT> ds
   __syncwarp();  // before the staging tile is reused
 }
 
+// What every block of either direction starts with: which (batch, head) it owns, its
+// key-mask row, its shared arrays, and Q, K, V loaded into them (no barrier yet).
+struct Block {
+  SharedLayout s;
+  int b, h, warp, lane;
+  const uint8_t* keep_row;
+  uint16_t *q, *k, *v, *probs;
+  float *scores, *staging;  // staging: this warp's 16x16 tile
+};
+
+template <typename Args>
+__device__ Block open_block(unsigned char* shared, const Args& a, bool backward) {
+  Block blk;
+  blk.s = shared_layout(a.p.query_len, a.p.key_len, a.p.head_dim, backward);
+  const SharedLayout& s = blk.s;
+  blk.b = blockIdx.x / a.p.heads, blk.h = blockIdx.x % a.p.heads;
+  blk.warp = threadIdx.x / kWarpSize, blk.lane = threadIdx.x % kWarpSize;
+  blk.keep_row = a.p.key_keep ? a.p.key_keep + int64_t(blk.b) * a.p.key_len : nullptr;
+  blk.q = reinterpret_cast<uint16_t*>(shared + s.q);
+  blk.k = reinterpret_cast<uint16_t*>(shared + s.k);
+  blk.v = reinterpret_cast<uint16_t*>(shared + s.v);
+  blk.probs = reinterpret_cast<uint16_t*>(shared + s.probs);
+  blk.scores = reinterpret_cast<float*>(shared + s.scores);
+  blk.staging = reinterpret_cast<float*>(shared + s.staging) + blk.warp * kTileElements;
+  load_rows(blk.q, s.ld_rows, rows_of(a.q, a.q_strides, blk.b, blk.h), a.p.query_len, s.lq, s.d);
+  load_rows(blk.k, s.ld_rows, rows_of(a.k, a.k_strides, blk.b, blk.h), a.p.key_len, s.lk, s.d);
+  load_rows(blk.v, s.ld_rows, rows_of(a.v, a.v_strides, blk.b, blk.h), a.p.key_len, s.lk, s.d);
+  return blk;
+}
+
 template <typename OutT>
 __global__ void __launch_bounds__(kThreads) tiles_forward_kernel(ForwardArgs a) {
   extern __shared__ __align__(128) unsigned char shared[];
-  const SharedLayout s = shared_layout(a.query_len, a.key_len, a.head_dim, false);
-  uint16_t* q = reinterpret_cast<uint16_t*>(shared + s.q);
-  uint16_t* k = reinterpret_cast<uint16_t*>(shared + s.k);
-  uint16_t* v = reinterpret_cast<uint16_t*>(shared + s.v);
-  float* scores = reinterpret_cast<float*>(shared + s.scores);
-  uint16_t* probs = reinterpret_cast<uint16_t*>(shared + s.probs);
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  float* staging = reinterpret_cast<float*>(shared + s.staging) + warp * kTileElements;
-  const int b = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
-  const uint8_t* keep_row = a.key_keep ? a.key_keep + int64_t(b) * a.key_len : nullptr;
-
   // 1. Q, K, V into shared memory.
-  load_rows(q, s.ld_rows, rows_of(a.q, a.q_strides, b, h), a.query_len, s.lq, s.d);
-  load_rows(k, s.ld_rows, rows_of(a.k, a.k_strides, b, h), a.key_len, s.lk, s.d);
-  load_rows(v, s.ld_rows, rows_of(a.v, a.v_strides, b, h), a.key_len, s.lk, s.d);
+  const Block blk = open_block(shared, a, /*backward=*/false);
+  const SharedLayout& s = blk.s;
+  const int b = blk.b, h = blk.h, warp = blk.warp, lane = blk.lane;
+  const uint8_t* keep_row = blk.keep_row;
+  const uint16_t *q = blk.q, *k = blk.k, *v = blk.v;
+  uint16_t* probs = blk.probs;
+  float *scores = blk.scores, *staging = blk.staging;
   __syncthreads();
   // 2. S = Q K^T.
-  scores_tiles(s, q, k, scores, a.causal);
+  scores_tiles(s, q, k, scores, a.p.causal);
   __syncthreads();
   // 3. The masked softmax, one warp per row; padded rows get P = 0.
   for (int r = warp; r < s.lq; r += kWarps) {
@@ -254,8 +324,8 @@ __global__ void __launch_bounds__(kThreads) tiles_forward_kernel(ForwardArgs a) 
 #pragma unroll
     for (int u = 0; u < kRowsPerLane; ++u) {
       const int j = lane + u * kWarpSize;
-      const bool seen = r < a.query_len && j < a.key_len && visible(keep_row, a.causal, r, j);
-      x[u] = seen ? scores[r * s.ld_scores + j] * a.scale : -INFINITY;
+      const bool seen = r < a.p.query_len && j < a.p.key_len && visible(keep_row, a.p.causal, r, j);
+      x[u] = seen ? scores[r * s.ld_scores + j] * a.p.scale : -INFINITY;
       row_max = fmaxf(row_max, x[u]);
     }
     row_max = warp_max(row_max);
@@ -269,8 +339,8 @@ __global__ void __launch_bounds__(kThreads) tiles_forward_kernel(ForwardArgs a) 
       const int j = lane + u * kWarpSize;
       if (j < s.lk) probs[r * s.ld_probs + j] = float_to_bf16_bits(x[u] == -INFINITY ? 0.0f : expf(x[u] - row_lse));
     }
-    if (lane == 0 && r < a.query_len)
-      a.lse[(int64_t(b) * a.heads + h) * a.query_len + r] = row_lse;
+    if (lane == 0 && r < a.p.query_len)
+      a.lse[(int64_t(b) * a.p.heads + h) * a.p.query_len + r] = row_lse;
   }
   __syncthreads();
   // 4. O = P V; causal: key tiles after the query tile hold only zero probabilities.
@@ -282,56 +352,49 @@ __global__ void __launch_bounds__(kThreads) tiles_forward_kernel(ForwardArgs a) 
     wmma::fill_fragment(acc, 0.0f);
     accumulate<wmma::row_major, wmma::row_major>(acc, probs + i * kTile * s.ld_probs, s.ld_probs, kTile,
                                                  v + j * kTile, s.ld_rows, kTile * s.ld_rows,
-                                                 a.causal ? min(tiles_k, i + 1) : tiles_k);
-    store_tile(acc, staging, out, i * kTile, j * kTile, a.query_len, 1.0f);
+                                                 a.p.causal ? min(tiles_k, i + 1) : tiles_k);
+    store_tile(acc, staging, out, i * kTile, j * kTile, a.p.query_len, 1.0f);
   }
 }
 
 template <typename OutT>
 __global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a) {
   extern __shared__ __align__(128) unsigned char shared[];
-  const SharedLayout s = shared_layout(a.query_len, a.key_len, a.head_dim, true);
-  uint16_t* q = reinterpret_cast<uint16_t*>(shared + s.q);
-  uint16_t* k = reinterpret_cast<uint16_t*>(shared + s.k);
-  uint16_t* v = reinterpret_cast<uint16_t*>(shared + s.v);
+  const Block blk = open_block(shared, a, /*backward=*/true);
+  const SharedLayout& s = blk.s;
+  const int b = blk.b, h = blk.h, warp = blk.warp, lane = blk.lane;
+  const uint8_t* keep_row = blk.keep_row;
+  const uint16_t *q = blk.q, *k = blk.k, *v = blk.v;
+  uint16_t* probs = blk.probs;
+  float *scores = blk.scores, *staging = blk.staging;  // scores: S, then P in float32
   uint16_t* grad_out = reinterpret_cast<uint16_t*>(shared + s.grad_out);
-  float* scores = reinterpret_cast<float*>(shared + s.scores);  // S, then P in float32
-  uint16_t* probs = reinterpret_cast<uint16_t*>(shared + s.probs);
   uint16_t* grad_scores = reinterpret_cast<uint16_t*>(shared + s.grad_scores);
   float* delta = reinterpret_cast<float*>(shared + s.delta);
   float* row_lse = reinterpret_cast<float*>(shared + s.row_lse);
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  float* staging = reinterpret_cast<float*>(shared + s.staging) + warp * kTileElements;
-  const int b = blockIdx.x / a.heads, h = blockIdx.x % a.heads;
-  const uint8_t* keep_row = a.key_keep ? a.key_keep + int64_t(b) * a.key_len : nullptr;
   const Rows<const OutT> dout = rows_of(static_cast<const OutT*>(a.grad_out), a.grad_out_strides, b, h);
   const Rows<const OutT> out = rows_of(static_cast<const OutT*>(a.out), a.out_strides, b, h);
-
-  load_rows(q, s.ld_rows, rows_of(a.q, a.q_strides, b, h), a.query_len, s.lq, s.d);
-  load_rows(k, s.ld_rows, rows_of(a.k, a.k_strides, b, h), a.key_len, s.lk, s.d);
-  load_rows(v, s.ld_rows, rows_of(a.v, a.v_strides, b, h), a.key_len, s.lk, s.d);
-  load_rows(grad_out, s.ld_rows, dout, a.query_len, s.lq, s.d);
+  load_rows(grad_out, s.ld_rows, dout, a.p.query_len, s.lq, s.d);
   // delta_i = dO_i . O_i (= sum_j P_ij dP_ij), in float32 from the stored values.
   for (int r = warp; r < s.lq; r += kWarps) {
     float dot = 0.0f;
-    if (r < a.query_len)
+    if (r < a.p.query_len)
       for (int c = lane; c < s.d; c += kWarpSize)
         dot += load_float(dout.data + r * dout.token_stride + c) * load_float(out.data + r * out.token_stride + c);
     dot = warp_sum(dot);
     if (lane == 0) {
       delta[r] = dot;
-      row_lse[r] = r < a.query_len ? a.lse[(int64_t(b) * a.heads + h) * a.query_len + r] : -INFINITY;
+      row_lse[r] = r < a.p.query_len ? a.lse[(int64_t(b) * a.p.heads + h) * a.p.query_len + r] : -INFINITY;
     }
   }
   __syncthreads();
-  scores_tiles(s, q, k, scores, a.causal);
+  scores_tiles(s, q, k, scores, a.p.causal);
   __syncthreads();
   // P = exp(scale * S - lse) where visible, else 0 (also for a row with lse = -inf).
   for (int e = threadIdx.x; e < s.lq * s.lk; e += kThreads) {
     const int r = e / s.lk, j = e % s.lk;
     const float lse_r = row_lse[r];
-    const bool seen = r < a.query_len && j < a.key_len && lse_r != -INFINITY && visible(keep_row, a.causal, r, j);
-    const float p = seen ? expf(scores[r * s.ld_scores + j] * a.scale - lse_r) : 0.0f;
+    const bool seen = r < a.p.query_len && j < a.p.key_len && lse_r != -INFINITY && visible(keep_row, a.p.causal, r, j);
+    const float p = seen ? expf(scores[r * s.ld_scores + j] * a.p.scale - lse_r) : 0.0f;
     scores[r * s.ld_scores + j] = p;
     probs[r * s.ld_probs + j] = float_to_bf16_bits(p);
   }
@@ -343,7 +406,7 @@ __global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a
     const int i = t / tiles_k, j = t % tiles_k;
     Accumulator acc;
     wmma::fill_fragment(acc, 0.0f);
-    if (!(a.causal && j > i))
+    if (!(a.p.causal && j > i))
       accumulate<wmma::row_major, wmma::col_major>(acc, grad_out + i * kTile * s.ld_rows, s.ld_rows, kTile,
                                                    v + j * kTile * s.ld_rows, s.ld_rows, kTile, tiles_d);
     wmma::store_matrix_sync(staging, acc, kTile, wmma::mem_row_major);
@@ -368,14 +431,14 @@ __global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a
       const int i = t / tiles_d, j = t % tiles_d;
       accumulate<wmma::row_major, wmma::row_major>(acc, grad_scores + i * kTile * s.ld_probs, s.ld_probs, kTile,
                                                    k + j * kTile, s.ld_rows, kTile * s.ld_rows,
-                                                   a.causal ? min(tiles_k, i + 1) : tiles_k);
-      store_tile(acc, staging, grad_q, i * kTile, j * kTile, a.query_len, a.scale);
+                                                   a.p.causal ? min(tiles_k, i + 1) : tiles_k);
+      store_tile(acc, staging, grad_q, i * kTile, j * kTile, a.p.query_len, a.p.scale);
       continue;
     }
     const bool is_k = t < q_tiles + kv_tiles;
     const int u = t - q_tiles - (is_k ? 0 : kv_tiles);
     const int i = u / tiles_d, j = u % tiles_d;  // key tile, head-dim tile
-    const int first = a.causal ? i : 0;          // the first query tile that sees key tile i
+    const int first = a.p.causal ? i : 0;          // the first query tile that sees key tile i
     // dK = scale dS^T Q, dV = P^T dO: the transposed tile (key, query) of dS or P is its
     // (query, key) tile read column-major.
     const uint16_t* left = is_k ? grad_scores : probs;
@@ -383,7 +446,7 @@ __global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a
     accumulate<wmma::col_major, wmma::row_major>(acc, left + first * kTile * s.ld_probs + i * kTile, s.ld_probs,
                                                  kTile * s.ld_probs, right + first * kTile * s.ld_rows + j * kTile,
                                                  s.ld_rows, kTile * s.ld_rows, max(0, tiles_q - first));
-    store_tile(acc, staging, is_k ? grad_k : grad_v, i * kTile, j * kTile, a.key_len, is_k ? a.scale : 1.0f);
+    store_tile(acc, staging, is_k ? grad_k : grad_v, i * kTile, j * kTile, a.p.key_len, is_k ? a.p.scale : 1.0f);
   }
 }
 
@@ -435,6 +498,31 @@ void require_supported(const AttentionShape& shape) {
   MMS_CUDA_REQUIRE(shape.batch * shape.heads < int64_t(1) << 31, "attention_tiles: too many (batch, head) pairs");
 }
 
+Problem problem_of(const AttentionShape& shape, const uint8_t* key_keep, bool causal, float scale) {
+  Problem p;
+  p.heads = int(shape.heads), p.query_len = int(shape.query_len), p.key_len = int(shape.key_len);
+  p.head_dim = int(shape.head_dim);
+  p.scale = scale;
+  p.causal = causal;
+  p.key_keep = key_keep;
+  return p;
+}
+
+// One block per (batch, head), with the shared memory the direction's layout needs; the
+// kernel instance writes float32 or bf16 outputs. Nothing to do for no (batch, head) or
+// no query.
+template <typename Args>
+void launch(void (*float_kernel)(Args), void (*bf16_kernel)(Args), const Args& args, const AttentionShape& shape,
+            bool backward, bool out_bf16, cudaStream_t stream) {
+  if (shape.batch * shape.heads == 0 || shape.query_len == 0) return;
+  require_supported(shape);
+  const int bytes = shared_layout(args.p.query_len, args.p.key_len, args.p.head_dim, backward).bytes;
+  void (*kernel)(Args) = out_bf16 ? bf16_kernel : float_kernel;
+  allow_shared(kernel, bytes);
+  kernel<<<unsigned(shape.batch * shape.heads), kThreads, bytes, stream>>>(args);
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
 }  // namespace
 
 bool attention_tiles_supported(int64_t query_len, int64_t key_len, int64_t head_dim) {
@@ -449,29 +537,13 @@ void attention_tiles_forward(const uint16_t* q, HeadStrides q_strides, const uin
                              const uint16_t* v, HeadStrides v_strides, const uint8_t* key_keep, bool causal,
                              float scale, void* out, HeadStrides out_strides, bool out_bf16, float* lse,
                              const AttentionShape& shape, cudaStream_t stream) {
-  if (shape.batch * shape.heads == 0 || shape.query_len == 0) return;
-  require_supported(shape);
   ForwardArgs args;
+  args.p = problem_of(shape, key_keep, causal, scale);
   args.q = q, args.k = k, args.v = v;
   args.q_strides = q_strides, args.k_strides = k_strides, args.v_strides = v_strides;
-  args.out_strides = out_strides;
-  args.key_keep = key_keep;
-  args.out = out;
+  args.out = out, args.out_strides = out_strides;
   args.lse = lse;
-  args.scale = scale;
-  args.causal = causal;
-  args.heads = int(shape.heads), args.query_len = int(shape.query_len), args.key_len = int(shape.key_len);
-  args.head_dim = int(shape.head_dim);
-  const int bytes = shared_layout(args.query_len, args.key_len, args.head_dim, false).bytes;
-  const unsigned blocks = unsigned(shape.batch * shape.heads);
-  if (out_bf16) {
-    allow_shared(tiles_forward_kernel<uint16_t>, bytes);
-    tiles_forward_kernel<uint16_t><<<blocks, kThreads, bytes, stream>>>(args);
-  } else {
-    allow_shared(tiles_forward_kernel<float>, bytes);
-    tiles_forward_kernel<float><<<blocks, kThreads, bytes, stream>>>(args);
-  }
-  MMS_CUDA_LAUNCH_CHECK();
+  launch(tiles_forward_kernel<float>, tiles_forward_kernel<uint16_t>, args, shape, false, out_bf16, stream);
 }
 
 void attention_tiles_backward(const void* grad_out, HeadStrides grad_out_strides, const void* out,
@@ -481,31 +553,16 @@ void attention_tiles_backward(const void* grad_out, HeadStrides grad_out_strides
                               HeadStrides grad_q_strides, void* grad_k, HeadStrides grad_k_strides, void* grad_v,
                               HeadStrides grad_v_strides, bool out_bf16, const AttentionShape& shape,
                               cudaStream_t stream) {
-  if (shape.batch * shape.heads == 0 || shape.query_len == 0) return;
-  require_supported(shape);
   BackwardArgs args;
-  args.grad_out = grad_out, args.out = out;
+  args.p = problem_of(shape, key_keep, causal, scale);
+  args.grad_out = grad_out, args.grad_out_strides = grad_out_strides;
+  args.out = out, args.out_strides = out_strides;
   args.q = q, args.k = k, args.v = v;
-  args.grad_out_strides = grad_out_strides, args.out_strides = out_strides;
   args.q_strides = q_strides, args.k_strides = k_strides, args.v_strides = v_strides;
-  args.grad_q_strides = grad_q_strides, args.grad_k_strides = grad_k_strides, args.grad_v_strides = grad_v_strides;
   args.lse = lse;
-  args.key_keep = key_keep;
   args.grad_q = grad_q, args.grad_k = grad_k, args.grad_v = grad_v;
-  args.scale = scale;
-  args.causal = causal;
-  args.heads = int(shape.heads), args.query_len = int(shape.query_len), args.key_len = int(shape.key_len);
-  args.head_dim = int(shape.head_dim);
-  const int bytes = shared_layout(args.query_len, args.key_len, args.head_dim, true).bytes;
-  const unsigned blocks = unsigned(shape.batch * shape.heads);
-  if (out_bf16) {
-    allow_shared(tiles_backward_kernel<uint16_t>, bytes);
-    tiles_backward_kernel<uint16_t><<<blocks, kThreads, bytes, stream>>>(args);
-  } else {
-    allow_shared(tiles_backward_kernel<float>, bytes);
-    tiles_backward_kernel<float><<<blocks, kThreads, bytes, stream>>>(args);
-  }
-  MMS_CUDA_LAUNCH_CHECK();
+  args.grad_q_strides = grad_q_strides, args.grad_k_strides = grad_k_strides, args.grad_v_strides = grad_v_strides;
+  launch(tiles_backward_kernel<float>, tiles_backward_kernel<uint16_t>, args, shape, true, out_bf16, stream);
 }
 
 }  // namespace mms::cuda

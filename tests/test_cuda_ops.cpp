@@ -747,6 +747,22 @@ TEST_CASE("cuda: tensor-core attention tiles, forward and backward, against floa
     const auto contiguous = ops::attention(q.contiguous(), k.contiguous(), v.contiguous(), gpu(keep), true, scale,
                                            DType::BFloat16);
     CHECK(relative_error(contiguous.out, out) == 0.0);
+    // q and the output gradient starting 2 bytes into their buffers: the kernel's one-element
+    // loads instead of 16-byte words, the same values
+    auto shifted = [&](const Tensor& t) {  // t's values as a head view of [B, L, H, D] memory at offset 1
+      Tensor buffer = gpu(zeros({B * L * H * D + 1}, DType::BFloat16));
+      Tensor memory = ops::reshape(ops::narrow(buffer, 0, 1, B * L * H * D), {B, L, H, D});
+      ops::copy_(memory, ops::transpose(t, 1, 2));
+      return ops::transpose(memory, 1, 2);
+    };
+    const Tensor q_shifted = shifted(q), g_shifted = shifted(g);
+    REQUIRE(reinterpret_cast<uintptr_t>(q_shifted.raw_data()) % 16 != 0);
+    const auto unaligned = ops::attention(q_shifted, k, v, gpu(keep), true, scale, DType::BFloat16);
+    CHECK(relative_error(unaligned.out, out) == 0.0);
+    const auto unaligned_grads = ops::attention_backward(g_shifted, q_shifted, k, v, unaligned.out, unaligned.lse,
+                                                         gpu(keep), true, scale, DType::BFloat16);
+    CHECK(relative_error(unaligned_grads.grad_q, gq) == 0.0);
+    CHECK(relative_error(unaligned_grads.grad_k, gk) == 0.0);
   }
   // Sizes the tiles do not take go to the GEMM path (same function), and say so.
   CHECK_FALSE(cuda::attention_tiles_supported(129, 129, 64));

@@ -271,22 +271,38 @@ cuda::HeadStrides head_strides(const char* op, const char* name, const Tensor& t
 
 const uint16_t* bf16_bits(const Tensor& t) { return static_cast<const uint16_t*>(t.raw_data()); }
 
-// q, k, v as the tile kernels take them: bf16 [B, H, L, D] views with agreeing sizes.
-cuda::AttentionShape tiles_shape(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+// What both directions of the tiles check and pass: q, k, v as bf16 [B, H, L, D] views
+// with agreeing sizes the device takes, out (whose dtype, float32 or bf16, the output
+// gradient and the gradients share), lse [B, H, Lq] float32 and the key mask as bytes.
+struct TilesOperands {
+  cuda::AttentionShape shape;
+  cuda::HeadStrides q, k, v, out;
+  bool out_bf16 = false;
+  Tensor keep;
+  const uint8_t* keep_data() const { return keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr; }
+};
+
+TilesOperands tiles_operands(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                             const Tensor& lse, const Tensor& key_keep) {
   MMS_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": expected q, k, v as [B, H, L, D], got ",
             shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  const cuda::AttentionShape shape{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
-  MMS_CHECK(cuda::attention_tiles_supported(shape.query_len, shape.key_len, shape.head_dim), op,
+  TilesOperands t;
+  t.shape = {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  MMS_CHECK(cuda::attention_tiles_supported(t.shape.query_len, t.shape.key_len, t.shape.head_dim), op,
             ": the tensor-core tiles take lengths 1..128 and head_dim a multiple of 16 up to 128 on sm_80+ "
             "cards; got q ", shape_str(q.shape()), ", k ", shape_str(k.shape()));
-  return shape;
-}
-
-// The output dtype shared by out, grad_out and the gradients: float32 or bf16.
-bool output_is_bf16(const char* op, const Tensor& out) {
+  t.q = head_strides(op, "q", q, q.shape(), DType::BFloat16);
+  t.k = head_strides(op, "k", k, k.shape(), DType::BFloat16);
+  t.v = head_strides(op, "v", v, k.shape(), DType::BFloat16);
   MMS_CHECK(out.dtype() == DType::Float32 || out.dtype() == DType::BFloat16, op,
             ": out and the gradients must be float32 or bfloat16, got ", dtype_name(out.dtype()));
-  return out.dtype() == DType::BFloat16;
+  t.out_bf16 = out.dtype() == DType::BFloat16;
+  t.out = head_strides(op, "out", out, q.shape(), out.dtype());
+  check_f32(op, "lse", lse);
+  check_contiguous(op, "lse", lse);
+  check_shape(op, "lse", lse, {t.shape.batch, t.shape.heads, t.shape.query_len});
+  t.keep = key_keep_bytes(op, key_keep, t.shape.batch, t.shape.key_len);
+  return t;
 }
 }  // namespace
 
@@ -296,20 +312,9 @@ bool CudaBackend::attention_tiles_supported(int64_t query_len, int64_t key_len, 
 
 void CudaBackend::attention_tiles(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
                                   bool causal, double scale, Tensor& out, Tensor& lse) {
-  const char* op = "attention_tiles";
-  const cuda::AttentionShape shape = tiles_shape(op, q, k, v);
-  const cuda::HeadStrides qs = head_strides(op, "q", q, q.shape(), DType::BFloat16);
-  const cuda::HeadStrides ks = head_strides(op, "k", k, k.shape(), DType::BFloat16);
-  const cuda::HeadStrides vs = head_strides(op, "v", v, k.shape(), DType::BFloat16);
-  const bool out_bf16 = output_is_bf16(op, out);
-  const cuda::HeadStrides os = head_strides(op, "out", out, q.shape(), out.dtype());
-  check_f32(op, "lse", lse);
-  check_contiguous(op, "lse", lse);
-  check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
-  const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
-  cuda::attention_tiles_forward(bf16_bits(q), qs, bf16_bits(k), ks, bf16_bits(v), vs,
-                                keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr, causal,
-                                float(scale), out.raw_data(), os, out_bf16, mf(lse), shape, cuda::stream());
+  const TilesOperands t = tiles_operands("attention_tiles", q, k, v, out, lse, key_keep);
+  cuda::attention_tiles_forward(bf16_bits(q), t.q, bf16_bits(k), t.k, bf16_bits(v), t.v, t.keep_data(), causal,
+                                float(scale), out.raw_data(), t.out, t.out_bf16, mf(lse), t.shape, cuda::stream());
 }
 
 void CudaBackend::attention_tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
@@ -317,26 +322,16 @@ void CudaBackend::attention_tiles_backward(const Tensor& grad_out, const Tensor&
                                            const Tensor& key_keep, bool causal, double scale, Tensor& grad_q,
                                            Tensor& grad_k, Tensor& grad_v) {
   const char* op = "attention_tiles_backward";
-  const cuda::AttentionShape shape = tiles_shape(op, q, k, v);
-  const cuda::HeadStrides qs = head_strides(op, "q", q, q.shape(), DType::BFloat16);
-  const cuda::HeadStrides ks = head_strides(op, "k", k, k.shape(), DType::BFloat16);
-  const cuda::HeadStrides vs = head_strides(op, "v", v, k.shape(), DType::BFloat16);
-  const bool out_bf16 = output_is_bf16(op, out);
+  const TilesOperands t = tiles_operands(op, q, k, v, out, lse, key_keep);
   const DType dtype = out.dtype();
-  const cuda::HeadStrides os = head_strides(op, "out", out, q.shape(), dtype);
   const cuda::HeadStrides gos = head_strides(op, "grad_out", grad_out, q.shape(), dtype);
   const cuda::HeadStrides gqs = head_strides(op, "grad_q", grad_q, q.shape(), dtype);
   const cuda::HeadStrides gks = head_strides(op, "grad_k", grad_k, k.shape(), dtype);
   const cuda::HeadStrides gvs = head_strides(op, "grad_v", grad_v, k.shape(), dtype);
-  check_f32(op, "lse", lse);
-  check_contiguous(op, "lse", lse);
-  check_shape(op, "lse", lse, {shape.batch, shape.heads, shape.query_len});
-  const Tensor keep = key_keep_bytes(op, key_keep, shape.batch, shape.key_len);
-  cuda::attention_tiles_backward(grad_out.raw_data(), gos, out.raw_data(), os, bf16_bits(q), qs, bf16_bits(k), ks,
-                                 bf16_bits(v), vs, cf(lse),
-                                 keep.defined() ? static_cast<const uint8_t*>(keep.raw_data()) : nullptr, causal,
-                                 float(scale), grad_q.raw_data(), gqs, grad_k.raw_data(), gks, grad_v.raw_data(), gvs,
-                                 out_bf16, shape, cuda::stream());
+  cuda::attention_tiles_backward(grad_out.raw_data(), gos, out.raw_data(), t.out, bf16_bits(q), t.q, bf16_bits(k),
+                                 t.k, bf16_bits(v), t.v, cf(lse), t.keep_data(), causal, float(scale),
+                                 grad_q.raw_data(), gqs, grad_k.raw_data(), gks, grad_v.raw_data(), gvs, t.out_bf16,
+                                 t.shape, cuda::stream());
 }
 
 }  // namespace mms
