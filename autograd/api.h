@@ -131,5 +131,11 @@ Tensor repeat_interleave(const Tensor& x, int64_t repeats, int64_t dim);
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_keep = Tensor(), bool causal = false,
                                     std::optional<double> scale = std::nullopt);
+// Self-attention over a packed projection qkv [B, L, 3 * heads * Dh] (q, k, v side by
+// side, as one linear with the three weights stacked makes them) -> the heads' outputs
+// merged, [B, L, heads * Dh]. The same values as splitting qkv into heads and calling
+// scaled_dot_product_attention; its backward writes the one packed gradient.
+Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key_keep = Tensor(),
+                             bool causal = false, std::optional<double> scale = std::nullopt);
 
 }  // namespace mms

@@ -56,4 +56,47 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                 });
 }
 
+// Self-attention over one packed projection: qkv [B, L, 3 * H * Dh], q, k and v side by
+// side as one linear with a [3D, D] weight makes them. The heads are views of it
+// ([B, L, 3, H, Dh] memory), so the projection is one GEMM forward and one input-gradient
+// GEMM backward (three GEMMs and two [B, L, D] gradient sums before), and the backward
+// writes the three gradients into one packed tensor: in place with the tensor-core tiles,
+// which also read the views where they lie and write an output whose head merge is a
+// view; the other paths gather each head view once (kept for the backward) and copy
+// their gradients in. Under autocast a float32 qkv is cast once, whole.
+Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key_keep, bool causal,
+                             std::optional<double> scale) {
+  MMS_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,
+            "packed_self_attention: qkv must be [batch, length, 3 * heads * head_dim] with ", heads,
+            " heads, got ", shape_str(qkv.shape()));
+  const int64_t batch = qkv.size(0), length = qkv.size(1), width = qkv.size(2) / 3, head_dim = width / heads;
+  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const std::optional<DType> autocast = autocast_dtype();
+  const bool mixed = autocast && qkv.dtype() == DType::Float32 && ops::attention_takes_bf16(qkv.device(), length);
+  const Tensor packed = ops::reshape(mixed ? ops::cast(qkv, *autocast) : qkv.contiguous(),
+                                     {batch, length, 3, heads, head_dim});
+  auto head_view = [&](const Tensor& five_dims, int64_t which) {  // [B, H, L, Dh] view of part `which`
+    return ops::transpose(ops::select(five_dims, 2, which), 1, 2);
+  };
+  Tensor q = head_view(packed, 0), k = head_view(packed, 1), v = head_view(packed, 2);
+  if (!ops::attention_uses_tiles(q, k)) q = q.contiguous(), k = k.contiguous(), v = v.contiguous();
+  // bf16 qkv (autocast's bf16 projection) gives a bf16 output and takes bf16 gradients.
+  const std::optional<DType> bf16_if_packed =
+      qkv.dtype() == DType::BFloat16 ? std::optional(DType::BFloat16) : std::nullopt;
+  ops::AttentionResult r = ops::attention(q, k, v, key_keep, causal, s, bf16_if_packed);
+  const Tensor merged = ops::reshape(ops::transpose(r.out, 1, 2).contiguous(), {batch, length, width});
+  const Tensor qs = saved(q), ks = saved(k), vs = saved(v);
+  const Tensor os = ops::attention_uses_gemm(q, k) ? Tensor() : saved(r.out);  // only the fused paths read it
+  const Tensor lse = r.lse, mask = key_keep;
+  const DType grad_dtype = qkv.dtype();
+  return record("packed_self_attention", merged, {qkv},
+                [=](const Tensor& g, const std::vector<bool>&) {
+                  const Tensor g_heads = ops::transpose(ops::reshape(g, {batch, length, heads, head_dim}), 1, 2);
+                  Tensor grad = empty({batch, length, 3, heads, head_dim}, grad_dtype, g.device());
+                  Tensor grad_q = head_view(grad, 0), grad_k = head_view(grad, 1), grad_v = head_view(grad, 2);
+                  ops::attention_backward_into(g_heads, qs, ks, vs, os, lse, mask, causal, s, grad_q, grad_k, grad_v);
+                  return std::vector<Tensor>{ops::reshape(grad, {batch, length, 3 * width})};
+                });
+}
+
 }  // namespace mms

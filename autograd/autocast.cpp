@@ -12,7 +12,6 @@ namespace mms {
 
 namespace {
 thread_local std::optional<DType> autocast_setting;
-thread_local SharedAutocastOperand* shared_operand = nullptr;  // innermost scope
 }  // namespace
 
 std::optional<DType> autocast_dtype() { return autocast_setting; }
@@ -44,20 +43,8 @@ AutocastGuard::AutocastGuard(std::optional<DType> dtype) : previous_(autocast_se
 
 AutocastGuard::~AutocastGuard() { autocast_setting = previous_; }
 
-SharedAutocastOperand::SharedAutocastOperand(const Tensor& x) : source_(x), previous_(shared_operand) {
-  shared_operand = this;
-}
-
-SharedAutocastOperand::~SharedAutocastOperand() { shared_operand = previous_; }
-
 Tensor autocast_operand(const Tensor& t) {
-  if (t.dtype() == DType::BFloat16) return t;
-  for (SharedAutocastOperand* scope = shared_operand; scope != nullptr; scope = scope->previous_) {
-    if (scope->source_.impl_ptr() != t.impl_ptr()) continue;
-    if (!scope->cast_.defined()) scope->cast_ = ops::cast(t, DType::BFloat16);
-    return scope->cast_;
-  }
-  return ops::cast(t, DType::BFloat16);
+  return t.dtype() == DType::BFloat16 ? t : ops::cast(t, DType::BFloat16);
 }
 
 }  // namespace mms

@@ -53,29 +53,7 @@ class AutocastGuard {
   std::optional<DType> previous_;
 };
 
-// One bf16 copy of `x` for every autocast GEMM that reads it while this scope lives.
-// Attention's q, k and v projections read the same normalised activations; without the
-// scope each would cast them and save its own bf16 copy for the backward (two casts and
-// two copies of [tokens, width] too many per layer). Keyed by the tensor itself, so any
-// other operand is cast as usual; no effect when autocast is off. Scopes nest and must
-// end in reverse order of creation (plain block scope does that). The copy is made at
-// the first read: modifying x in place inside the scope after that would not reach it.
-class SharedAutocastOperand {
- public:
-  explicit SharedAutocastOperand(const Tensor& x);
-  ~SharedAutocastOperand();
-  SharedAutocastOperand(const SharedAutocastOperand&) = delete;
-  SharedAutocastOperand& operator=(const SharedAutocastOperand&) = delete;
-
- private:
-  friend Tensor autocast_operand(const Tensor& t);
-  Tensor source_;                     // held, so its identity cannot be reused meanwhile
-  Tensor cast_;                       // made on first use
-  SharedAutocastOperand* previous_;
-};
-
-// t as an autocast GEMM operand: t itself when already bfloat16, the shared copy when t
-// is an enclosing SharedAutocastOperand's tensor, else a fresh bf16 cast.
+// t as an autocast GEMM operand: t itself when already bfloat16, else a bf16 cast.
 Tensor autocast_operand(const Tensor& t);
 
 // Whether linears asked for bf16 outputs (AutocastOutput::BFloat16) return them: on

@@ -30,7 +30,6 @@ bool mixed_gemm(const Tensor& a, const Tensor& b) {
   return autocast_dtype() == DType::BFloat16 && castable_to_bf16(a) && castable_to_bf16(b);
 }
 
-// Shared when an enclosing SharedAutocastOperand holds t (autograd/autocast.h).
 Tensor to_bf16(const Tensor& t) { return autocast_operand(t); }
 
 // A gradient in its input's dtype (the mixed GEMMs produce float32).

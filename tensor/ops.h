@@ -169,6 +169,12 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& key_keep, bool causal, double scale,
                                   std::optional<DType> grads_dtype = std::nullopt);
+// The same gradients written into given [B, H, L, D] tensors of one dtype (which asks
+// for it as grads_dtype does), e.g. views of one packed q/k/v gradient: the tiles write
+// them in place, the other paths compute them and copy them in.
+void attention_backward_into(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
+                             double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v);
 
 // ---- checks shared by the dispatch files (and by autograd's versions) ----------
 // stack: every tensor has tensor 0's shape; returns dim wrapped for the stacked rank.

@@ -315,37 +315,6 @@ TEST_CASE("autocast leaves everything else alone: no guard, float64, vectors") {
   CHECK_WITHIN(matmul(a, v), ops::matmul(rounded(a), rounded(v)), kSameInputsTolerance, "matrix @ vector");
 }
 
-TEST_CASE("autocast: a shared operand is cast once for the GEMMs that read it, with identical results") {
-  uint64_t seed = 640;
-  const Tensor x0 = random_f32({2, 6, 16}, ++seed);
-  const Tensor w1 = random_f32({8, 16}, ++seed), w2 = random_f32({5, 16}, ++seed);
-  const Tensor up1 = random_f32({2, 6, 8}, ++seed), up2 = random_f32({2, 6, 5}, ++seed);
-  std::vector<float> results[2][3];
-  for (int shared = 0; shared < 2; ++shared) {
-    Tensor x = x0.clone().set_requires_grad(), a = w1.clone().set_requires_grad(), b = w2.clone().set_requires_grad();
-    AutocastGuard autocast(DType::BFloat16);
-    Tensor y1, y2;
-    {
-      std::optional<SharedAutocastOperand> scope;
-      if (shared) scope.emplace(x);
-      y1 = linear(x, a);
-      y2 = linear(x, b);
-      if (shared) {
-        // one copy: both reads of x inside the scope see the same bf16 storage
-        CHECK(autocast_operand(x).raw_data() == autocast_operand(x).raw_data());
-        CHECK(autocast_operand(x).dtype() == DType::BFloat16);
-        CHECK(autocast_operand(a).raw_data() != autocast_operand(a).raw_data());  // others: fresh casts
-      }
-    }
-    CHECK(autocast_operand(x).raw_data() != autocast_operand(x).raw_data());  // the scope has ended
-    (sum(mul(y1, up1)) + sum(mul(y2, up2))).backward();
-    results[shared][0] = concat_values({y1, y2});
-    results[shared][1] = x.grad().to_vector<float>();
-    results[shared][2] = concat_values({a.grad(), b.grad()});
-  }
-  for (int i = 0; i < 3; ++i) CHECK(results[1][i] == results[0][i]);  // bit-identical
-}
-
 namespace {
 struct AttentionRun {
   Tensor out, grad_q, grad_k, grad_v;

@@ -217,6 +217,35 @@ TEST_CASE("scaled-dot-product attention with causal and key-padding masks") {
   }
 }
 
+TEST_CASE("packed self-attention: gradcheck, and the same values as attention over the split heads") {
+  for (ops::AttentionPath path : {ops::AttentionPath::Fused, ops::AttentionPath::Gemm}) {
+    ops::AttentionPathGuard scope(path);
+    INFO("attention path " << static_cast<int>(path));
+    const int64_t B = 2, L = 5, H = 2, Dh = 3;
+    Tensor qkv = leaf({B, L, 3 * H * Dh});
+    Tensor keep = from_vector<bool>({true, true, true, true, true, true, false, true, true, false}, {B, L});
+    expect_gradcheck([keep](auto& x) { return packed_self_attention(x[0], H, keep, true); }, {qkv});
+    expect_gradcheck([](auto& x) { return packed_self_attention(x[0], H); }, {qkv});
+    // against splitting qkv into [B, H, L, Dh] heads by hand: output and gradient
+    Tensor upstream = randn({B, L, H * Dh}, 77, 0, DType::Float64);
+    Tensor packed_in = qkv.detach().set_requires_grad();
+    Tensor packed_out = packed_self_attention(packed_in, H, keep, true);
+    packed_out.backward(upstream);
+    Tensor split_in = qkv.detach().set_requires_grad();
+    std::vector<Tensor> parts = chunk(split_in, 3, 2);
+    auto heads = [&](const Tensor& t) { return transpose(reshape(t, {B, L, H, Dh}), 1, 2); };
+    Tensor attended = scaled_dot_product_attention(heads(parts[0]), heads(parts[1]), heads(parts[2]), keep, true);
+    Tensor split_out = reshape(contiguous(transpose(attended, 1, 2)), {B, L, H * Dh});
+    split_out.backward(upstream);
+    const std::vector<double> got = packed_out.to_vector<double>(), want = split_out.to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-12));
+    const std::vector<double> grad_got = packed_in.grad().to_vector<double>();
+    const std::vector<double> grad_want = split_in.grad().to_vector<double>();
+    for (size_t i = 0; i < grad_got.size(); ++i) CHECK(grad_got[i] == doctest::Approx(grad_want[i]).epsilon(1e-12));
+  }
+  CHECK_THROWS_AS(packed_self_attention(leaf({2, 5, 10}), 2), Error);  // 10 is not 3 * heads * Dh
+}
+
 TEST_CASE("autograd engine: accumulation, retain_graph, detach, no_grad, errors") {
   Tensor x = leaf({3});
   Tensor y = sum(x * x);

@@ -159,6 +159,19 @@ Tensor empty_heads_last(const Shape& shape, DType dtype, Device device) {
 // A tile operand: the view itself when its last dim is contiguous, else a copy.
 Tensor tiles_operand(const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1 ? t : t.contiguous(); }
 
+// The tiles' backward into grads (views the kernel writes through their strides).
+void tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                    const Tensor& lse, const Tensor& key_keep, bool causal, double scale, AttentionGrads& grads) {
+  MMS_CHECK(out.defined(), "attention backward: the tiles need the forward's output; keep the attention path "
+                           "fixed between forward and backward");
+  MMS_CHECK(out.dtype() == grads.grad_q.dtype(), "attention backward: the tiles write gradients in the output's "
+            "dtype (", dtype_name(out.dtype()), "), not ", dtype_name(grads.grad_q.dtype()));
+  const Tensor dout = tiles_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()));
+  backend_for(q.device()).attention_tiles_backward(dout, tiles_operand(q), tiles_operand(k), tiles_operand(v),
+                                                   tiles_operand(out), lse, attention_key_mask(key_keep), causal,
+                                                   scale, grads.grad_q, grads.grad_k, grads.grad_v);
+}
+
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
   // float32 or float64, or bfloat16 operands (the mixed form)
   if (q.dtype() != DType::BFloat16) check_floating("attention", q);
@@ -231,17 +244,10 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
   const DType grad_dtype =
       requested_dtype("attention backward: gradients", q, k, cudnn ? q.dtype() : dtype, grads_dtype);
   if (use_tiles(q, k)) {
-    MMS_CHECK(out.defined(), "attention backward: the tiles need the forward's output; keep the attention path "
-                             "fixed between forward and backward");
-    MMS_CHECK(out.dtype() == grad_dtype, "attention backward: the tiles write gradients in the output's dtype (",
-              dtype_name(out.dtype()), "), not ", dtype_name(grad_dtype));
     grads.grad_q = empty_heads_last(q.shape(), grad_dtype, q.device());
     grads.grad_k = empty_heads_last(k.shape(), grad_dtype, k.device());
     grads.grad_v = empty_heads_last(v.shape(), grad_dtype, v.device());
-    const Tensor dout = tiles_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()));
-    backend_for(q.device()).attention_tiles_backward(dout, tiles_operand(q), tiles_operand(k), tiles_operand(v),
-                                                     tiles_operand(out), lse, attention_key_mask(key_keep), causal,
-                                                     scale, grads.grad_q, grads.grad_k, grads.grad_v);
+    tiles_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, grads);
     return grads;
   }
   grads.grad_q = empty(q.shape(), grad_dtype, q.device());
@@ -280,6 +286,30 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     fill_(grads.grad_v, 0.0);
   }
   return grads;
+}
+
+void attention_backward_into(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
+                             double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
+  const DType dtype = grad_q.dtype();
+  MMS_CHECK(grad_k.dtype() == dtype && grad_v.dtype() == dtype && grad_q.shape() == q.shape() &&
+                grad_k.shape() == k.shape() && grad_v.shape() == v.shape(),
+            "attention_backward_into: gradients ", shape_str(grad_q.shape()), ", ", shape_str(grad_k.shape()), ", ",
+            shape_str(grad_v.shape()), " must match q, k, v and share one dtype");
+  if (use_tiles(q, k)) {
+    check_attention(q, k, v, key_keep);
+    requested_dtype("attention backward: gradients", q, k, result_dtype(q), dtype);
+    AttentionGrads into{grad_q, grad_k, grad_v};
+    tiles_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, into);
+    return;
+  }
+  // The GEMM path writes bf16 gradients itself when asked; otherwise copy_ converts.
+  const bool bf16_written = dtype == DType::BFloat16 && q.dtype() == DType::BFloat16 && use_gemm_path(q, k);
+  const AttentionGrads grads = attention_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale,
+                                                  bf16_written ? std::optional(dtype) : std::nullopt);
+  copy_(grad_q, grads.grad_q);
+  copy_(grad_k, grads.grad_k);
+  copy_(grad_v, grads.grad_v);
 }
 
 }  // namespace mms::ops
