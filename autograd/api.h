@@ -110,7 +110,11 @@ Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bia
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 // Over the last dim; eps inside the sqrt; biased variance; weight/bias optional.
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// AutocastOutput::BFloat16: under autocast (with bf16 activations on), a float32 x gives
+// a bf16 output -- for a consumer that is a linear, which would cast it anyway -- with
+// float32 statistics, and takes its gradient as bf16.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5,
+                  AutocastOutput output = AutocastOutput::Float32);
 // x / max(||x||_2, eps) along dim (as torch.nn.functional.normalize).
 Tensor normalize(const Tensor& x, int64_t dim = -1, double eps = 1e-12);
 

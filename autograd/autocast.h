@@ -17,12 +17,14 @@
 //
 // bf16 activations: a linear asked for it (AutocastOutput::BFloat16, autograd/api.h)
 // returns bf16 instead of float32 -- the MLP's up-projection, whose activation then runs
-// on bf16 (float32 math, one rounding), and attention's q/k/v projections where
-// attention takes bf16 operands, whose attention output is then bf16 too. Their
-// gradients stay bf16 between those ops. Everything else (layer norm, the residual
-// stream, the fused float32 attention kernel, losses, AdamW) runs in float32, as in
-// torch.autocast(dtype=torch.bfloat16). A GEMM recorded under the guard keeps its mixed
-// backward when backward() runs after the guard has ended.
+// on bf16 (float32 math, one rounding), and attention's packed q/k/v projection where
+// attention takes bf16 operands, whose attention output is then bf16 too. A layer norm
+// asked for it writes its output as bf16 for the linear that reads it (float32
+// statistics). Their gradients stay bf16 between those ops. Everything else (the
+// residual stream, the statistics, the fused float32 attention kernel, losses, AdamW)
+// runs in float32. (torch.autocast keeps layer norm outputs float32 and casts them
+// for the next GEMM; the values that GEMM sees are the same.) A GEMM recorded under the
+// guard keeps its mixed backward when backward() runs after the guard has ended.
 //
 // The switch is thread-local (like grad mode) and off by default; float64 operands are
 // never cast (gradcheck stays float64). Expected error: bf16 keeps 8 bits of mantissa,

@@ -1,5 +1,6 @@
 // softmax, log_softmax, layer_norm and L2 normalisation with fused backward passes.
 #include "autograd/api.h"
+#include "autograd/autocast.h"
 
 namespace mms {
 
@@ -24,8 +25,11 @@ Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_node(x, dim, t
 //   dxhat = g * w
 //   dx    = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 //   dw    = sum over rows of g * xhat,   db = sum over rows of g
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  ops::LayerNormResult r = ops::layer_norm(x, weight, bias, eps);
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, AutocastOutput output) {
+  const bool bf16_output = output == AutocastOutput::BFloat16 && autocast_dtype() == DType::BFloat16 &&
+                           x.dtype() == DType::Float32 && bf16_activations_enabled();
+  ops::LayerNormResult r =
+      ops::layer_norm(x, weight, bias, eps, bf16_output ? std::optional(DType::BFloat16) : std::nullopt);
   Tensor xs = saved(x), ws = saved(weight), mean = r.mean, rstd = r.rstd;
   const bool has_weight = weight.defined(), has_bias = bias.defined();
   return record("layer_norm", r.y, {x, weight, bias},

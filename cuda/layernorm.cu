@@ -12,6 +12,11 @@
 // Floor: memory bound. Forward reads x (3 passes, 2 from cache) and writes y: ~8 bytes per
 // element from HBM; [12800, 768] is 39 MB, ~13 us at 3 TB/s. Backward reads g and x and
 // writes grad_x (12 bytes per element) plus the column pass.
+//
+// bf16 activations (autocast): y may be written as bf16 (rounded once from the float32
+// value) for a GEMM that reads bf16 anyway, and grad_y read as bf16 (what that GEMM's
+// input gradient is): 6 bytes per element forward and 10 backward. Statistics, x and the
+// gradients of x and the parameters stay float32.
 #include <cmath>
 
 #include "cuda/check.h"
@@ -25,8 +30,15 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;
 
+// y and grad_y as float32 or as bf16 bits.
+__device__ __forceinline__ void store_value(float* p, float value) { *p = value; }
+__device__ __forceinline__ void store_value(uint16_t* p, float value) { *p = float_to_bf16_bits(value); }
+__device__ __forceinline__ float load_value(const float* p) { return *p; }
+__device__ __forceinline__ float load_value(const uint16_t* p) { return bf16_bits_to_float(*p); }
+
+template <typename OutT>
 __global__ void layer_norm_forward_warp_kernel(const float* __restrict__ x, const float* __restrict__ weight,
-                                               const float* __restrict__ bias, float* __restrict__ y,
+                                               const float* __restrict__ bias, OutT* __restrict__ y,
                                                float* __restrict__ mean_out, float* __restrict__ rstd_out,
                                                int64_t rows, int64_t cols, float eps) {
   const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.x / kWarpSize;
@@ -42,12 +54,12 @@ __global__ void layer_norm_forward_warp_kernel(const float* __restrict__ x, cons
     squares += d * d;
   }
   const float rstd = 1.0f / sqrtf(warp_sum(squares) / float(cols) + eps);
-  float* y_row = y + row * cols;
+  OutT* y_row = y + row * cols;
   for (int64_t c = lane; c < cols; c += kWarpSize) {
     float value = (x_row[c] - mean) * rstd;
     if (weight) value *= weight[c];
     if (bias) value += bias[c];
-    y_row[c] = value;
+    store_value(y_row + c, value);
   }
   if (lane == 0) {
     mean_out[row] = mean;
@@ -78,20 +90,21 @@ __global__ void layer_norm_forward_thread_kernel(const float* __restrict__ x, co
   rstd_out[row] = rstd;
 }
 
-__global__ void layer_norm_backward_input_kernel(const float* __restrict__ grad_y, const float* __restrict__ x,
+template <typename GradT>
+__global__ void layer_norm_backward_input_kernel(const GradT* __restrict__ grad_y, const float* __restrict__ x,
                                                  const float* __restrict__ weight, const float* __restrict__ mean,
                                                  const float* __restrict__ rstd, float* __restrict__ grad_x,
                                                  int64_t rows, int64_t cols) {
   const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;
-  const float* g = grad_y + row * cols;
+  const GradT* g = grad_y + row * cols;
   const float* x_row = x + row * cols;
   const float row_mean = mean[row], row_rstd = rstd[row];
   float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
   for (int64_t c = lane; c < cols; c += kWarpSize) {
     const float xhat = (x_row[c] - row_mean) * row_rstd;
-    const float dxhat = weight ? g[c] * weight[c] : g[c];
+    const float dxhat = weight ? load_value(g + c) * weight[c] : load_value(g + c);
     sum_dxhat += dxhat;
     sum_dxhat_xhat += dxhat * xhat;
   }
@@ -100,7 +113,7 @@ __global__ void layer_norm_backward_input_kernel(const float* __restrict__ grad_
   float* gx = grad_x + row * cols;
   for (int64_t c = lane; c < cols; c += kWarpSize) {
     const float xhat = (x_row[c] - row_mean) * row_rstd;
-    const float dxhat = weight ? g[c] * weight[c] : g[c];
+    const float dxhat = weight ? load_value(g + c) * weight[c] : load_value(g + c);
     gx[c] = row_rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
   }
 }
@@ -109,7 +122,8 @@ constexpr int kColumnTile = 32;  // threadIdx.x: one column each
 constexpr int kRowLanes = 8;     // threadIdx.y: rows interleaved within a chunk
 
 // partial_{weight,bias}[chunk, col] over rows [chunk * rows_per_chunk, ...).
-__global__ void layer_norm_param_partials_kernel(const float* __restrict__ grad_y, const float* __restrict__ x,
+template <typename GradT>
+__global__ void layer_norm_param_partials_kernel(const GradT* __restrict__ grad_y, const float* __restrict__ x,
                                                  const float* __restrict__ mean, const float* __restrict__ rstd,
                                                  float* __restrict__ partial_weight, float* __restrict__ partial_bias,
                                                  int64_t rows, int64_t cols, int64_t rows_per_chunk) {
@@ -122,7 +136,7 @@ __global__ void layer_norm_param_partials_kernel(const float* __restrict__ grad_
   float acc_weight = 0.0f, acc_bias = 0.0f;
   if (col < cols) {
     for (int64_t r = row_begin + threadIdx.y; r < row_end; r += kRowLanes) {
-      const float g = grad_y[r * cols + col];
+      const float g = load_value(grad_y + r * cols + col);
       acc_weight += g * (x[r * cols + col] - mean[r]) * rstd[r];
       acc_bias += g;
     }
@@ -157,9 +171,10 @@ __global__ void layer_norm_param_finish_kernel(const float* __restrict__ partial
 
 }  // namespace
 
-void layer_norm_forward_f32(const float* x, const float* weight, const float* bias, float* y,
-                            float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
-                            cudaStream_t stream) {
+namespace {
+template <typename OutT>
+void layer_norm_forward(const float* x, const float* weight, const float* bias, OutT* y, float* mean, float* rstd,
+                        int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
   if (rows == 0) return;
   MMS_CUDA_REQUIRE(cols > 0, "layer_norm: rows must not be empty");
   layer_norm_forward_warp_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kRowsPerBlock * kWarpSize, 0,
@@ -167,20 +182,10 @@ void layer_norm_forward_f32(const float* x, const float* weight, const float* bi
   MMS_CUDA_LAUNCH_CHECK();
 }
 
-void layer_norm_forward_f32_naive(const float* x, const float* weight, const float* bias, float* y,
-                                  float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
-                                  cudaStream_t stream) {
-  if (rows == 0) return;
-  MMS_CUDA_REQUIRE(cols > 0, "layer_norm: rows must not be empty");
-  layer_norm_forward_thread_kernel<<<unsigned(ceil_div(rows, 256)), 256, 0, stream>>>(
-      x, weight, bias, y, mean, rstd, rows, cols, eps);
-  MMS_CUDA_LAUNCH_CHECK();
-}
-
-void layer_norm_backward_f32(const float* grad_y, const float* x, const float* weight,
-                             const float* mean, const float* rstd, float* grad_x,
-                             float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
-                             cudaStream_t stream) {
+template <typename GradT>
+void layer_norm_backward(const GradT* grad_y, const float* x, const float* weight, const float* mean,
+                         const float* rstd, float* grad_x, float* grad_weight, float* grad_bias, int64_t rows,
+                         int64_t cols, cudaStream_t stream) {
   if (cols == 0) return;
   if (rows > 0 && grad_x) {
     layer_norm_backward_input_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kRowsPerBlock * kWarpSize,
@@ -202,6 +207,43 @@ void layer_norm_backward_f32(const float* grad_y, const float* x, const float* w
   layer_norm_param_finish_kernel<<<unsigned(ceil_div(cols, 256)), 256, 0, stream>>>(
       partial_weight, partial_bias, grad_weight, grad_bias, chunks, cols);
   MMS_CUDA_LAUNCH_CHECK();
+}
+}  // namespace
+
+void layer_norm_forward_f32(const float* x, const float* weight, const float* bias, float* y,
+                            float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
+                            cudaStream_t stream) {
+  layer_norm_forward(x, weight, bias, y, mean, rstd, rows, cols, eps, stream);
+}
+
+void layer_norm_forward_f32_bf16(const float* x, const float* weight, const float* bias, uint16_t* y,
+                                 float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
+                                 cudaStream_t stream) {
+  layer_norm_forward(x, weight, bias, y, mean, rstd, rows, cols, eps, stream);
+}
+
+void layer_norm_forward_f32_naive(const float* x, const float* weight, const float* bias, float* y,
+                                  float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
+                                  cudaStream_t stream) {
+  if (rows == 0) return;
+  MMS_CUDA_REQUIRE(cols > 0, "layer_norm: rows must not be empty");
+  layer_norm_forward_thread_kernel<<<unsigned(ceil_div(rows, 256)), 256, 0, stream>>>(
+      x, weight, bias, y, mean, rstd, rows, cols, eps);
+  MMS_CUDA_LAUNCH_CHECK();
+}
+
+void layer_norm_backward_f32(const float* grad_y, const float* x, const float* weight,
+                             const float* mean, const float* rstd, float* grad_x,
+                             float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
+                             cudaStream_t stream) {
+  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias, rows, cols, stream);
+}
+
+void layer_norm_backward_bf16_grad(const uint16_t* grad_y, const float* x, const float* weight,
+                                   const float* mean, const float* rstd, float* grad_x,
+                                   float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
+                                   cudaStream_t stream) {
+  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias, rows, cols, stream);
 }
 
 }  // namespace mms::cuda

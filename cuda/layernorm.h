@@ -14,6 +14,10 @@ namespace mms::cuda {
 void layer_norm_forward_f32(const float* x, const float* weight, const float* bias, float* y,
                             float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
                             cudaStream_t stream);
+// The same with y written as bf16 (autocast's bf16 activations: the next GEMM's operand).
+void layer_norm_forward_f32_bf16(const float* x, const float* weight, const float* bias, uint16_t* y,
+                                 float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
+                                 cudaStream_t stream);
 // Baseline: one thread per row.
 void layer_norm_forward_f32_naive(const float* x, const float* weight, const float* bias, float* y,
                                   float* mean, float* rstd, int64_t rows, int64_t cols, float eps,
@@ -24,5 +28,10 @@ void layer_norm_backward_f32(const float* grad_y, const float* x, const float* w
                              const float* mean, const float* rstd, float* grad_x,
                              float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
                              cudaStream_t stream);
+// The same from a bf16 grad_y (the gradient of a bf16 y); every output float32.
+void layer_norm_backward_bf16_grad(const uint16_t* grad_y, const float* x, const float* weight,
+                                   const float* mean, const float* rstd, float* grad_x,
+                                   float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
+                                   cudaStream_t stream);
 
 }  // namespace mms::cuda

@@ -23,10 +23,10 @@ LayerNorm::LayerNorm(int64_t n, double eps_) : Module("LayerNorm"), normalized_s
   bias = register_parameter("bias", zeros({n}));
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const {
+Tensor LayerNorm::forward(const Tensor& x, AutocastOutput output) const {
   MMS_CHECK(x.dim() >= 1 && x.size(-1) == normalized_size, "LayerNorm(", normalized_size,
             "): input ", shape_str(x.shape()), " does not end in ", normalized_size);
-  return layer_norm(x, weight, bias, eps);
+  return layer_norm(x, weight, bias, eps, output);
 }
 
 Embedding::Embedding(int64_t n, int64_t d, double init_std)

@@ -29,7 +29,8 @@ class Linear : public Module {
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t normalized_size, double eps = 1e-5);
-  Tensor forward(const Tensor& x) const;
+  // `output` chooses what autocast returns (autograd/api.h: bf16 for a linear to read).
+  Tensor forward(const Tensor& x, AutocastOutput output = AutocastOutput::Float32) const;
 
   int64_t normalized_size;
   double eps;

@@ -62,8 +62,10 @@ EncoderLayer::EncoderLayer(const TransformerConfig& c) : Module("EncoderLayer") 
 }
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
-  Tensor h = add(x, self_attn->forward(layer_norm1->forward(x), key_keep, causal));
-  return add(h, mlp->forward(layer_norm2->forward(h)));
+  // Each norm feeds one linear (the packed q/k/v projection, fc1): under autocast they
+  // return bf16, which that linear reads as it is (no cast pass, half the bytes).
+  Tensor h = add(x, self_attn->forward(layer_norm1->forward(x, AutocastOutput::BFloat16), key_keep, causal));
+  return add(h, mlp->forward(layer_norm2->forward(h, AutocastOutput::BFloat16)));
 }
 
 Encoder::Encoder(const TransformerConfig& c) : Module("Encoder"), config(c) {

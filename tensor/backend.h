@@ -108,7 +108,8 @@ class Backend {
                                  Tensor& lse) = 0;
 
   // Row-wise over contiguous x [M, N]; weight/bias [N] optional. Saves mean and
-  // rstd = 1/sqrt(var + eps) (biased variance) as [M] for the backward.
+  // rstd = 1/sqrt(var + eps) (biased variance) as [M] for the backward. y is in x's
+  // dtype, or bf16 for a float32 x (rounded once); the backward's grad_y likewise.
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                           Tensor& y, Tensor& mean, Tensor& rstd) = 0;
   // grad_weight/grad_bias are written (not accumulated) when defined.

@@ -76,9 +76,14 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor softmax_backward(const Tensor& grad_out, const Tensor& y, int64_t dim, bool log);
 
 struct LayerNormResult { Tensor y, mean, rstd; };
-// Normalises over the last dim; weight/bias optional (undefined Tensor).
-LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+// Normalises over the last dim; weight/bias optional (undefined Tensor). out_dtype
+// bfloat16 writes y as bf16 from a float32 x (rounded once; autocast's bf16 activations),
+// the statistics staying float32.
+LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                           std::optional<DType> out_dtype = std::nullopt);
 struct LayerNormGrads { Tensor grad_x, grad_weight, grad_bias; };
+// grad_y in x's dtype, or bf16 for a float32 x (the gradient of a bf16 y); the
+// gradients are in x's dtype.
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
                                    const Tensor& mean, const Tensor& rstd, bool need_weight_grads);
 

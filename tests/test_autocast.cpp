@@ -249,6 +249,36 @@ TEST_CASE("autocast bf16 activations: a bf16-output linear, bf16 quick_gelu, and
   }
 }
 
+TEST_CASE("autocast bf16 activations: layer_norm writes a bf16 output and takes its bf16 gradient") {
+  uint64_t seed = 950;
+  const Tensor x = random_f32({6, 40}, ++seed), w = random_f32({40}, ++seed), b = random_f32({40}, ++seed);
+  // ops: the float32 result rounded once; the backward of a bf16 gradient is that of its exact widening
+  const ops::LayerNormResult wide = ops::layer_norm(x, w, b, 1e-5);
+  const ops::LayerNormResult narrow = ops::layer_norm(x, w, b, 1e-5, DType::BFloat16);
+  CHECK(narrow.y.dtype() == DType::BFloat16);
+  CHECK(narrow.y.to_vector<float>() == wide.y.to(DType::BFloat16).to_vector<float>());
+  CHECK(narrow.mean.dtype() == DType::Float32);
+  const Tensor g = bf16(random_f32({6, 40}, ++seed));
+  const ops::LayerNormGrads from_bf16 = ops::layer_norm_backward(g, x, w, narrow.mean, narrow.rstd, true);
+  const ops::LayerNormGrads from_f32 =
+      ops::layer_norm_backward(g.to(DType::Float32), x, w, wide.mean, wide.rstd, true);
+  CHECK(from_bf16.grad_x.dtype() == DType::Float32);
+  CHECK(from_bf16.grad_x.to_vector<float>() == from_f32.grad_x.to_vector<float>());
+  CHECK(from_bf16.grad_weight.to_vector<float>() == from_f32.grad_weight.to_vector<float>());
+  CHECK(from_bf16.grad_bias.to_vector<float>() == from_f32.grad_bias.to_vector<float>());
+  CHECK_THROWS_AS(ops::layer_norm(x.to(DType::Float64), Tensor(), Tensor(), 1e-5, DType::BFloat16), Error);
+  // autograd: bf16 only under autocast, and a gradient that reaches x and the parameters
+  Tensor xs = x.clone().set_requires_grad(), ws = w.clone().set_requires_grad(), bs = b.clone().set_requires_grad();
+  CHECK(layer_norm(xs, ws, bs, 1e-5, AutocastOutput::BFloat16).dtype() == DType::Float32);  // no guard
+  AutocastGuard autocast(DType::BFloat16);
+  Tensor y = layer_norm(xs, ws, bs, 1e-5, AutocastOutput::BFloat16);
+  CHECK(y.dtype() == DType::BFloat16);
+  y.backward(g);
+  CHECK(xs.grad().to_vector<float>() == from_f32.grad_x.to_vector<float>());
+  CHECK(ws.grad().to_vector<float>() == from_f32.grad_weight.to_vector<float>());
+  CHECK(bs.grad().to_vector<float>() == from_f32.grad_bias.to_vector<float>());
+}
+
 TEST_CASE("autocast: a bf16 activation used twice gets its two bf16 gradients summed in float32") {
   uint64_t seed = 470;
   const Tensor x = random_f32({4, 16}, ++seed);
@@ -508,6 +538,21 @@ TEST_CASE("cuda: autocast's bf16 activations (bf16 GEMM outputs, bf16 quick_gelu
   CHECK_WITHIN(ops::unary(UnaryOp::QuickGelu, ops::transpose(hs.to(gpu), 0, 1)).to(DType::Float32),
                ops::unary(UnaryOp::QuickGelu, ops::transpose(hs, 0, 1)).to(DType::Float32), kBf16Rounding,
                "strided forward");
+  // layer_norm with a bf16 output and its bf16 gradient ([rows, 768], CLIP's widest)
+  {
+    const Tensor x = random_f32({37, 768}, ++seed), w = random_f32({768}, ++seed), b = random_f32({768}, ++seed);
+    const Tensor g = bf16(random_f32({37, 768}, ++seed));
+    const ops::LayerNormResult ref = ops::layer_norm(x, w, b, 1e-5, DType::BFloat16);
+    const ops::LayerNormResult got = ops::layer_norm(x.to(gpu), w.to(gpu), b.to(gpu), 1e-5, DType::BFloat16);
+    CHECK(got.y.dtype() == DType::BFloat16);
+    CHECK_WITHIN(got.y.to(DType::Float32), ref.y.to(DType::Float32), kBf16Rounding, "layer_norm bf16 y");
+    const ops::LayerNormGrads ref_grads = ops::layer_norm_backward(g, x, w, ref.mean, ref.rstd, true);
+    const ops::LayerNormGrads got_grads =
+        ops::layer_norm_backward(g.to(gpu), x.to(gpu), w.to(gpu), got.mean, got.rstd, true);
+    CHECK_WITHIN(got_grads.grad_x, ref_grads.grad_x, 1e-4, "layer_norm grad_x from a bf16 gradient");
+    CHECK_WITHIN(got_grads.grad_weight, ref_grads.grad_weight, 1e-4, "layer_norm grad_weight");
+    CHECK_WITHIN(got_grads.grad_bias, ref_grads.grad_bias, 1e-4, "layer_norm grad_bias");
+  }
   // the MLP under autocast, forward and every gradient
   manual_seed(9);
   nn::MLP mlp_cpu(96, 384, nn::Activation::QuickGelu), mlp_gpu(96, 384, nn::Activation::QuickGelu);

@@ -144,6 +144,14 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
 void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                             Tensor& y, Tensor& mean, Tensor& rstd) {
   const char* op = "layer_norm";
+  if (y.defined() && y.dtype() == DType::BFloat16 && x.dtype() == DType::Float32) {
+    // autocast's bf16 activations: the float32 result, rounded once
+    check_contiguous(op, "output", y);
+    Tensor wide = empty(y.shape(), DType::Float32);
+    layer_norm(x, weight, bias, eps, wide, mean, rstd);
+    copy(wide, y);
+    return;
+  }
   check_contiguous(op, "input", x);
   check_contiguous(op, "output", y);
   MMS_CHECK(x.dim() >= 1 && x.shape().back() > 0, op, ": input ", shape_str(x.shape()),
@@ -166,6 +174,11 @@ void CpuBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, cons
                                      const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
                                      Tensor& grad_weight, Tensor& grad_bias) {
   const char* op = "layer_norm_backward";
+  if (grad_y.defined() && grad_y.dtype() == DType::BFloat16 && x.dtype() == DType::Float32) {
+    // the gradient of a bf16 output (autocast's bf16 activations), widened exactly
+    layer_norm_backward(widened(grad_y), x, weight, mean, rstd, grad_x, grad_weight, grad_bias);
+    return;
+  }
   check_contiguous(op, "input", x);
   check_contiguous(op, "grad_y", grad_y);
   MMS_CHECK(x.dim() >= 1 && x.shape().back() > 0, op, ": input ", shape_str(x.shape()),

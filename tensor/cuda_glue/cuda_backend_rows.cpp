@@ -107,21 +107,34 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
     MMS_CHECK(param->numel() == r.cols, name, ": ", param == &weight ? "weight" : "bias", " has ",
               param->numel(), " elements for rows of ", r.cols);
   }
-  check_f32(name, "y", y);
+  // y float32, or bf16 (autocast's bf16 activations)
+  const bool bf16_y = y.defined() && y.dtype() == DType::BFloat16;
+  if (bf16_y) check_cuda(name, "y", y);
+  else check_f32(name, "y", y);
+  check_contiguous(name, "y", y);
   check_shape(name, "y", y, x.shape());
   check_f32(name, "mean", mean);
   check_f32(name, "rstd", rstd);
   MMS_CHECK(mean.numel() == r.rows && rstd.numel() == r.rows, name, ": mean/rstd need ", r.rows, " elements");
-  cuda::layer_norm_forward_f32(static_cast<const float*>(x.raw_data()), f32_or_null(weight), f32_or_null(bias),
-                               static_cast<float*>(y.raw_data()), static_cast<float*>(mean.raw_data()),
-                               static_cast<float*>(rstd.raw_data()), r.rows, r.cols, float(eps), cuda::stream());
+  const float* xs = static_cast<const float*>(x.raw_data());
+  float* means = static_cast<float*>(mean.raw_data());
+  float* rstds = static_cast<float*>(rstd.raw_data());
+  if (bf16_y)
+    cuda::layer_norm_forward_f32_bf16(xs, f32_or_null(weight), f32_or_null(bias), static_cast<uint16_t*>(y.raw_data()),
+                                      means, rstds, r.rows, r.cols, float(eps), cuda::stream());
+  else
+    cuda::layer_norm_forward_f32(xs, f32_or_null(weight), f32_or_null(bias), static_cast<float*>(y.raw_data()), means,
+                                 rstds, r.rows, r.cols, float(eps), cuda::stream());
 }
 
 void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
                                       const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
                                       Tensor& grad_weight, Tensor& grad_bias) {
   const char* name = "layer_norm_backward";
-  check_f32(name, "grad_y", grad_y);
+  // grad_y float32, or bf16 (the gradient of a bf16 y)
+  const bool bf16_grad = grad_y.defined() && grad_y.dtype() == DType::BFloat16;
+  if (bf16_grad) check_cuda(name, "grad_y", grad_y);
+  else check_f32(name, "grad_y", grad_y);
   check_f32(name, "input", x);
   check_contiguous(name, "grad_y", grad_y);
   check_contiguous(name, "input", x);
@@ -144,10 +157,17 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, con
     check_f32(name, "parameter gradient", *g);
     MMS_CHECK(g->numel() == r.cols, name, ": parameter gradient has ", g->numel(), " elements for rows of ", r.cols);
   }
-  cuda::layer_norm_backward_f32(static_cast<const float*>(grad_y.raw_data()), static_cast<const float*>(x.raw_data()),
-                                f32_or_null(weight), static_cast<const float*>(mean.raw_data()),
-                                static_cast<const float*>(rstd.raw_data()), f32_or_null(grad_x),
-                                f32_or_null(grad_weight), f32_or_null(grad_bias), r.rows, r.cols, cuda::stream());
+  const float* xs = static_cast<const float*>(x.raw_data());
+  const float* means = static_cast<const float*>(mean.raw_data());
+  const float* rstds = static_cast<const float*>(rstd.raw_data());
+  if (bf16_grad)
+    cuda::layer_norm_backward_bf16_grad(static_cast<const uint16_t*>(grad_y.raw_data()), xs, f32_or_null(weight),
+                                        means, rstds, f32_or_null(grad_x), f32_or_null(grad_weight),
+                                        f32_or_null(grad_bias), r.rows, r.cols, cuda::stream());
+  else
+    cuda::layer_norm_backward_f32(static_cast<const float*>(grad_y.raw_data()), xs, f32_or_null(weight), means, rstds,
+                                  f32_or_null(grad_x), f32_or_null(grad_weight), f32_or_null(grad_bias), r.rows,
+                                  r.cols, cuda::stream());
 }
 
 void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,

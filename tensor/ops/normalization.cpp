@@ -57,8 +57,13 @@ Tensor softmax_backward(const Tensor& grad_out, const Tensor& y, int64_t dim, bo
   return restore(g, grad_in, y.shape());
 }
 
-LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                           std::optional<DType> out_dtype) {
   check_floating("layer_norm", x);
+  const DType y_dtype = out_dtype.value_or(x.dtype());
+  MMS_CHECK(y_dtype == x.dtype() || (y_dtype == DType::BFloat16 && x.dtype() == DType::Float32),
+            "layer_norm: a ", dtype_name(x.dtype()), " input gives a ", dtype_name(x.dtype()),
+            " output (or bf16 from float32), not ", dtype_name(y_dtype));
   MMS_CHECK(x.dim() >= 1, "layer_norm: input must have at least 1 dim, got a scalar");
   const int64_t n = x.size(-1);
   for (const Tensor* p : {&weight, &bias}) {
@@ -73,7 +78,7 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
   const int64_t m = n == 0 ? 0 : x.numel() / n;
   Tensor rows = reshape(x.contiguous(), {m, n});
   LayerNormResult result;
-  Tensor y = empty({m, n}, x.dtype(), x.device());
+  Tensor y = empty({m, n}, y_dtype, x.device());
   result.mean = empty({m}, x.dtype(), x.device());
   result.rstd = empty({m}, x.dtype(), x.device());
   if (y.numel() > 0)
@@ -86,7 +91,8 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
 
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
                                    const Tensor& mean, const Tensor& rstd, bool need_weight_grads) {
-  check_same_dtype("layer_norm backward", grad_y, x);
+  if (!(grad_y.dtype() == DType::BFloat16 && x.dtype() == DType::Float32))
+    check_same_dtype("layer_norm backward", grad_y, x);
   const int64_t n = x.size(-1);
   const int64_t m = n == 0 ? 0 : x.numel() / n;
   LayerNormGrads grads;
