@@ -63,7 +63,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // writes the three gradients into one packed tensor: in place with the tensor-core tiles,
 // which also read the views where they lie and write an output whose head merge is a
 // view; the other paths gather each head view once (kept for the backward) and copy
-// their gradients in. Under autocast a float32 qkv is cast once, whole.
+// their gradients in. Under autocast a float32 qkv's head views are gathered as bf16.
 Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key_keep, bool causal,
                              std::optional<double> scale) {
   MMS_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,
@@ -73,13 +73,16 @@ Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim)));
   const std::optional<DType> autocast = autocast_dtype();
   const bool mixed = autocast && qkv.dtype() == DType::Float32 && ops::attention_takes_bf16(qkv.device(), length);
-  const Tensor packed = ops::reshape(mixed ? ops::cast(qkv, *autocast) : qkv.contiguous(),
-                                     {batch, length, 3, heads, head_dim});
+  const Tensor packed = ops::reshape(qkv, {batch, length, 3, heads, head_dim});
   auto head_view = [&](const Tensor& five_dims, int64_t which) {  // [B, H, L, Dh] view of part `which`
     return ops::transpose(ops::select(five_dims, 2, which), 1, 2);
   };
   Tensor q = head_view(packed, 0), k = head_view(packed, 1), v = head_view(packed, 2);
-  if (!ops::attention_uses_tiles(q, k)) q = q.contiguous(), k = k.contiguous(), v = v.contiguous();
+  if (mixed) {  // each head view gathered and cast in one pass (the tiles read contiguous heads too)
+    q = ops::cast(q, *autocast), k = ops::cast(k, *autocast), v = ops::cast(v, *autocast);
+  } else if (!ops::attention_uses_tiles(q, k)) {
+    q = q.contiguous(), k = k.contiguous(), v = v.contiguous();
+  }
   // bf16 qkv (autocast's bf16 projection) gives a bf16 output and takes bf16 gradients.
   const std::optional<DType> bf16_if_packed =
       qkv.dtype() == DType::BFloat16 ? std::optional(DType::BFloat16) : std::nullopt;

@@ -291,14 +291,17 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
 void attention_backward_into(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& out, const Tensor& lse, const Tensor& key_keep, bool causal,
                              double scale, Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
+  check_attention(q, k, v, key_keep);
   const DType dtype = grad_q.dtype();
   MMS_CHECK(grad_k.dtype() == dtype && grad_v.dtype() == dtype && grad_q.shape() == q.shape() &&
-                grad_k.shape() == k.shape() && grad_v.shape() == v.shape(),
+                grad_k.shape() == k.shape() && grad_v.shape() == v.shape() && grad_out.shape() == q.shape(),
             "attention_backward_into: gradients ", shape_str(grad_q.shape()), ", ", shape_str(grad_k.shape()), ", ",
-            shape_str(grad_v.shape()), " must match q, k, v and share one dtype");
+            shape_str(grad_v.shape()), " (and the output gradient ", shape_str(grad_out.shape()),
+            ") must match q, k, v and share one dtype");
+  // the operands' dtype, or float32 for bf16 operands (converted where a path writes bf16)
+  MMS_CHECK(dtype == q.dtype() || dtype == result_dtype(q), "attention_backward_into: gradients of ",
+            dtype_name(q.dtype()), " operands cannot be ", dtype_name(dtype));
   if (use_tiles(q, k)) {
-    check_attention(q, k, v, key_keep);
-    requested_dtype("attention backward: gradients", q, k, result_dtype(q), dtype);
     AttentionGrads into{grad_q, grad_k, grad_v};
     tiles_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, into);
     return;
