@@ -21,18 +21,26 @@ MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads, double init_s
 Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_keep, bool causal) const {
   MMS_CHECK(x.dim() == 3 && x.size(2) == embed_dim, "MultiHeadAttention: x must be [batch, length, ",
             embed_dim, "], got ", shape_str(x.shape()));
-  // q, k and v as one GEMM: the three projections' weights stacked into [3D, D] (and
-  // their biases into [3D]) -- a copy of 3D^2 floats per call, against one GEMM instead
-  // of three forward and backward and no sum of three input gradients. The parameters
-  // stay HF's q_proj / k_proj / v_proj; the stacking's backward hands each its rows.
-  const Tensor weight = cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
-  const Tensor bias = cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
   // Under autocast, where attention runs on bf16 operands anyway (its GEMM path, cuDNN's
-  // or the tiles), the projection returns bf16: no float32 write, and the heads are
-  // moved (or read in place) as bf16. Where it runs our float32 kernel it stays float32.
+  // or the tiles), the projections return bf16: no float32 write, and the heads are
+  // moved (or read in place) as bf16. Where it runs our float32 kernel they stay float32.
   const AutocastOutput qkv_output =
       ops::attention_takes_bf16(x.device(), x.size(1)) ? AutocastOutput::BFloat16 : AutocastOutput::Float32;
-  const Tensor qkv = linear(x, weight, bias, qkv_output);  // [B, L, 3D]
+  // q, k and v packed side by side, [B, L, 3D]. Training: one GEMM, with the three
+  // weights stacked into [3D, D] (and the biases into [3D]) -- a copy of 3D^2 floats
+  // per call, against one GEMM instead of three forward and backward and no sum of three
+  // input gradients; the stacking's backward hands each parameter its rows. Inference
+  // (no graph to record): the three GEMMs and one cat of their outputs, which costs less
+  // than stacking the weights at small batches (ViT-B/32 image tower, CPU, batch 1:
+  // 0.080 against 0.102 s; batch 8: 0.44 s either way). The parameters stay HF's.
+  Tensor qkv;
+  if (grad_enabled()) {
+    const Tensor weight = cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
+    const Tensor bias = cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
+    qkv = linear(x, weight, bias, qkv_output);
+  } else {
+    qkv = cat({q_proj->forward(x, qkv_output), k_proj->forward(x, qkv_output), v_proj->forward(x, qkv_output)}, -1);
+  }
   return out_proj->forward(packed_self_attention(qkv, num_heads, key_keep, causal));
 }
 

@@ -239,6 +239,11 @@ TEST_CASE("attention matches a loop reference with padding and causal masks (flo
     double max_ref = 0;
     for (double e : expected) max_ref = std::max(max_ref, std::abs(e));
     for (size_t i = 0; i < got.size(); ++i) CHECK(std::abs(got[i] - expected[i]) <= 1e-12 * max_ref);
+    // inference (no graph) packs the three projections' outputs instead of stacking the
+    // weights: the same function
+    NoGradGuard no_grad;
+    const std::vector<double> inference = attn.forward(x, keep, causal).to_vector<double>();
+    for (size_t i = 0; i < inference.size(); ++i) CHECK(std::abs(inference[i] - expected[i]) <= 1e-12 * max_ref);
   }
 }
 
