@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "tensor/error.h"
-#include "tensor/ops.h"
 
 namespace mms {
 
@@ -42,9 +41,5 @@ AutocastGuard::AutocastGuard(std::optional<DType> dtype) : previous_(autocast_se
 }
 
 AutocastGuard::~AutocastGuard() { autocast_setting = previous_; }
-
-Tensor autocast_operand(const Tensor& t) {
-  return t.dtype() == DType::BFloat16 ? t : ops::cast(t, DType::BFloat16);
-}
 
 }  // namespace mms

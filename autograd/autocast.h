@@ -35,7 +35,6 @@
 #include <optional>
 
 #include "tensor/dtype.h"
-#include "tensor/tensor.h"
 
 namespace mms {
 
@@ -54,9 +53,6 @@ class AutocastGuard {
  private:
   std::optional<DType> previous_;
 };
-
-// t as an autocast GEMM operand: t itself when already bfloat16, else a bf16 cast.
-Tensor autocast_operand(const Tensor& t);
 
 // Whether linears asked for bf16 outputs (AutocastOutput::BFloat16) return them: on
 // unless the environment sets MMS_BF16_ACTIVATIONS=0 (read once), which makes every

@@ -30,7 +30,8 @@ bool mixed_gemm(const Tensor& a, const Tensor& b) {
   return autocast_dtype() == DType::BFloat16 && castable_to_bf16(a) && castable_to_bf16(b);
 }
 
-Tensor to_bf16(const Tensor& t) { return autocast_operand(t); }
+// t itself when already bfloat16, else a bf16 copy.
+Tensor to_bf16(const Tensor& t) { return t.to(DType::BFloat16); }
 
 // A gradient in its input's dtype (the mixed GEMMs produce float32).
 Tensor in_dtype(const Tensor& grad, DType dtype) {
