@@ -90,16 +90,11 @@ Tensor gemm_bias(const LinearInputs& in, const Tensor& bias) {
   return in.mixed && bias.defined() ? in_dtype(bias, DType::Float32) : bias;
 }
 
-// The bias gradient, sum of g over rows: a bf16 g (a bf16-output linear's) is summed
-// as the mixed GEMV ones[1, rows] @ g, accumulated and returned in float32.
-Tensor bias_gradient(const Tensor& g2) {
-  if (g2.dtype() != DType::BFloat16) return ops::sum(g2, {0});
-  const Tensor ones_row = full({1, g2.size(0)}, 1.0, DType::BFloat16, g2.device());
-  return ops::reshape(ops::matmul(ones_row, g2), {g2.size(1)});
-}
-
 // dx = g W, dW = g^T x, db = sum of g over rows, for g = dL/d(x W^T + b). A bf16 input
-// (an activation) gets its bf16 gradient straight from the GEMM, rounded once.
+// (an activation) gets its bf16 gradient straight from the GEMM, rounded once. dW and db
+// come from one GEMM where the device sums db in its epilogue (ops::linear_weight_grad),
+// so db is summed from the GEMM's operand: g in bf16 under autocast, as torch's autocast
+// does (it sums the bf16 gradient of its bf16 output), accumulated and kept in float32.
 Grads linear_backward(const LinearInputs& in, const Tensor& g, const std::vector<bool>& needs) {
   const int64_t out_features = in.ws.size(0), in_features = in.ws.size(1);
   Tensor g2 = ops::reshape(g, {-1, out_features});
@@ -110,9 +105,14 @@ Grads linear_backward(const LinearInputs& in, const Tensor& g, const std::vector
     gx = in_dtype(ops::reshape(ops::matmul(g2_gemm, in.ws, bf16_gx ? std::optional(DType::BFloat16) : std::nullopt),
                                in.xs.shape()),
                   in.x_dtype);
-  if (needs[1])
-    gw = in_dtype(ops::matmul(ops::transpose(g2_gemm, 0, 1), ops::reshape(in.xs, {-1, in_features})), in.w_dtype);
-  if (needs[2]) gb = in_dtype(bias_gradient(g2), in.b_dtype);
+  if (needs[1]) {
+    const ops::LinearWeightGrads grads =
+        ops::linear_weight_grad(g2_gemm, ops::reshape(in.xs, {-1, in_features}), needs[2]);
+    gw = in_dtype(grads.weight, in.w_dtype);
+    if (needs[2]) gb = in_dtype(grads.bias, in.b_dtype);
+  } else if (needs[2]) {
+    gb = in_dtype(ops::linear_bias_grad(g2_gemm), in.b_dtype);
+  }
   return Grads{gx, gw, gb};
 }
 }  // namespace

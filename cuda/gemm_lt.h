@@ -1,8 +1,10 @@
-// The linear layer's forward through cuBLASLt, with the bias (and the tanh-approximate
-// GELU) applied in the GEMM's epilogue instead of in separate passes.
+// The linear layer through cuBLASLt, with the bias (and the tanh-approximate GELU)
+// applied in the GEMM's epilogue instead of in separate passes; and the backward's
+// weight-gradient GEMM with the bias gradient summed in its epilogue.
 //
 //   Bias:          y = x W^T + b
 //   GeluTanhBias:  y = gelu_tanh(x W^T + b), and optionally h = x W^T + b (the backward's input)
+//   BiasGradient:  dW = dy^T x and db = sum of dy over rows, one GEMM (linear_weight_grad_lt)
 //
 // Shapes (row-major, contiguous): x [m, k], W [n, k] (nn.Linear's [out, in]), b [n]
 // float32, y (and h) [m, n] float32. Inputs float32 (TF32 tensor cores when
@@ -24,6 +26,12 @@
 // (HF's "gelu_new" / "gelu_pytorch_tanh"). It offers neither the exact erf GELU nor
 // OpenAI CLIP's quick_gelu, x * sigmoid(1.702 x): models with those activations get the
 // bias epilogue only, and their activation stays a separate elementwise kernel.
+//
+// The bias gradient (CUBLASLT_EPILOGUE_BGRADB): db[o] = sum_r dy[r, o] is a reduction of
+// the very operand the weight-gradient GEMM dW = dy^T x streams through its tiles over
+// the same r. Separately it is one more launch and one more read of dy ([rows, out]: at
+// the text tower's fc1, B = 32, 9856 x 2048 bf16 = 40 MB, ~13 us at 3 TB/s); in the
+// epilogue it is neither.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +49,7 @@ void set_cublaslt_enabled(bool enabled);
 enum class LtEpilogue : uint8_t {
   Bias,          // y = x W^T + b
   GeluTanhBias,  // y = gelu_tanh(x W^T + b); pre_activation (optional) = x W^T + b
+  BiasGradient,  // the weight-gradient GEMM: dW = dy^T x, db = sum of dy over rows
 };
 
 // y = epilogue(x @ weight^T + bias), as above. pre_activation may be null; when it is
@@ -64,5 +73,17 @@ bool linear_lt_bf16_f32(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, co
 // once; the GELU's input matrix is stored in bf16 too.
 bool linear_lt_bf16(LtEpilogue epilogue, int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* weight,
                     const uint16_t* bias, uint16_t* y, uint16_t* pre_activation, cudaStream_t stream);
+
+// The linear layer's weight and bias gradients, one GEMM: for dy [m, n] (the output's
+// gradient, rows x out_features) and x [m, k], both row-major and contiguous,
+//   grad_weight [n, k] = dy^T x,   grad_bias [n] = sum over the m rows of dy,
+// both float32 and overwritten (not accumulated). Float32 operands (TF32 when
+// tf32_enabled()) or bf16 ones (float32 products, sums and outputs). Returns false,
+// having queued nothing, where cuBLASLt has no algorithm for the case (or m, n or k is
+// 0): the caller then runs the GEMM and a separate reduction.
+bool linear_weight_grad_lt_f32(int64_t m, int64_t n, int64_t k, const float* grad_out, const float* x,
+                               float* grad_weight, float* grad_bias, cudaStream_t stream);
+bool linear_weight_grad_lt_bf16(int64_t m, int64_t n, int64_t k, const uint16_t* grad_out, const uint16_t* x,
+                                float* grad_weight, float* grad_bias, cudaStream_t stream);
 
 }  // namespace mms::cuda

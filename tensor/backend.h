@@ -143,6 +143,18 @@ class Backend {
     return false;
   }
 
+  // The linear layer's weight and bias gradients as one GEMM whose epilogue sums the
+  // bias gradient (CUDA: cuBLASLt's BGRADB, cuda/gemm_lt.h), where the device has one:
+  //   grad_weight [N, K] = grad_out^T @ x,   grad_bias [N] = sum over rows of grad_out
+  // grad_out [M, N] and x [M, K] contiguous, both float32 or both bfloat16; grad_weight
+  // and grad_bias contiguous float32, overwritten; M, N, K > 0. Returns false, having
+  // written nothing, where there is no fused path (the default): the caller then runs
+  // bmm and a reduction.
+  virtual bool linear_weight_grad(const Tensor& grad_out, const Tensor& x, Tensor& grad_weight, Tensor& grad_bias) {
+    (void)grad_out, (void)x, (void)grad_weight, (void)grad_bias;
+    return false;
+  }
+
   // out[i, :] = table[index[i], :]; table contiguous [N, D], index Int64 [I].
   virtual void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) = 0;
   // table_grad[index[i], :] += grad[i, :]; grad contiguous [I, D].

@@ -106,6 +106,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, std::op
 struct LinearGeluResult { Tensor y, pre_activation; };
 LinearGeluResult linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                   bool keep_pre_activation);
+// The weight and bias gradients of linear, for grad_out [rows, out] (the output's
+// gradient) and x [rows, in], both float32 (or float64), or both bfloat16 with float32
+// gradients (autocast's mixed GEMM):
+//   weight = grad_out^T @ x  [out, in];   bias = sum of grad_out over rows  [out]
+// (bias only with with_bias). On CUDA one GEMM whose epilogue sums the bias gradient
+// (cuBLASLt, cuda/gemm_lt.h) unless MMS_CUBLASLT=0; elsewhere the GEMM and a reduction.
+struct LinearWeightGrads { Tensor weight, bias; };
+LinearWeightGrads linear_weight_grad(const Tensor& grad_out, const Tensor& x, bool with_bias);
+// The bias gradient alone: grad_out [rows, out] summed over rows, in float32 for a
+// bfloat16 grad_out (a mixed GEMV: float32 accumulation), in its own dtype otherwise.
+Tensor linear_bias_grad(const Tensor& grad_out);
 
 // ---- indexing ------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index 1-D Int64

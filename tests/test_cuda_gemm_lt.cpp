@@ -1,12 +1,15 @@
 // The linear layer through cuBLASLt (cuda/gemm_lt.h): y = x W^T + b with the bias in the
-// GEMM's epilogue, and y = gelu_tanh(x W^T + b) with the GELU there too.
+// GEMM's epilogue, y = gelu_tanh(x W^T + b) with the GELU there too, and the backward's
+// dW = dy^T x with db = sum of dy over rows in the same GEMM.
 //  - everywhere: linear_gelu_tanh equals linear then gelu_tanh (values and float64
-//    gradients), and linear handles an empty in-dimension with leading dims;
+//    gradients), linear handles an empty in-dimension with leading dims, and
+//    linear_weight_grad equals the GEMM and the row sum (float32 for bf16 operands);
 //  - on a GPU (a visible skip elsewhere): CUDA vs CPU with the cuBLASLt path on and off
 //    (MMS_CUBLASLT's switch), float32 (1e-4 of max |ref|, the GELU epilogue's output
 //    included), TF32 (1e-3) and bf16 inputs,
-//    odd sizes, leading batch dims, non-contiguous and misaligned operands, and the
-//    fused op's gradients.
+//    odd sizes, leading batch dims, non-contiguous and misaligned operands, the fused
+//    op's gradients, and the weight/bias gradient GEMM (outputs pre-filled with NaN, so
+//    an unwritten or accumulated-into element fails).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -137,6 +140,36 @@ TEST_CASE("linear: an empty in-dimension gives the bias (or zeros) for every lea
   CHECK(y.shape() == Shape{3, 2, 4});
   CHECK(relative_error(y, ops::expand(b, {3, 2, 4}).contiguous()) == 0.0);
   CHECK(ops::linear(x, w, Tensor()).to_vector<float>() == std::vector<float>(24, 0.0f));
+}
+
+TEST_CASE("linear_weight_grad: the weight-gradient GEMM and the bias row sum (float32 for bf16 operands)") {
+  uint64_t seed = 700;
+  for (const LinearCase& c : kCases) {
+    const int64_t in = c.weight[1], out_features = c.weight[0];
+    Tensor x = ops::reshape(random_f32(c.x, ++seed), {-1, in});
+    Tensor g = random_f32({x.size(0), out_features}, ++seed);
+    INFO("grad_out " << shape_str(g.shape()) << " x " << shape_str(x.shape()));
+    const ops::LinearWeightGrads grads = ops::linear_weight_grad(g, x, true);
+    CHECK_WITHIN(grads.weight, ops::matmul(ops::transpose(g, 0, 1), x), 1e-6, "weight");
+    CHECK_WITHIN(grads.bias, ops::sum(g, {0}), 1e-6, "bias");
+    CHECK_FALSE(ops::linear_weight_grad(g, x, false).bias.defined());
+    // bf16 operands: float32 gradients of the rounded values, summed in float32
+    Tensor gb = ops::cast(g, DType::BFloat16), xb = ops::cast(x, DType::BFloat16);
+    const ops::LinearWeightGrads mixed = ops::linear_weight_grad(gb, xb, true);
+    CHECK(mixed.weight.dtype() == DType::Float32);
+    CHECK(mixed.bias.dtype() == DType::Float32);
+    const Tensor g_rounded = ops::cast(gb, DType::Float32), x_rounded = ops::cast(xb, DType::Float32);
+    CHECK_WITHIN(mixed.weight, ops::matmul(ops::transpose(g_rounded, 0, 1), x_rounded), 1e-6, "bf16 weight");
+    CHECK_WITHIN(mixed.bias, ops::sum(g_rounded, {0}), 1e-6, "bf16 bias");
+    CHECK_WITHIN(ops::linear_bias_grad(gb), ops::sum(g_rounded, {0}), 1e-6, "bias alone");
+  }
+  // no rows: both gradients are zeros of their shapes
+  const ops::LinearWeightGrads empty_rows = ops::linear_weight_grad(zeros({0, 5}), zeros({0, 3}), true);
+  CHECK(empty_rows.weight.shape() == Shape{5, 3});
+  CHECK(empty_rows.bias.shape() == Shape{5});
+  for (double v : empty_rows.weight.to_vector<double>()) CHECK(v == 0.0);
+  for (double v : empty_rows.bias.to_vector<double>()) CHECK(v == 0.0);
+  CHECK_THROWS_AS(ops::linear_weight_grad(zeros({4, 5}), zeros({3, 3}), true), Error);
 }
 
 TEST_CASE("cuda: linear with bias vs the CPU, cuBLASLt on and off, float32 and TF32") {
@@ -271,5 +304,72 @@ TEST_CASE("cuda: linear_gelu_tanh and linear gradients on the GPU match the CPU 
         }
       }
     }
+  }
+}
+
+TEST_CASE("cuda: the weight gradient with the bias gradient in its epilogue matches the CPU") {
+  SKIP_WITHOUT_GPU();
+  struct Mode { const char* name; bool tf32, bf16; double tolerance; };
+  // bf16 against the CPU on the same rounded operands: only the summation order differs
+  for (const Mode& mode : {Mode{"fp32", false, false, kF32Tolerance}, Mode{"tf32", true, false, kTf32Tolerance},
+                           Mode{"bf16", false, true, kF32Tolerance}}) {
+    for (bool cublaslt : {true, false}) {
+      LtSettings settings(cublaslt, mode.tf32);
+      uint64_t seed = 800;
+      for (const LinearCase& c : kCases) {
+        const int64_t in = c.weight[1], out_features = c.weight[0];
+        Tensor x = ops::reshape(random_f32(c.x, ++seed), {-1, in});
+        Tensor g = random_f32({x.size(0), out_features}, ++seed);
+        if (mode.bf16) x = ops::cast(x, DType::BFloat16), g = ops::cast(g, DType::BFloat16);
+        INFO(mode.name << (cublaslt ? " cublaslt" : " cublas + reduction") << " grad_out " << shape_str(g.shape())
+                       << " x " << shape_str(x.shape()));
+        const ops::LinearWeightGrads ref = ops::linear_weight_grad(g, x, true);
+        const ops::LinearWeightGrads got = ops::linear_weight_grad(gpu(g), gpu(x), true);
+        CHECK_WITHIN(got.weight, ref.weight, mode.tolerance, "grad weight");
+        CHECK_WITHIN(got.bias, ref.bias, mode.tolerance, "grad bias");
+        // the backend's fused call writes every element (NaN-filled outputs) and does not accumulate
+        Tensor weight_out = full({out_features, in}, std::nan(""), DType::Float32, kGpu);
+        Tensor bias_out = full({out_features}, std::nan(""), DType::Float32, kGpu);
+        if (cuda_backend().linear_weight_grad(gpu(g), gpu(x), weight_out, bias_out)) {
+          CHECK_WITHIN(weight_out, ref.weight, mode.tolerance, "backend grad weight");
+          CHECK_WITHIN(bias_out, ref.bias, mode.tolerance, "backend grad bias");
+          CHECK(cublaslt);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: the fused weight gradient is taken when on, and with misaligned operands") {
+  SKIP_WITHOUT_GPU();
+  LtSettings settings(true, false);
+  // Multiples of 16 and aligned pointers: cuBLASLt's BGRADB must have a kernel here, or
+  // the fusion buys nothing (the fallback would still be correct: the test above).
+  for (bool bf16 : {false, true}) {
+    INFO((bf16 ? "bf16 operands" : "float32 operands"));
+    Tensor g = random_f32({64, 32}, 900), x = random_f32({64, 48}, 901);
+    if (bf16) g = ops::cast(g, DType::BFloat16), x = ops::cast(x, DType::BFloat16);
+    Tensor weight_out = empty({32, 48}, DType::Float32, kGpu), bias_out = empty({32}, DType::Float32, kGpu);
+    CHECK(cuda_backend().linear_weight_grad(gpu(g), gpu(x), weight_out, bias_out));
+    // float64 operands have no fused path
+    Tensor weight64 = empty({32, 48}, DType::Float64, kGpu), bias64 = empty({32}, DType::Float64, kGpu);
+    CHECK_FALSE(cuda_backend().linear_weight_grad(gpu(g.to(DType::Float64)), gpu(x.to(DType::Float64)),
+                                                  weight64, bias64));
+  }
+  // views one element into their buffers (4 bytes for float32, 2 for bf16): contiguous
+  // but less aligned, so the plan must pick kernels without 16-byte vector accesses
+  for (bool bf16 : {false, true}) {
+    INFO((bf16 ? "bf16 operands, misaligned" : "float32 operands, misaligned"));
+    const int64_t rows = 37, out_features = 24, in = 33;
+    Tensor g_store = random_f32({rows * out_features + 1}, 902), x_store = random_f32({rows * in + 1}, 903);
+    if (bf16) g_store = ops::cast(g_store, DType::BFloat16), x_store = ops::cast(x_store, DType::BFloat16);
+    auto view = [](const Tensor& store, int64_t r, int64_t c) { return ops::reshape(ops::narrow(store, 0, 1, r * c), {r, c}); };
+    const Tensor g_gpu = view(gpu(g_store), rows, out_features), x_gpu = view(gpu(x_store), rows, in);
+    REQUIRE(g_gpu.is_contiguous());
+    const ops::LinearWeightGrads ref =
+        ops::linear_weight_grad(view(g_store, rows, out_features), view(x_store, rows, in), true);
+    const ops::LinearWeightGrads got = ops::linear_weight_grad(g_gpu, x_gpu, true);
+    CHECK_WITHIN(got.weight, ref.weight, kF32Tolerance, "misaligned grad weight");
+    CHECK_WITHIN(got.bias, ref.bias, kF32Tolerance, "misaligned grad bias");
   }
 }

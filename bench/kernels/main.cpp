@@ -483,6 +483,58 @@ void bench_linear_epilogue() {
   cuda::set_cublaslt_enabled(lt_before);
 }
 
+// The linear layer's weight and bias gradients, as the backward runs them: the GEMM
+// dW = dy^T x then the bias gradient as a separate row sum of dy (ops::linear_bias_grad:
+// a GEMV, plus the ones row it multiplies), against one cuBLASLt GEMM whose BGRADB
+// epilogue sums db while dy streams through (cuda/gemm_lt.h). Shapes: the fc1 of both
+// towers at B = 32 (ViT-B/32: 50 x 32 tokens, 768 -> 3072; text: 77 x 128 tokens,
+// 512 -> 2048). Validated through ops::linear_weight_grad (cuBLASLt on and off) against
+// the CPU on the first 256 rows first.
+void bench_linear_weight_grad() {
+  const bool lt_before = cuda::cublaslt_enabled();
+  struct Layer { const char* name; int64_t rows, in, out; };
+  for (const Layer& layer : {Layer{"vision fc1", 50 * 32, 768, 3072}, Layer{"text fc1", 77 * 128, 512, 2048}}) {
+    std::printf("kernel linear_weight_grad %s: dy [%lld, %lld], x [%lld, %lld] (B = 32)\n", layer.name,
+                (long long)layer.rows, (long long)layer.out, (long long)layer.rows, (long long)layer.in);
+    Tensor x = randn_gpu({layer.rows, layer.in}, 60), dy = randn_gpu({layer.rows, layer.out}, 61);
+    Tensor xb = ops::cast(x, DType::BFloat16), dyb = ops::cast(dy, DType::BFloat16);
+    const double flops = 2.0 * layer.rows * layer.in * layer.out;
+    for (bool bf16 : {false, true}) {
+      const Tensor& xs = bf16 ? xb : x;
+      const Tensor& gs = bf16 ? dyb : dy;
+      const Tensor x_rows = ops::narrow(xs, 0, 0, 256).contiguous(), g_rows = ops::narrow(gs, 0, 0, 256).contiguous();
+      const ops::LinearWeightGrads ref =
+          ops::linear_weight_grad(g_rows.to(Device::cpu()), x_rows.to(Device::cpu()), true);
+      for (bool lt : {false, true}) {
+        cuda::set_cublaslt_enabled(lt);
+        const std::string label = std::string(bf16 ? "bf16 " : "fp32 ") + (lt ? "lt-bgradb" : "gemm+sum");
+        const ops::LinearWeightGrads got = ops::linear_weight_grad(g_rows, x_rows, true);
+        validate((label + " grad weight").c_str(), got.weight, ref.weight);
+        validate((label + " grad bias").c_str(), got.bias, ref.bias);
+      }
+      Tensor grad_weight = empty_gpu({layer.out, layer.in}), grad_bias = empty_gpu({layer.out});
+      const double peak = bf16 ? g_peak_bf16 : g_peak_fp32;
+      const char* mode = bf16 ? "bf16" : "fp32";
+      cuda::set_cublaslt_enabled(false);
+      Tensor grad_weight3 = ops::reshape(grad_weight, {1, layer.out, layer.in});
+      report_compute("weight grad, no bias", (std::string(mode) + " cublas").c_str(), time_us([&] {
+        cuda_backend().bmm(ops::reshape(gs, {1, layer.rows, layer.out}), ops::reshape(xs, {1, layer.rows, layer.in}),
+                           grad_weight3, true, false, 1.0, 0.0);
+      }), flops, peak);
+      report_compute("weight + bias grad", (std::string(mode) + " gemm+sum").c_str(),
+                     time_us([&] { (void)ops::linear_weight_grad(gs, xs, true); }), flops, peak);
+      cuda::set_cublaslt_enabled(true);
+      report_compute("weight + bias grad", (std::string(mode) + " lt-bgradb").c_str(), time_us([&] {
+        if (!cuda_backend().linear_weight_grad(gs, xs, grad_weight, grad_bias)) {
+          std::printf("  cuBLASLt offered no BGRADB algorithm (%s): FAILED\n", mode);
+          ++g_failures;
+        }
+      }), flops, peak);
+    }
+  }
+  cuda::set_cublaslt_enabled(lt_before);
+}
+
 // bf16 attention as a bf16 step's layer runs it: q, k, v are head views of [B, L, H, D]
 // projections, the output is merged back to [B, L, H * D] and the gradients to the
 // projections' layout, all inside the timed region (the GEMM path and cuDNN copy there;
@@ -733,6 +785,7 @@ int main(int argc, char** argv) {
       {"elementwise", bench_elementwise}, {"copy", bench_copy},
       {"dropout", bench_dropout},         {"rows", bench_rows},
       {"gemm", bench_gemm},               {"linear", bench_linear_epilogue},
+      {"linear_grad", bench_linear_weight_grad},
       {"attention", bench_attention},     {"masked_softmax", bench_masked_softmax},
       {"training", bench_training_kernels}};
   const std::vector<std::string> chosen(argv + 1, argv + argc);
@@ -740,8 +793,8 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const auto& family : families) known = known || family.first == name;
     if (!known) {
-      std::printf("bench/kernels: unknown family '%s' (elementwise, copy, dropout, rows, gemm, linear, attention, "
-                  "masked_softmax, training)\n", name.c_str());
+      std::printf("bench/kernels: unknown family '%s' (elementwise, copy, dropout, rows, gemm, linear, "
+                  "linear_grad, attention, masked_softmax, training)\n", name.c_str());
       return 2;
     }
   }

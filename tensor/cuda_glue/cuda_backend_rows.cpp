@@ -281,4 +281,37 @@ bool CudaBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const T
                              cuda::stream());
 }
 
+bool CudaBackend::linear_weight_grad(const Tensor& grad_out, const Tensor& x, Tensor& grad_weight,
+                                     Tensor& grad_bias) {
+  const char* name = "linear_weight_grad";
+  if (!cuda::cublaslt_enabled()) return false;  // MMS_CUBLASLT=0: bmm + a reduction
+  check_cuda(name, "grad_out", grad_out);
+  check_cuda(name, "x", x);
+  check_cuda(name, "grad_weight", grad_weight);
+  check_cuda(name, "grad_bias", grad_bias);
+  // float32 or bf16 operands (autocast's mixed GEMM), float32 gradients; nothing else fused
+  const bool bf16_operands = grad_out.dtype() == DType::BFloat16 && x.dtype() == DType::BFloat16;
+  const bool f32_operands = grad_out.dtype() == DType::Float32 && x.dtype() == DType::Float32;
+  if (!bf16_operands && !f32_operands) return false;
+  if (grad_weight.dtype() != DType::Float32 || grad_bias.dtype() != DType::Float32) return false;
+  check_contiguous(name, "grad_out", grad_out);
+  check_contiguous(name, "x", x);
+  check_contiguous(name, "grad_weight", grad_weight);
+  check_contiguous(name, "grad_bias", grad_bias);
+  MMS_CHECK(grad_out.dim() == 2 && x.dim() == 2 && grad_out.size(0) == x.size(0), name, ": grad_out ",
+            shape_str(grad_out.shape()), " and x ", shape_str(x.shape()), " are not [M, N] and [M, K]");
+  const int64_t m = x.size(0), k = x.size(1), n = grad_out.size(1);
+  check_shape(name, "grad_weight", grad_weight, {n, k});
+  check_shape(name, "grad_bias", grad_bias, {n});
+  float* weight_data = static_cast<float*>(grad_weight.raw_data());
+  float* bias_data = static_cast<float*>(grad_bias.raw_data());
+  if (bf16_operands)
+    return cuda::linear_weight_grad_lt_bf16(m, n, k, static_cast<const uint16_t*>(grad_out.raw_data()),
+                                            static_cast<const uint16_t*>(x.raw_data()), weight_data, bias_data,
+                                            cuda::stream());
+  return cuda::linear_weight_grad_lt_f32(m, n, k, static_cast<const float*>(grad_out.raw_data()),
+                                         static_cast<const float*>(x.raw_data()), weight_data, bias_data,
+                                         cuda::stream());
+}
+
 }  // namespace mms

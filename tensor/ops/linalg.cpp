@@ -201,4 +201,29 @@ LinearGeluResult linear_gelu_tanh(const Tensor& x, const Tensor& weight, const T
   return {reshape(y, operands.out_shape), keep_pre_activation ? reshape(h, operands.out_shape) : Tensor()};
 }
 
+Tensor linear_bias_grad(const Tensor& grad_out) {
+  MMS_CHECK(grad_out.dim() == 2, "linear_bias_grad: grad_out must be [rows, out], got ", shape_str(grad_out.shape()));
+  check_gemm_dtype("linear_bias_grad", grad_out);
+  if (grad_out.dtype() != DType::BFloat16) return sum(grad_out, {0});
+  const Tensor ones_row = full({1, grad_out.size(0)}, 1.0, DType::BFloat16, grad_out.device());
+  return reshape(matmul(ones_row, grad_out), {grad_out.size(1)});
+}
+
+LinearWeightGrads linear_weight_grad(const Tensor& grad_out, const Tensor& x, bool with_bias) {
+  check_same_device("linear_weight_grad", grad_out, x);
+  check_same_dtype("linear_weight_grad", grad_out, x);
+  check_gemm_dtype("linear_weight_grad", x);
+  MMS_CHECK(grad_out.dim() == 2 && x.dim() == 2 && grad_out.size(0) == x.size(0),
+            "linear_weight_grad: grad_out ", shape_str(grad_out.shape()), " and x ", shape_str(x.shape()),
+            " must be [rows, out] and [rows, in] with the same rows");
+  const int64_t rows = x.size(0), in = x.size(1), out_features = grad_out.size(1);
+  if (with_bias && rows > 0 && in > 0 && out_features > 0) {
+    const DType dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
+    LinearWeightGrads fused{empty({out_features, in}, dtype, x.device()), empty({out_features}, dtype, x.device())};
+    if (backend_for(x.device()).linear_weight_grad(grad_out.contiguous(), x.contiguous(), fused.weight, fused.bias))
+      return fused;
+  }
+  return {matmul(transpose(grad_out, 0, 1), x), with_bias ? linear_bias_grad(grad_out) : Tensor()};
+}
+
 }  // namespace mms::ops
