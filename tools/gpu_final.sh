@@ -3,7 +3,7 @@
 # nearly spent: builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's
 # attention and the tensor-core tiles also under MMS_CUDA_DEBUG_SYNC=1), bench/step (bf16
 # B=32,128 eager with --profile, the same with MMS_ATTENTION=tiles, with
-# MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16 --graph, fp32, tf32), the PyTorch peers in the same call, a 20-step CUDA fine-tune,
+# MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16 --graph, fp32, tf32), the PyTorch peers in the same call, 20-step CUDA fine-tunes (fp32, bf16),
 # the kernel benches of the families changed last (copy, masked_softmax, attention,
 # elementwise, linear_grad), the 200-step bf16-vs-fp32 loss, and last the torch.compile
 # reduce-overhead peer. Eight files in $OUT (the device tool returns about that many),
@@ -52,6 +52,9 @@ grep -h '^{' "$OUT/ours.log" "$OUT/peer.log" >"$OUT/perf.log"
 python3 tools/perf_table.py "$OUT/perf.log" >>"$OUT/summary.txt" 2>&1
 timeout 120 "$BUILD/bin/finetune" --device cuda --steps 20 --cache-dir /tmp/mms-cache --out /tmp/mms-ft >"$OUT/finetune.log" 2>&1
 echo "finetune rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+timeout 60 "$BUILD/bin/finetune" --device cuda --precision bf16 --steps 20 --cache-dir /tmp/mms-cache --out /tmp/mms-ft-bf16 \
+  >>"$OUT/finetune.log" 2>&1
+echo "finetune --precision bf16 rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 timeout 90 "$BUILD/bin/kernels" copy masked_softmax attention elementwise linear_grad >"$OUT/kernels.log" 2>&1
 echo "kernels rc=$? $(tail -1 "$OUT/kernels.log") $(elapsed)" | tee -a "$OUT/summary.txt"
 for mode in fp32 bf16; do

@@ -1,10 +1,11 @@
 // bench/step --config default: the finetune program's built-in default run, built by
 // the finetune program's own code (its Options defaults, its synthetic-data cache and
 // BPE vocabulary, its build_model), so the benchmark can never drift from what
-// `finetune` with no arguments trains. The two source files are compiled in here
+// `finetune` with no arguments trains. The three source files are compiled in here
 // (as tests/test_finetune_resume does with all of examples/finetune/) rather than
 // copied, so no size, rate or weight is written twice.
 #include "../../examples/finetune/options.cpp"
+#include "../../examples/finetune/precision.cpp"
 #include "../../examples/finetune/setup.cpp"
 
 #include "finetune_default.h"

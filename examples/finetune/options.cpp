@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "precision.h"
 #include "tensor/error.h"
 
 namespace mmsft {
@@ -53,6 +54,9 @@ void Options::validate() const {
             patch_size);
   MMS_CHECK(width % heads == 0, "--width ", width, " must be divisible by --heads ", heads);
   MMS_CHECK(device == "cpu" || device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:N], got '", device, "'");
+  MMS_CHECK(known_precision(precision), "--precision must be fp32, tf32 or bf16, got '", precision, "'");
+  MMS_CHECK(precision != "tf32" || device != "cpu",
+            "--precision tf32 runs float32 GEMMs on a GPU's TF32 tensor cores; with --device cpu use fp32 or bf16");
 }
 
 nlohmann::json Options::to_json() const {
@@ -88,6 +92,7 @@ nlohmann::json Options::trajectory_json() const {
           {"head_dropout", head_dropout},
           {"ablate", ablate},
           {"trim_text", trim_text},
+          {"precision", precision},
           {"image_size", image_size},
           {"patch_size", patch_size},
           {"width", width},
@@ -149,6 +154,12 @@ bool parse_options(int argc, char** argv, Options* o, int* exit_code) {
   app.add_option("--seed", o->seed, "seed for init, sampling, dropout and ties")->capture_default_str()->group(tr);
   app.add_option("--threads", o->threads, "CPU threads (0 = all cores; default: 1 for the small model, all with --model)")->group(tr);
   app.add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str()->group(tr);
+  app.add_option("--precision", o->precision,
+                 "fp32; tf32 (CUDA: float32 GEMMs on TF32 tensor cores); bf16 (autocast: bf16 GEMM operands and "
+                 "activations, float32 accumulation, weights, optimizer state, norms and losses)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+      ->capture_default_str()
+      ->group(tr);
   app.add_option("--head-dropout", o->head_dropout, "dropout in the pair head")->capture_default_str()->group(tr);
   app.add_option("--ablate", o->ablate,
                  "hide one modality: image = every picture replaced by a constant (zero after normalisation, the "

@@ -42,6 +42,8 @@ struct Options {
   // thread, 68 s on two, on a loaded 2-core machine), and all cores with --model.
   int threads = -1;
   std::string device = "cpu";
+  // fp32 | tf32 (CUDA) | bf16 (autocast): examples/finetune/precision.h
+  std::string precision = "fp32";
   double head_dropout = 0.1;
 
   // ---- the built-in small CLIP (ignored with --model) --------------------------------

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "evaluate.h"
+#include "precision.h"
 #include "tensor/error.h"
 
 namespace mmsft {
@@ -34,7 +35,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
                   o.ablate.empty() ? "" : ", ablate " + o.ablate, o.trim_text ? ", texts trimmed" : "", "; ",
                   trainer.total_steps(), " steps of ",
                   o.batch_lists, " lists x ", o.list_size, " (", trainer.batches_per_epoch(), " per epoch); device ",
-                  o.device));
+                  o.device, o.precision == "fp32" ? "" : ", precision " + o.precision));
 
   RunResult result;
   result.checkpoint = trainer.checkpoint_path();
@@ -46,7 +47,10 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   }
 
   Evaluator test(data.test, data, o.ablate, o.trim_text);
-  const EvalResult eval = test.run(*model);
+  const EvalResult eval = [&] {
+    const PrecisionScope precision(o.precision);  // scored in the precision it trained in
+    return test.run(*model);
+  }();
   if (o.trim_text) {
     const TrimTally& t = trainer.text_trim();
     log(mms::concat("--trim-text: training texts cut to ", fixed(t.mean_length(), 2), " of ", t.context_length,

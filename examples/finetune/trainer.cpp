@@ -7,6 +7,7 @@
 
 #include "autograd/api.h"
 #include "batch.h"
+#include "precision.h"
 #include "data/rng.h"
 #include "tensor/error.h"
 
@@ -140,6 +141,7 @@ void Trainer::resume() {
 }
 
 LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
+  const PrecisionScope precision(options_.precision);  // forward, losses and backward
   const int64_t step_number = step_ + 1;  // 1-based in messages and logs
   mms::data::ListBatch batch = host_batch;
   trim_tally_.add(prepare_batch(batch, options_.ablate, empty_text_, options_.trim_text));
@@ -217,7 +219,10 @@ LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
 void Trainer::validate() {
   if (data_.val.images.empty()) return;
   if (!val_evaluator_) val_evaluator_ = std::make_unique<Evaluator>(data_.val, data_, options_.ablate, options_.trim_text);
-  const EvalResult result = val_evaluator_->run(*model_);
+  const EvalResult result = [&] {
+    const PrecisionScope precision(options_.precision);
+    return val_evaluator_->run(*model_);
+  }();
   last_val_ = result.metrics;
   if (!log_.empty() && log_.back().step == step_) {
     log_.back().val_ndcg5 = result.metrics.ndcg_at_5;
