@@ -9,9 +9,11 @@
 // and the bf16 copies are what the backward keeps), every GEMM is bf16 x bf16 -> float32,
 // and the backward casts dC / dy to bf16 for its two GEMMs. Each input's gradient is
 // returned in that input's dtype, so float32 parameters get float32 gradients. The bias
-// stays float32 and its gradient is summed from the float32 dy. A linear asked for a
-// bf16 output (AutocastOutput::BFloat16, autograd/api.h) returns bf16 with a bf16 copy
-// of the bias; its dy then arrives in bf16 (no cast) and db is a mixed GEMV into float32.
+// stays float32; its gradient is summed, with float32 accumulation, from the bf16 dy the
+// backward's GEMMs read (in the weight gradient's GEMM epilogue on CUDA), as torch's
+// autocast sums the bf16 gradient of its bf16 output. A linear asked for a bf16 output
+// (AutocastOutput::BFloat16, autograd/api.h) returns bf16 with a bf16 copy of the bias;
+// its dy then arrives in bf16 (no cast).
 #include "autograd/api.h"
 #include "autograd/autocast.h"
 

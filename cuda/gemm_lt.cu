@@ -176,8 +176,11 @@ Plan make_plan(const PlanKey& key, const void* bias, void* pre_activation) {
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(form.trans_a));
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(form.trans_b));
   set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(epilogue_of(key)));
-  // The bias (or bias gradient) and the GELU input matrix take D's type by default:
-  // float32, or bf16 for BFloat16Out, which is what we pass (so neither is set).
+  // The bias and the GELU input matrix take D's type by default: float32, or bf16 for
+  // BFloat16Out, which is what we pass. The bias gradient is float32 whatever D is; said
+  // explicitly, so that a bf16-output gradient GEMM could never round it silently.
+  if (key.epilogue == LtEpilogue::BiasGradient)
+    set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_32F));
   if (key.with_pre_activation)
     set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(key.n));
   set_epilogue_pointers(plan, bias, pre_activation);
@@ -199,7 +202,12 @@ Plan make_plan(const PlanKey& key, const void* bias, void* pre_activation) {
                                      plan.layout_d, preference, 1, &result, &returned);
   MMS_CUBLASLT_CHECK(cublasLtMatmulPreferenceDestroy(preference));
   // NOT_SUPPORTED (or no result) means "no kernel for this combination": fall back.
-  if (status != CUBLAS_STATUS_NOT_SUPPORTED) MMS_CUBLASLT_CHECK(status);
+  // Some cuBLASLt versions answer an epilogue they lack for a layout with INVALID_VALUE
+  // instead; for the bias gradient, whose support NVIDIA does not tabulate, that is
+  // read the same way (the forward epilogues are documented, so there it stays an error).
+  const bool no_kernel = status == CUBLAS_STATUS_NOT_SUPPORTED ||
+                         (status == CUBLAS_STATUS_INVALID_VALUE && key.epilogue == LtEpilogue::BiasGradient);
+  if (!no_kernel) MMS_CUBLASLT_CHECK(status);
   plan.supported = status == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
   if (plan.supported) plan.algo = result.algo;
   return plan;

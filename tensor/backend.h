@@ -149,7 +149,12 @@ class Backend {
   // grad_out [M, N] and x [M, K] contiguous, both float32 or both bfloat16; grad_weight
   // and grad_bias contiguous float32, overwritten; M, N, K > 0. Returns false, having
   // written nothing, where there is no fused path (the default): the caller then runs
-  // bmm and a reduction.
+  // bmm and a reduction. may_fuse_linear_weight_grad says, before any output is
+  // allocated, whether a call for these operand dtypes can take the fused path at all.
+  virtual bool may_fuse_linear_weight_grad(DType operands) const {
+    (void)operands;
+    return false;
+  }
   virtual bool linear_weight_grad(const Tensor& grad_out, const Tensor& x, Tensor& grad_weight, Tensor& grad_bias) {
     (void)grad_out, (void)x, (void)grad_weight, (void)grad_bias;
     return false;

@@ -281,6 +281,10 @@ bool CudaBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const T
                              cuda::stream());
 }
 
+bool CudaBackend::may_fuse_linear_weight_grad(DType operands) const {
+  return cuda::cublaslt_enabled() && (operands == DType::Float32 || operands == DType::BFloat16);
+}
+
 bool CudaBackend::linear_weight_grad(const Tensor& grad_out, const Tensor& x, Tensor& grad_weight,
                                      Tensor& grad_bias) {
   const char* name = "linear_weight_grad";

@@ -46,6 +46,7 @@ class CudaBackend final : public Backend {
            double beta) override;
   bool linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearEpilogue epilogue,
                        Tensor& out, Tensor& pre_activation) override;
+  bool may_fuse_linear_weight_grad(DType operands) const override;
   bool linear_weight_grad(const Tensor& grad_out, const Tensor& x, Tensor& grad_weight, Tensor& grad_bias) override;
 
   void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) override;

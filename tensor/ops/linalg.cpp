@@ -217,11 +217,15 @@ LinearWeightGrads linear_weight_grad(const Tensor& grad_out, const Tensor& x, bo
             "linear_weight_grad: grad_out ", shape_str(grad_out.shape()), " and x ", shape_str(x.shape()),
             " must be [rows, out] and [rows, in] with the same rows");
   const int64_t rows = x.size(0), in = x.size(1), out_features = grad_out.size(1);
-  if (with_bias && rows > 0 && in > 0 && out_features > 0) {
+  // The fused GEMM where the device has one for these operands as they are (the
+  // backward's are contiguous); the outputs are allocated only then, so a device without
+  // it (the CPU) pays nothing. The unfused matmul takes a transposed operand as it is.
+  Backend& backend = backend_for(x.device());
+  if (with_bias && rows > 0 && in > 0 && out_features > 0 && grad_out.is_contiguous() && x.is_contiguous() &&
+      backend.may_fuse_linear_weight_grad(x.dtype())) {
     const DType dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
     LinearWeightGrads fused{empty({out_features, in}, dtype, x.device()), empty({out_features}, dtype, x.device())};
-    if (backend_for(x.device()).linear_weight_grad(grad_out.contiguous(), x.contiguous(), fused.weight, fused.bias))
-      return fused;
+    if (backend.linear_weight_grad(grad_out, x, fused.weight, fused.bias)) return fused;
   }
   return {matmul(transpose(grad_out, 0, 1), x), with_bias ? linear_bias_grad(grad_out) : Tensor()};
 }
