@@ -72,6 +72,20 @@ Options tiny_options(const fs::path& out) {
   return o;
 }
 
+// tiny_options for a 4-step run validated at its end, and the same options with one
+// setting changed (written elsewhere): the pairs the trim and precision tests compare.
+Options four_step_options(const std::string& name) {
+  Options o = tiny_options(scratch(name));
+  o.steps = 4;
+  o.eval_every = 4;
+  return o;
+}
+Options variant_of(const Options& base, const std::string& name) {
+  Options o = base;
+  o.out = scratch(name).string();
+  return o;
+}
+
 const RunData& run_data() {
   static const RunData data = load_run_data(tiny_options(scratch("unused")), kQuiet);
   return data;
@@ -308,11 +322,8 @@ TEST_CASE("finetune: --ablate replaces one modality by a constant") {
 
 TEST_CASE("finetune: --trim-text trains, trims every batch, and follows the untrimmed run") {
   const RunData& data = run_data();
-  Options plain = tiny_options(scratch("trim-off"));
-  plain.steps = 4;
-  plain.eval_every = 4;
-  Options trim = plain;
-  trim.out = scratch("trim-on").string();
+  const Options plain = four_step_options("trim-off");
+  Options trim = variant_of(plain, "trim-on");
   trim.trim_text = true;
   // One after the other: a Trainer seeds the (global) dropout generator when it is built.
   Trainer a(plain, data, build_model(plain, data));
@@ -402,11 +413,8 @@ TEST_CASE("finetune: --ablate text gives the same texts before or after trimming
 
 TEST_CASE("finetune: --precision bf16 trains under autocast and follows the fp32 run") {
   const RunData& data = run_data();
-  Options fp32 = tiny_options(scratch("precision-fp32"));
-  fp32.steps = 4;
-  fp32.eval_every = 4;
-  Options bf16 = fp32;
-  bf16.out = scratch("precision-bf16").string();
+  const Options fp32 = four_step_options("precision-fp32");
+  Options bf16 = variant_of(fp32, "precision-bf16");
   bf16.precision = "bf16";
   Trainer a(fp32, data, build_model(fp32, data));
   REQUIRE(a.train() == Trainer::End::Finished);
