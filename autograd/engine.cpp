@@ -56,8 +56,9 @@ bool needs_graph(const std::vector<Tensor>& inputs) {
 
 Tensor saved(const Tensor& tensor) { return tensor.defined() ? tensor.detach() : tensor; }
 
-Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& inputs,
-              BackwardFn backward) {
+namespace {
+Tensor record_node(const char* op, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn backward,
+                   FoldingBackwardFn folding_backward) {
   profile_mark_op(op);  // the op's forward work is queued by now (tensor/profile.h)
   if (!needs_graph(inputs)) return output;
   auto node = std::make_shared<Node>();
@@ -65,6 +66,7 @@ Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& i
   node->output_shape = output.shape();
   node->output_dtype = output.dtype();
   node->backward = std::move(backward);
+  node->folding_backward = std::move(folding_backward);
   for (const Tensor& input : inputs) {
     Edge edge;
     if (input.defined() && input.requires_grad()) {
@@ -80,6 +82,16 @@ Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& i
   meta.requires_grad = true;
   meta.grad_fn = std::move(node);
   return result;
+}
+}  // namespace
+
+Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& inputs, BackwardFn backward) {
+  return record_node(op, output, inputs, std::move(backward), nullptr);
+}
+
+Tensor record_folding(const char* op, const Tensor& output, const std::vector<Tensor>& inputs,
+                      FoldingBackwardFn backward) {
+  return record_node(op, output, inputs, nullptr, std::move(backward));
 }
 
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
@@ -120,28 +132,52 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     if (found == grads.end()) continue;  // no gradient flowed here
     Tensor node_grad = std::move(found->second);
     grads.erase(found);
-    MMS_CHECK(!node->released && node->backward, "backward: the graph through '", node->op,
+    MMS_CHECK(!node->released && (node->backward || node->folding_backward), "backward: the graph through '", node->op,
               "' was already freed by an earlier backward(); call backward(grad, "
               "/*retain_graph=*/true) the first time to go through it twice");
     check_gradient(*node, node_grad);
     std::vector<bool> needs(node->inputs.size());
     for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].active();
     std::vector<Tensor> input_grads;
+    std::vector<bool> folded(node->inputs.size(), false);
     {
       NoGradGuard no_grad;  // formulas use raw ops; make sure nothing records
-      input_grads = node->backward(node_grad, needs);
+      if (node->folding_backward) {
+        std::vector<Tensor> partials(node->inputs.size());
+        for (size_t i = 0; i < partials.size(); ++i) {
+          const Edge& edge = node->inputs[i];
+          if (!needs[i] || !edge.node) continue;
+          auto partial = grads.find(edge.node.get());
+          if (partial != grads.end()) partials[i] = partial->second;
+        }
+        FoldedGrads result = node->folding_backward(node_grad, needs, partials);
+        MMS_CHECK(result.folded.size() == result.grads.size(), "backward: ", node->op, " returned ",
+                  result.folded.size(), " folded flags for ", result.grads.size(), " gradients");
+        for (size_t i = 0; i < result.folded.size() && i < partials.size(); ++i)
+          MMS_CHECK(!result.folded[i] || partials[i].defined(), "backward: ", node->op, " folded input ", i,
+                    "'s partial gradient, but it had none");
+        input_grads = std::move(result.grads);
+        folded = std::move(result.folded);
+      } else {
+        input_grads = node->backward(node_grad, needs);
+      }
     }
     MMS_CHECK(input_grads.size() == node->inputs.size(), "backward: ", node->op, " returned ",
               input_grads.size(), " gradients for ", node->inputs.size(), " inputs");
     for (size_t i = 0; i < input_grads.size(); ++i) {
       const Edge& edge = node->inputs[i];
       if (!edge.active() || !input_grads[i].defined()) continue;
-      if (edge.node) grads[edge.node.get()] = accumulate(grads[edge.node.get()], input_grads[i]);
-      else accumulate_leaf(*edge.leaf, input_grads[i]);
+      if (edge.node) {
+        Tensor& sum = grads[edge.node.get()];
+        sum = folded[i] ? input_grads[i] : accumulate(sum, input_grads[i]);
+      } else {
+        accumulate_leaf(*edge.leaf, input_grads[i]);
+      }
     }
     profile_mark_op(node->op.c_str(), "backward");
     if (!retain_graph) {
       node->backward = nullptr;  // frees the saved tensors
+      node->folding_backward = nullptr;
       node->released = true;
     }
   }

@@ -27,12 +27,28 @@ struct Edge {
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output,
                                                      const std::vector<bool>& needs)>;
 
+// A backward that may fold in the gradient an input already has. partials[i] is the
+// sum of the gradients input i has received so far from its other consumers (undefined
+// where none has arrived yet, or input i is a leaf). Returning folded[i] = true says
+// grads[i] already includes partials[i]: the engine then stores it instead of adding.
+// The partials must only be read (another consumer may still hold the same tensor).
+// What it buys: where an input has two consumers (a pre-norm transformer's residual
+// stream feeds both a layer norm and the next add), the second gradient is added in the
+// kernel that computes it rather than by a separate add over the whole tensor.
+struct FoldedGrads {
+  std::vector<Tensor> grads;
+  std::vector<bool> folded;
+};
+using FoldingBackwardFn = std::function<FoldedGrads(const Tensor& grad_output, const std::vector<bool>& needs,
+                                                    const std::vector<Tensor>& partials)>;
+
 struct Node {
   std::string op;              // for messages: "matmul", "layer_norm", ...
   std::vector<Edge> inputs;    // one per op input, in order
   Shape output_shape;          // the shape the incoming gradient must have
   DType output_dtype = DType::Float32;
   BackwardFn backward;         // reset after use unless the graph is retained
+  FoldingBackwardFn folding_backward;  // instead of backward, for ops that fold partials
   bool released = false;
 };
 
@@ -63,6 +79,9 @@ bool needs_graph(const std::vector<Tensor>& inputs);
 // its own outputs (which would be a reference cycle).
 Tensor record(const char* op, const Tensor& output, const std::vector<Tensor>& inputs,
               BackwardFn backward);
+// The same with a backward that may fold in its inputs' partial gradients (FoldedGrads).
+Tensor record_folding(const char* op, const Tensor& output, const std::vector<Tensor>& inputs,
+                      FoldingBackwardFn backward);
 // A handle to the same data with no autograd history: what closures capture.
 Tensor saved(const Tensor& tensor);
 

@@ -25,6 +25,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_node(x, dim, t
 //   dxhat = g * w
 //   dx    = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 //   dw    = sum over rows of g * xhat,   db = sum over rows of g
+// The gradient x already has from its other consumer (a residual stream's next add) is
+// folded into dx by the same kernel (FoldedGrads, autograd/node.h): one add fewer per norm.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, AutocastOutput output) {
   const bool bf16_output = output == AutocastOutput::BFloat16 && autocast_dtype() == DType::BFloat16 &&
                            x.dtype() == DType::Float32 && bf16_activations_enabled();
@@ -32,13 +34,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
       ops::layer_norm(x, weight, bias, eps, bf16_output ? std::optional(DType::BFloat16) : std::nullopt);
   Tensor xs = saved(x), ws = saved(weight), mean = r.mean, rstd = r.rstd;
   const bool has_weight = weight.defined(), has_bias = bias.defined();
-  return record("layer_norm", r.y, {x, weight, bias},
-                [xs, ws, mean, rstd, has_weight, has_bias](const Tensor& g, const std::vector<bool>& needs) {
-                  const bool weight_grads = (has_weight && needs[1]) || (has_bias && needs[2]);
-                  ops::LayerNormGrads lg = ops::layer_norm_backward(g, xs, ws, mean, rstd, weight_grads);
-                  return Grads{needs[0] ? lg.grad_x : Tensor(), needs[1] ? lg.grad_weight : Tensor(),
-                               needs[2] ? lg.grad_bias : Tensor()};
-                });
+  return record_folding(
+      "layer_norm", r.y, {x, weight, bias},
+      [xs, ws, mean, rstd, has_weight, has_bias](const Tensor& g, const std::vector<bool>& needs,
+                                                 const std::vector<Tensor>& partials) {
+        const bool weight_grads = (has_weight && needs[1]) || (has_bias && needs[2]);
+        ops::LayerNormGrads lg = ops::layer_norm_backward(g, xs, ws, mean, rstd, weight_grads, partials[0]);
+        return FoldedGrads{{needs[0] ? lg.grad_x : Tensor(), needs[1] ? lg.grad_weight : Tensor(),
+                            needs[2] ? lg.grad_bias : Tensor()},
+                           {needs[0] && lg.addend_folded, false, false}};
+      });
 }
 
 // y = x / d with n = ||x||, d = max(n, eps). For n > eps: dx = (g - y * sum(g*y)) / n;

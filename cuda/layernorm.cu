@@ -4,7 +4,11 @@
 // the mean of (x - mean)^2 (two passes: no catastrophic cancellation of E[x^2] - E[x]^2),
 // then y = (x - mean) * rstd * w + b. Statistics are fp32 and saved as [rows].
 // Backward for grad_x, a warp per row, with xhat = (x - mean) * rstd and dxhat = g * w:
-//   grad_x = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+//   grad_x = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+// plus, optionally, an addend: the gradient x already has from its other consumer. In a
+// pre-norm transformer every norm's input is the residual stream, which the next add
+// also reads; folding that gradient in here saves the add's launch and two of its three
+// passes (read grad_x, write the sum; the addend is read either way).
 // grad_weight / grad_bias are column sums over rows: stage 1 gives each block 32 columns
 // x a chunk of rows (threads along columns read coalesced 128-byte rows) and writes
 // partial sums; stage 2 adds the chunks. Fixed order: bit-reproducible, unlike atomics.
@@ -90,11 +94,13 @@ __global__ void layer_norm_forward_thread_kernel(const float* __restrict__ x, co
   rstd_out[row] = rstd;
 }
 
+// grad_x = addend (when non-null: the input's gradient from its other consumer, folded
+// in here instead of a separate add) + the normalisation's own gradient.
 template <typename GradT>
 __global__ void layer_norm_backward_input_kernel(const GradT* __restrict__ grad_y, const float* __restrict__ x,
                                                  const float* __restrict__ weight, const float* __restrict__ mean,
-                                                 const float* __restrict__ rstd, float* __restrict__ grad_x,
-                                                 int64_t rows, int64_t cols) {
+                                                 const float* __restrict__ rstd, const float* __restrict__ addend,
+                                                 float* __restrict__ grad_x, int64_t rows, int64_t cols) {
   const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;
@@ -111,10 +117,12 @@ __global__ void layer_norm_backward_input_kernel(const GradT* __restrict__ grad_
   const float mean_dxhat = warp_sum(sum_dxhat) / float(cols);
   const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / float(cols);
   float* gx = grad_x + row * cols;
+  const float* addend_row = addend ? addend + row * cols : nullptr;
   for (int64_t c = lane; c < cols; c += kWarpSize) {
     const float xhat = (x_row[c] - row_mean) * row_rstd;
     const float dxhat = weight ? load_value(g + c) * weight[c] : load_value(g + c);
-    gx[c] = row_rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+    const float own = row_rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+    gx[c] = addend_row ? addend_row[c] + own : own;
   }
 }
 
@@ -184,12 +192,15 @@ void layer_norm_forward(const float* x, const float* weight, const float* bias, 
 
 template <typename GradT>
 void layer_norm_backward(const GradT* grad_y, const float* x, const float* weight, const float* mean,
-                         const float* rstd, float* grad_x, float* grad_weight, float* grad_bias, int64_t rows,
-                         int64_t cols, cudaStream_t stream) {
+                         const float* rstd, const float* grad_x_addend, float* grad_x, float* grad_weight,
+                         float* grad_bias, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (cols == 0) return;
+  MMS_CUDA_REQUIRE(grad_x_addend == nullptr || grad_x != nullptr,
+                   "layer_norm_backward: grad_x_addend is added to grad_x, which is not asked for");
   if (rows > 0 && grad_x) {
     layer_norm_backward_input_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kRowsPerBlock * kWarpSize,
-                                       0, stream>>>(grad_y, x, weight, mean, rstd, grad_x, rows, cols);
+                                       0, stream>>>(grad_y, x, weight, mean, rstd, grad_x_addend, grad_x, rows,
+                                                    cols);
     MMS_CUDA_LAUNCH_CHECK();
   }
   if (!grad_weight && !grad_bias) return;
@@ -233,17 +244,19 @@ void layer_norm_forward_f32_naive(const float* x, const float* weight, const flo
 }
 
 void layer_norm_backward_f32(const float* grad_y, const float* x, const float* weight,
-                             const float* mean, const float* rstd, float* grad_x,
+                             const float* mean, const float* rstd, const float* grad_x_addend, float* grad_x,
                              float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
                              cudaStream_t stream) {
-  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias, rows, cols, stream);
+  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x_addend, grad_x, grad_weight, grad_bias, rows, cols,
+                      stream);
 }
 
 void layer_norm_backward_bf16_grad(const uint16_t* grad_y, const float* x, const float* weight,
-                                   const float* mean, const float* rstd, float* grad_x,
+                                   const float* mean, const float* rstd, const float* grad_x_addend, float* grad_x,
                                    float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
                                    cudaStream_t stream) {
-  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias, rows, cols, stream);
+  layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x_addend, grad_x, grad_weight, grad_bias, rows, cols,
+                      stream);
 }
 
 }  // namespace mms::cuda

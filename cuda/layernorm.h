@@ -24,13 +24,14 @@ void layer_norm_forward_f32_naive(const float* x, const float* weight, const flo
                                   cudaStream_t stream);
 // grad_x (required) and, when non-null, grad_weight = sum_rows g * xhat and
 // grad_bias = sum_rows g (written, not accumulated; deterministic: no atomics).
+// grad_x_addend, when non-null ([rows, cols], not aliasing grad_x), is added to grad_x.
 void layer_norm_backward_f32(const float* grad_y, const float* x, const float* weight,
-                             const float* mean, const float* rstd, float* grad_x,
+                             const float* mean, const float* rstd, const float* grad_x_addend, float* grad_x,
                              float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
                              cudaStream_t stream);
 // The same from a bf16 grad_y (the gradient of a bf16 y); every output float32.
 void layer_norm_backward_bf16_grad(const uint16_t* grad_y, const float* x, const float* weight,
-                                   const float* mean, const float* rstd, float* grad_x,
+                                   const float* mean, const float* rstd, const float* grad_x_addend, float* grad_x,
                                    float* grad_weight, float* grad_bias, int64_t rows, int64_t cols,
                                    cudaStream_t stream);
 

@@ -112,10 +112,14 @@ class Backend {
   // dtype, or bf16 for a float32 x (rounded once); the backward's grad_y likewise.
   virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                           Tensor& y, Tensor& mean, Tensor& rstd) = 0;
-  // grad_weight/grad_bias are written (not accumulated) when defined.
+  // grad_weight/grad_bias are written (not accumulated) when defined. grad_x_addend,
+  // when defined ([M, N], x's dtype, contiguous, not aliasing grad_x), is added to grad_x
+  // in the same pass: grad_x = grad_x_addend + dL/dx. That folds in the gradient the
+  // input already has from its other consumer (the residual stream's, in a transformer)
+  // instead of a separate add; the CPU adds it after the row exactly as that add would.
   virtual void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                                   const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
-                                   Tensor& grad_weight, Tensor& grad_bias) = 0;
+                                   const Tensor& mean, const Tensor& rstd, const Tensor& grad_x_addend,
+                                   Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias) = 0;
 
   // Batched GEMM on contiguous 3-D operands:
   //   out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b]

@@ -81,11 +81,17 @@ struct LayerNormResult { Tensor y, mean, rstd; };
 // the statistics staying float32.
 LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                            std::optional<DType> out_dtype = std::nullopt);
-struct LayerNormGrads { Tensor grad_x, grad_weight, grad_bias; };
+struct LayerNormGrads {
+  Tensor grad_x, grad_weight, grad_bias;
+  bool addend_folded = false;  // grad_x includes grad_x_addend
+};
 // grad_y in x's dtype, or bf16 for a float32 x (the gradient of a bf16 y); the
-// gradients are in x's dtype.
+// gradients are in x's dtype. grad_x_addend (optional): a gradient x already has from
+// another consumer; where it has x's shape and dtype and is contiguous it is added to
+// grad_x in the same pass (addend_folded), otherwise it is left to the caller.
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                                   const Tensor& mean, const Tensor& rstd, bool need_weight_grads);
+                                   const Tensor& mean, const Tensor& rstd, bool need_weight_grads,
+                                   const Tensor& grad_x_addend = Tensor());
 
 // ---- linear algebra ------------------------------------------------------------
 // NumPy matmul semantics: 1-D operands are promoted and squeezed back, batch dims broadcast.

@@ -18,6 +18,7 @@
 #include "tensor/backend.h"
 #include "tensor/cpu/gemm_kernel.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/ops.h"
 #include "tensor/tensor.h"
 #include "tensor/view.h"
 
@@ -540,7 +541,7 @@ TEST_CASE("layer_norm forward and backward against a reference") {
 
   Tensor gx = empty({2, 4}, DType::Float64), gw = full({4}, 99.0, DType::Float64);
   Tensor gb = full({4}, 99.0, DType::Float64);
-  kernels().layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
+  kernels().layer_norm_backward(gy, x, w, mean, rstd, Tensor(), gx, gw, gb);
   check_close(gx, {0.18782584622637602, -0.2951608299162552, 0.026833745922469773,
                    0.08050123776740942, -0.48650365819917724, 0.08621653662496104,
                    -0.2648197579016889, 0.6651068794759051},
@@ -560,6 +561,33 @@ TEST_CASE("layer_norm forward and backward against a reference") {
               {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r}, 1e-15);
 }
 
+TEST_CASE("layer_norm backward folds an addend into grad_x exactly as a separate add would") {
+  const int64_t rows = 300, width = 48;  // enough rows for the threaded path
+  Tensor x = randn({rows, width}, 11), w = randn({width}, 12), b = randn({width}, 13);
+  Tensor g = randn({rows, width}, 14), addend = randn({rows, width}, 15);
+  const ops::LayerNormResult r = ops::layer_norm(x, w, b, 1e-5);
+  const ops::LayerNormGrads plain = ops::layer_norm_backward(g, x, w, r.mean, r.rstd, true);
+  const ops::LayerNormGrads folded = ops::layer_norm_backward(g, x, w, r.mean, r.rstd, true, addend);
+  CHECK_FALSE(plain.addend_folded);
+  REQUIRE(folded.addend_folded);
+  const std::vector<float> expected = ops::add(addend, plain.grad_x).to_vector<float>();
+  CHECK(folded.grad_x.to_vector<float>() == expected);  // bit for bit
+  CHECK(folded.grad_weight.to_vector<float>() == plain.grad_weight.to_vector<float>());
+  CHECK(folded.grad_bias.to_vector<float>() == plain.grad_bias.to_vector<float>());
+  // an addend the kernel cannot read as rows (a transposed view, another dtype) is left
+  // to the caller, and grad_x is the norm's own
+  Tensor addend_t = ops::transpose(randn({width, rows}, 16), 0, 1);
+  const ops::LayerNormGrads strided = ops::layer_norm_backward(g, x, w, r.mean, r.rstd, false, addend_t);
+  CHECK_FALSE(strided.addend_folded);
+  CHECK(strided.grad_x.to_vector<float>() == plain.grad_x.to_vector<float>());
+  CHECK_FALSE(ops::layer_norm_backward(g, x, w, r.mean, r.rstd, false, addend.to(DType::Float64)).addend_folded);
+  // the backend refuses an addend that aliases grad_x or has the wrong shape
+  Tensor gx = empty({rows, width}, DType::Float32), none;
+  CHECK_THROWS_AS(kernels().layer_norm_backward(g, x, w, r.mean, r.rstd, gx, gx, none, none), Error);
+  CHECK_THROWS_AS(kernels().layer_norm_backward(g, x, w, r.mean, r.rstd, randn({rows, width + 1}, 17), gx, none, none),
+                  Error);
+}
+
 TEST_CASE("layer_norm float32 over many rows (threaded path, per-thread partials)") {
   const int64_t rows = 512, width = 96;
   std::vector<float> xs(rows * width), gs(rows * width, 1.0f), ws(width, 1.0f);
@@ -575,7 +603,7 @@ TEST_CASE("layer_norm float32 over many rows (threaded path, per-thread partials
   CHECK(values(mean)[7] == 3.0);
   Tensor gx = empty({rows, width}, DType::Float32), gw = empty({width}, DType::Float32);
   Tensor gb = empty({width}, DType::Float32);
-  kernels().layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb);
+  kernels().layer_norm_backward(g, x, w, mean, rstd, Tensor(), gx, gw, gb);
   // grad_bias = number of rows; grad_weight = sum of xhat = -(rows - 1) or +(rows - 1)
   CHECK(values(gb)[0] == 512.0);
   CHECK(values(gw)[0] == doctest::Approx(-511.0).epsilon(1e-5));

@@ -463,6 +463,13 @@ TEST_CASE("cuda: layer_norm forward and backward, with and without affine") {
         CHECK_CLOSE(got_grads.grad_weight, ref_grads.grad_weight, "grad_weight");
         CHECK_CLOSE(got_grads.grad_bias, ref_grads.grad_bias, "grad_bias");
       }
+      // the residual stream's gradient folded into grad_x (autograd's FoldedGrads)
+      Tensor addend = random_normal(shape, ++seed);
+      auto ref_folded = ops::layer_norm_backward(g, x, w, ref.mean, ref.rstd, false, addend);
+      auto got_folded = ops::layer_norm_backward(gpu(g), gpu(x), affine ? gpu(w) : w, got.mean, got.rstd, false,
+                                                 gpu(addend));
+      REQUIRE(got_folded.addend_folded);
+      CHECK_CLOSE(got_folded.grad_x, ref_folded.grad_x, "grad_x with the addend folded in");
     }
   }
 }

@@ -146,6 +146,16 @@ TEST_CASE("softmax, log_softmax, layer_norm, normalize") {
   expect_gradcheck([](auto& x) { return layer_norm(x[0], x[1], x[2], 1e-5); }, {leaf({2, 3, 6}), leaf({6}), leaf({6})});
   expect_gradcheck([](auto& x) { return layer_norm(x[0], Tensor(), Tensor(), 1e-5); }, {leaf({4, 7})});
   expect_gradcheck([](auto& x) { return layer_norm(transpose(x[0], 0, 1), x[1], Tensor(), 0.1); }, {leaf({5, 3}), leaf({5})});
+  // x feeds the norm and an add: the norm's backward folds the add's gradient into its own
+  // (the residual stream of a pre-norm transformer), and in the reverse order of use
+  expect_gradcheck([](auto& x) { return add(x[0], mul(layer_norm(x[0], x[1], x[2], 1e-5), x[3])); },
+                   {leaf({2, 3, 6}), leaf({6}), leaf({6}), leaf({6})});
+  expect_gradcheck([](auto& x) {
+    Tensor h = add(x[0], layer_norm(x[0], x[1], Tensor(), 1e-5));
+    return add(h, layer_norm(h, x[1], Tensor(), 1e-5));
+  }, {leaf({4, 5}), leaf({5})});
+  expect_gradcheck([](auto& x) { return mul(layer_norm(x[0], Tensor(), Tensor(), 1e-5), mul(x[0], x[0])); },
+                   {leaf({3, 4})});
   expect_gradcheck([](auto& x) { return normalize(x[0], -1); }, {leaf({3, 4})});
   expect_gradcheck([](auto& x) { return normalize(x[0], 0); }, {leaf({3, 4})});
 }
@@ -280,4 +290,39 @@ TEST_CASE("autograd engine: accumulation, retain_graph, detach, no_grad, errors"
   sum(a * b).backward();
   std::vector<double> g4 = x.grad().to_vector<double>();
   for (int i = 0; i < 3; ++i) CHECK(g4[i] == doctest::Approx(2 * std::exp(xv[i]) * (1 + xv[i])));
+}
+
+TEST_CASE("autograd engine: a folding backward receives its input's partial gradient and replaces it") {
+  // h (an interior node) feeds an add directly and a folding op: as in a residual stream,
+  // the add's backward runs first and hands h its gradient, which the folding op then
+  // sees as h's partial.
+  Tensor x = leaf({4});
+  std::vector<double> seen_partial;
+  auto twice_folding = [&](const Tensor& input, bool claim_fold_without_partial) {
+    Tensor y = ops::mul_scalar(input.detach(), 2.0);
+    return record_folding("twice", y, {input},
+                          [&seen_partial, claim_fold_without_partial](const Tensor& g, const std::vector<bool>&,
+                                                                      const std::vector<Tensor>& partials) {
+                            const Tensor own = ops::mul_scalar(g, 2.0);
+                            if (claim_fold_without_partial) return FoldedGrads{{own}, {true}};
+                            if (!partials[0].defined()) return FoldedGrads{{own}, {false}};
+                            seen_partial = partials[0].to_vector<double>();
+                            return FoldedGrads{{ops::add(partials[0], own)}, {true}};
+                          });
+  };
+  Tensor h = mul(x, 3.0);
+  sum(add(h, mul(twice_folding(h, false), 5.0))).backward();  // d/dh = 1 + 2 * 5
+  REQUIRE(seen_partial.size() == 4);
+  for (double v : seen_partial) CHECK(v == 1.0);  // the add's gradient, not yet summed
+  for (double v : x.grad().to_vector<double>()) CHECK(v == doctest::Approx(3.0 * 11.0));
+  // where the other consumer's gradient arrives later, nothing is folded and the engine
+  // adds the two as usual
+  x.zero_grad();
+  seen_partial.clear();
+  Tensor h2 = mul(x, 3.0);
+  sum(add(mul(h2, 5.0), twice_folding(h2, false))).backward();  // d/dh = 5 + 2
+  CHECK(seen_partial.empty());
+  for (double v : x.grad().to_vector<double>()) CHECK(v == doctest::Approx(3.0 * 7.0));
+  // claiming to have folded a partial that did not exist is an error, not a lost gradient
+  CHECK_THROWS_WITH_AS(sum(twice_folding(mul(x, 3.0), true)).backward(), doctest::Contains("had none"), Error);
 }

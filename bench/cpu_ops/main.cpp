@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     cpu.layer_norm(x, w, Tensor(), 1e-5, y, mean, rstd);
     Tensor gx = empty({rows, cols}), gw = empty({cols}), gb = empty({cols});
     const double t = best_seconds(
-        [&] { cpu.layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb); }, budget, min_reps);
+        [&] { cpu.layer_norm_backward(g, x, w, mean, rstd, Tensor(), gx, gw, gb); }, budget, min_reps);
     const double bytes = 3.0 * rows * cols * 4;  // read grad_y and x, write grad_x
     std::printf("%-28s %12.2f\n", "layer_norm bwd 8192 x 768", bytes / t * 1e-9);
   }

@@ -354,7 +354,7 @@ void bench_rows() {
     cuda::layer_norm_forward_f32(cfp(x), cfp(w), cfp(b), fp(y), fp(mean), fp(rstd), rows, cols, 1e-5f, cuda::stream());
   }), 8.0 * rows * cols);
   report_memory("layer_norm bwd", "warp", time_us([&] {
-    cuda::layer_norm_backward_f32(cfp(g), cfp(x), cfp(w), cfp(mean), cfp(rstd), fp(gx), fp(gw), fp(gb), rows, cols,
+    cuda::layer_norm_backward_f32(cfp(g), cfp(x), cfp(w), cfp(mean), cfp(rstd), nullptr, fp(gx), fp(gw), fp(gb), rows, cols,
                                   cuda::stream());
   }), 16.0 * rows * cols);
 }

@@ -76,8 +76,8 @@ void layer_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 template <typename T>
 void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                               const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
-                               Tensor& grad_weight, Tensor& grad_bias, int64_t rows,
+                               const Tensor& mean, const Tensor& rstd, const Tensor& grad_x_addend,
+                               Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias, int64_t rows,
                                int64_t width) {
   const T* pg = grad_y.data<T>();
   const T* px = x.data<T>();
@@ -85,6 +85,7 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
   const T* pmean = mean.data<T>();
   const T* prstd = rstd.data<T>();
   T* pgx = grad_x.defined() ? grad_x.data<T>() : nullptr;
+  const T* paddend = grad_x_addend.defined() ? grad_x_addend.data<T>() : nullptr;
   const bool want_w = grad_weight.defined(), want_b = grad_bias.defined();
 
   const bool parallel = parallel_worth_it(rows, rows * width);
@@ -123,6 +124,12 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
         const T h = pw ? g[j] * pw[j] : g[j];
         const T xhat = (row[j] - mu_t) * r_t;
         gx[j] = r_t * (h - mean_h - xhat * mean_h_xhat);
+      }
+      // The folded addend in a pass of its own, after the row is stored: the same
+      // rounding as the separate add it replaces (no multiply-add contraction across it).
+      if (paddend) {
+        const T* addend = paddend + m * width;
+        for (int64_t j = 0; j < width; ++j) gx[j] = addend[j] + gx[j];
       }
     }
   });
@@ -171,12 +178,12 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
 }
 
 void CpuBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                                     const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
-                                     Tensor& grad_weight, Tensor& grad_bias) {
+                                     const Tensor& mean, const Tensor& rstd, const Tensor& grad_x_addend,
+                                     Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias) {
   const char* op = "layer_norm_backward";
   if (grad_y.defined() && grad_y.dtype() == DType::BFloat16 && x.dtype() == DType::Float32) {
     // the gradient of a bf16 output (autocast's bf16 activations), widened exactly
-    layer_norm_backward(widened(grad_y), x, weight, mean, rstd, grad_x, grad_weight, grad_bias);
+    layer_norm_backward(widened(grad_y), x, weight, mean, rstd, grad_x_addend, grad_x, grad_weight, grad_bias);
     return;
   }
   check_contiguous(op, "input", x);
@@ -196,9 +203,17 @@ void CpuBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, cons
   check_vector(op, "rstd", rstd, rows, x.dtype());
   check_vector(op, "grad_weight", grad_weight, width, x.dtype());
   check_vector(op, "grad_bias", grad_bias, width, x.dtype());
+  if (grad_x_addend.defined()) {
+    MMS_CHECK(grad_x.defined(), op, ": grad_x_addend is added to grad_x, which is not asked for");
+    check_contiguous(op, "grad_x_addend", grad_x_addend);
+    MMS_CHECK(grad_x_addend.shape() == x.shape() && grad_x_addend.dtype() == x.dtype(), op, ": grad_x_addend ",
+              shape_str(grad_x_addend.shape()), " ", dtype_name(grad_x_addend.dtype()), " does not match input ",
+              shape_str(x.shape()), " ", dtype_name(x.dtype()));
+    MMS_CHECK(grad_x_addend.raw_data() != grad_x.raw_data(), op, ": grad_x_addend must not alias grad_x");
+  }
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    layer_norm_backward_typed<T>(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias,
+    layer_norm_backward_typed<T>(grad_y, x, weight, mean, rstd, grad_x_addend, grad_x, grad_weight, grad_bias,
                                  rows, width);
   });
 }

@@ -128,8 +128,8 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
 }
 
 void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                                      const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
-                                      Tensor& grad_weight, Tensor& grad_bias) {
+                                      const Tensor& mean, const Tensor& rstd, const Tensor& grad_x_addend,
+                                      Tensor& grad_x, Tensor& grad_weight, Tensor& grad_bias) {
   const char* name = "layer_norm_backward";
   // grad_y float32, or bf16 (the gradient of a bf16 y)
   const bool bf16_grad = grad_y.defined() && grad_y.dtype() == DType::BFloat16;
@@ -150,7 +150,15 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, con
   MMS_CHECK(mean.numel() == r.rows && rstd.numel() == r.rows, name, ": mean/rstd need ", r.rows, " elements");
   if (grad_x.defined()) {
     check_f32(name, "grad_x", grad_x);
+    check_contiguous(name, "grad_x", grad_x);
     check_shape(name, "grad_x", grad_x, x.shape());
+  }
+  if (grad_x_addend.defined()) {
+    MMS_CHECK(grad_x.defined(), name, ": grad_x_addend is added to grad_x, which is not asked for");
+    check_f32(name, "grad_x_addend", grad_x_addend);
+    check_contiguous(name, "grad_x_addend", grad_x_addend);
+    check_shape(name, "grad_x_addend", grad_x_addend, x.shape());
+    MMS_CHECK(grad_x_addend.raw_data() != grad_x.raw_data(), name, ": grad_x_addend must not alias grad_x");
   }
   for (const Tensor* g : {&grad_weight, &grad_bias}) {
     if (!g->defined()) continue;
@@ -160,14 +168,15 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_y, const Tensor& x, con
   const float* xs = static_cast<const float*>(x.raw_data());
   const float* means = static_cast<const float*>(mean.raw_data());
   const float* rstds = static_cast<const float*>(rstd.raw_data());
+  const float* addend = f32_or_null(grad_x_addend);
   if (bf16_grad)
     cuda::layer_norm_backward_bf16_grad(static_cast<const uint16_t*>(grad_y.raw_data()), xs, f32_or_null(weight),
-                                        means, rstds, f32_or_null(grad_x), f32_or_null(grad_weight),
+                                        means, rstds, addend, f32_or_null(grad_x), f32_or_null(grad_weight),
                                         f32_or_null(grad_bias), r.rows, r.cols, cuda::stream());
   else
     cuda::layer_norm_backward_f32(static_cast<const float*>(grad_y.raw_data()), xs, f32_or_null(weight), means, rstds,
-                                  f32_or_null(grad_x), f32_or_null(grad_weight), f32_or_null(grad_bias), r.rows,
-                                  r.cols, cuda::stream());
+                                  addend, f32_or_null(grad_x), f32_or_null(grad_weight), f32_or_null(grad_bias),
+                                  r.rows, r.cols, cuda::stream());
 }
 
 void CudaBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,

@@ -39,7 +39,7 @@ class CudaBackend final : public Backend {
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& y,
                   Tensor& mean, Tensor& rstd) override;
   void layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                           const Tensor& mean, const Tensor& rstd, Tensor& grad_x,
+                           const Tensor& mean, const Tensor& rstd, const Tensor& grad_x_addend, Tensor& grad_x,
                            Tensor& grad_weight, Tensor& grad_bias) override;
 
   void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b, double alpha,

@@ -90,12 +90,17 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& 
 }
 
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
-                                   const Tensor& mean, const Tensor& rstd, bool need_weight_grads) {
+                                   const Tensor& mean, const Tensor& rstd, bool need_weight_grads,
+                                   const Tensor& grad_x_addend) {
   if (!(grad_y.dtype() == DType::BFloat16 && x.dtype() == DType::Float32))
     check_same_dtype("layer_norm backward", grad_y, x);
   const int64_t n = x.size(-1);
   const int64_t m = n == 0 ? 0 : x.numel() / n;
   LayerNormGrads grads;
+  grads.addend_folded = grad_x_addend.defined() && m > 0 && n > 0 && grad_x_addend.shape() == x.shape() &&
+                        grad_x_addend.dtype() == x.dtype() && grad_x_addend.device() == x.device() &&
+                        grad_x_addend.is_contiguous();
+  const Tensor addend = grads.addend_folded ? reshape(grad_x_addend, {m, n}) : Tensor();
   Tensor grad_x = empty({m, n}, x.dtype(), x.device());
   if (need_weight_grads) {
     grads.grad_weight = empty({n}, x.dtype(), x.device());
@@ -104,7 +109,7 @@ LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const 
   if (grad_x.numel() > 0) {
     backend_for(x.device()).layer_norm_backward(
         reshape(grad_y.contiguous(), {m, n}), reshape(x.contiguous(), {m, n}),
-        weight.defined() ? weight.contiguous() : weight, mean, rstd, grad_x, grads.grad_weight,
+        weight.defined() ? weight.contiguous() : weight, mean, rstd, addend, grad_x, grads.grad_weight,
         grads.grad_bias);
   } else if (need_weight_grads) {
     fill_(grads.grad_weight, 0.0);
