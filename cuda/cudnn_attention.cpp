@@ -182,6 +182,19 @@ const CachedGraph& graph_for(const GraphKey& key) {
                      std::to_string(key.batch) + ", " + std::to_string(key.heads) + ", " +
                      std::to_string(key.query_len) + "/" + std::to_string(key.key_len) + ", " +
                      std::to_string(key.head_dim) + "]: " + status.get_message();
+  // "No engine for this graph" is an answer for the key; a failure of the environment
+  // (a CUDA or cuDNN call, memory, NVRTC, the handle) may not recur, so it is reported
+  // but not cached: the next call builds again.
+  const fe::error_code_t code = status.get_code();
+  const bool environmental = code == fe::error_code_t::CUDA_API_FAILED ||
+                             code == fe::error_code_t::CUDNN_BACKEND_API_FAILED ||
+                             code == fe::error_code_t::NVRTC_COMPILATION_FAILED ||
+                             code == fe::error_code_t::HANDLE_ERROR || code == fe::error_code_t::INVALID_CUDA_DEVICE;
+  if (environmental) {
+    static CachedGraph last_failure;  // read under g_mutex by the caller, like the cache
+    last_failure = std::move(entry);
+    return last_failure;
+  }
   return cache.emplace(key, std::move(entry)).first->second;
 }
 

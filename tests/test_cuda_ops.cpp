@@ -628,6 +628,30 @@ TEST_CASE("cuda: cuDNN's fused attention, forward and backward, against float32 
     CHECK_WITHIN(widened(got_grads.grad_k), ref_grads.grad_k, kBf16Tolerance, "grad_k");
     CHECK_WITHIN(widened(got_grads.grad_v), ref_grads.grad_v, kBf16Tolerance, "grad_v");
   }
+  // sizes cuDNN's SDPA refuses (head_dim 12; one query against one key, which its backward
+  // refuses after a forward would have run) take the GEMM path, forward and backward
+  for (const auto& [L, D] : std::vector<std::pair<int64_t, int64_t>>{{6, 12}, {1, 64}}) {
+    INFO("cuDNN fallback L" << L << " D" << D);
+    const Tensor q = rounded(random_normal({2, 2, L, D}, ++seed)), k = rounded(random_normal({2, 2, L, D}, ++seed));
+    const Tensor v = rounded(random_normal({2, 2, L, D}, ++seed)), g = rounded(random_normal({2, 2, L, D}, ++seed));
+    const double scale = 1.0 / std::sqrt(double(D));
+    const auto ref = ops::attention(widened(q), widened(k), widened(v), Tensor(), false, scale);
+    const auto ref_grads =
+        ops::attention_backward(widened(g), widened(q), widened(k), widened(v), ref.out, ref.lse, Tensor(), false, scale);
+    const auto got = ops::attention(gpu(q), gpu(k), gpu(v), Tensor(), false, scale);
+    CHECK_WITHIN(widened(got.out), ref.out, kBf16Tolerance, "out");
+    const auto got_grads =
+        ops::attention_backward(gpu(g), gpu(q), gpu(k), gpu(v), got.out, got.lse, Tensor(), false, scale);
+    // (with one key the probabilities are constant 1, so grad_q is exactly 0 there,
+    if (L > 1) {
+      CHECK_WITHIN(widened(got_grads.grad_q), ref_grads.grad_q, kBf16Tolerance, "grad_q");
+      CHECK_WITHIN(widened(got_grads.grad_k), ref_grads.grad_k, kBf16Tolerance, "grad_k");
+    } else {  // (and grad_k too: the scores' gradient is 0)
+      CHECK(ops::amax(ops::abs(widened(got_grads.grad_q))).item() == 0.0);
+      CHECK(ops::amax(ops::abs(widened(got_grads.grad_k))).item() == 0.0);
+    }
+    CHECK_WITHIN(widened(got_grads.grad_v), ref_grads.grad_v, kBf16Tolerance, "grad_v");
+  }
   if (cuda::debug_sync_enabled()) {  // a mask that is not right padding is refused, not misread
     const Tensor q = gpu(rounded(random_normal({1, 1, 4, 64}, ++seed)));
     const Tensor holes = gpu(from_vector<uint8_t>({1, 0, 1, 1}, {1, 4}));

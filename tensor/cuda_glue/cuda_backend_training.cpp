@@ -241,8 +241,10 @@ void CudaBackend::attention_backward(const Tensor& grad_out, const Tensor& q, co
     for (int i = 0; i < 3; ++i)
       MMS_CHECK(reinterpret_cast<uintptr_t>(grads[i]->raw_data()) % 16 == 0, op, ": ", names[i],
                 " must be 16-byte aligned for cuDNN");
-    // cuDNN writes no gradient at padded keys (j >= the list's length): they are 0.
+    // cuDNN writes no gradient at padded keys (j >= the list's length): they are 0; nor,
+    // for a list that keeps no key at all, to its queries (whose gradient is 0 too).
     if (lengths.key.defined()) {
+      fill(grad_q, 0.0);
       fill(grad_k, 0.0);
       fill(grad_v, 0.0);
     }

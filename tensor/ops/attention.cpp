@@ -55,8 +55,16 @@ AttentionPath& configured_path() {
 bool cudnn_chosen(Device device, int64_t key_len) {
   return configured_path() == AttentionPath::Cudnn && device.is_cuda() && key_len > 0;
 }
+// Sizes cuDNN 9's SDPA takes in both directions (its support surface): head_dim a
+// multiple of 8 up to 128 (256 on Hopper forward only, which we do not use: the backward
+// must follow the forward), and not a single query against a single key (refused by the
+// backward). Anything else takes the GEMM path instead of an error after the forward.
+bool cudnn_takes(int64_t query_len, int64_t key_len, int64_t head_dim) {
+  return head_dim % 8 == 0 && head_dim <= 128 && !(query_len == 1 && key_len == 1);
+}
 bool use_cudnn(const Tensor& q, const Tensor& k) {
-  return q.dtype() == DType::BFloat16 && cudnn_chosen(q.device(), k.size(2));
+  return q.dtype() == DType::BFloat16 && cudnn_chosen(q.device(), k.size(2)) &&
+         cudnn_takes(q.size(2), k.size(2), q.size(3));
 }
 
 // Our tensor-core tiles: chosen, on CUDA, for bf16 operands of sizes the device takes.
