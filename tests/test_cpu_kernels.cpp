@@ -8,6 +8,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -1035,4 +1036,70 @@ TEST_CASE("cpu parallel_parts: every part runs once, nested calls run serially, 
     }
   }
   omp_set_num_threads(saved);
+}
+
+// The row kernels that moved from OpenMP regions to the pool (parallel_rows): with 3
+// threads they write every row, bit for bit as on one (rows are independent). Sizes are
+// above the threading threshold (kParallelGrain elements); outputs start as NaN so an
+// unwritten row fails.
+TEST_CASE("cpu row kernels on the pool: threaded results equal single-threaded ones bit for bit") {
+  const int saved = omp_get_max_threads();
+  const auto nan_like = [](const Tensor& like) {
+    Tensor t = empty_like(like);
+    if (t.dtype() == DType::Float32) std::fill(t.data<float>(), t.data<float>() + t.numel(), float(kNaN));
+    return t;
+  };
+  const Tensor x = randn({600, 77}, 11);            // 46k elements
+  const Tensor table = randn({300, 128}, 12);       // embedding-like table
+  std::vector<int64_t> picks_rows(900), picks_cols(600 * 60), order(2000 * 24), lengths(2000);
+  for (size_t i = 0; i < picks_rows.size(); ++i) picks_rows[i] = int64_t((i * 7919) % 300);  // repeats
+  for (size_t i = 0; i < picks_cols.size(); ++i) picks_cols[i] = int64_t((i * 31) % 77);
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    lengths[b] = int64_t(b % 25);  // 0..24 kept items, some lists too short to rank
+    for (int64_t k = 0; k < 24; ++k) order[b * 24 + k] = (k * 5 + int64_t(b)) % 24;
+  }
+  const Tensor rows_index = i64(picks_rows, {900}), cols_index = i64(picks_cols, {600, 60});
+  const Tensor grad_rows = randn({900, 128}, 13), grad_cols = randn({600, 60}, 14);
+  const Tensor scores = randn({2000, 24}, 15), ranks = i64(order, {2000, 24}), kept = i64(lengths, {2000});
+  const Tensor att_scores = randn({4, 3, 40, 77}, 16);
+  std::vector<uint8_t> keep(4 * 77);
+  for (size_t i = 0; i < keep.size(); ++i) keep[i] = (i % 77) < 20 + 10 * (i / 77);
+  const Tensor key_keep = from_vector<uint8_t>(keep, {4, 77});
+
+  const auto run_all = [&] {
+    std::vector<Tensor> outs;
+    Tensor sm = nan_like(x), lsm = nan_like(x), back = nan_like(x), sums = nan_like(randn({600}, 0));
+    kernels().softmax_last(x, sm, false);
+    kernels().softmax_last(x, lsm, true);
+    kernels().softmax_last_backward(x, sm, back, false);
+    kernels().reduce_last(ReduceOp::LogSumExp, x, sums);
+    Tensor selected = nan_like(randn({900, 128}, 0));
+    kernels().index_select_rows(table, rows_index, selected);
+    Tensor table_grad = zeros({300, 128});
+    kernels().index_add_rows(grad_rows, rows_index, table_grad);
+    Tensor gathered = nan_like(randn({600, 60}, 0));
+    kernels().gather_last(x, cols_index, gathered);
+    Tensor scattered = zeros({600, 77});
+    kernels().scatter_add_last(grad_cols, cols_index, scattered);
+    Tensor loss = nan_like(randn({2000}, 0)), grad = nan_like(scores);
+    kernels().listmle(scores, ranks, kept, loss, grad);
+    Tensor probs = nan_like(att_scores), lse = nan_like(randn({4, 3, 40}, 0));
+    kernels().attention_softmax(att_scores, key_keep, true, probs, lse);
+    return std::vector<Tensor>{sm, lsm, back, sums, selected, table_grad, gathered, scattered, loss, grad, probs, lse};
+  };
+  const char* names[] = {"softmax", "log_softmax", "softmax_backward", "logsumexp", "index_select_rows",
+                         "index_add_rows", "gather_last", "scatter_add_last", "listmle loss", "listmle grad",
+                         "attention_softmax probs", "attention_softmax lse"};
+  omp_set_num_threads(1);
+  const std::vector<Tensor> serial = run_all();
+  omp_set_num_threads(3);
+  REQUIRE(mms::cpu::parallel_threads() == 3);
+  const std::vector<Tensor> threaded = run_all();
+  omp_set_num_threads(saved);
+  for (size_t i = 0; i < serial.size(); ++i) {
+    INFO(names[i]);
+    const std::vector<double> want = values(serial[i]);
+    CHECK(std::none_of(want.begin(), want.end(), [](double v) { return std::isnan(v); }));
+    CHECK(std::memcmp(serial[i].raw_data(), threaded[i].raw_data(), serial[i].numel() * serial[i].element_size()) == 0);
+  }
 }

@@ -1,8 +1,6 @@
 // The CPU backend's single instance and the helpers shared by its kernel files.
 #include "tensor/cpu/cpu_backend.h"
 
-#include <omp.h>
-
 namespace mms {
 
 // The registry (tensor/backend.cpp) hands this object out for Device::cpu().
@@ -18,8 +16,7 @@ void unsupported_dtype(const char* op, DType dtype) {
 }
 
 bool parallel_worth_it(int64_t rows, int64_t elements) {
-  return rows >= 2 && elements >= kParallelGrain && omp_get_max_threads() > 1 &&
-         !omp_in_parallel();
+  return rows >= 2 && elements >= kParallelGrain && parallel_threads() > 1;
 }
 
 void check_contiguous(const char* op, const char* what, const Tensor& t) {

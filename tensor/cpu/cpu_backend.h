@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/parallel.h"
 
 namespace mms::cpu {
 
@@ -127,13 +128,25 @@ void dispatch_all(DType dtype, const char* op, Body&& body) {
 }
 
 // ---- when to use threads ---------------------------------------------------------------
-// Below ~32K elements of simple work the fork/join of an OpenMP region (a few
-// microseconds) costs more than it saves on 2-16 cores.
+// Below ~32K elements of simple work handing parts to the pool (a few microseconds)
+// costs more than it saves on 2-16 cores.
 constexpr int64_t kParallelGrain = 1 << 15;
 
 // True when a loop over `rows` independent rows touching `elements` values in total
-// should run on several threads (and we are not already inside a parallel region).
+// should run on several threads (and we are not already inside a parallel part).
 bool parallel_worth_it(int64_t rows, int64_t elements);
+
+// body(begin, end) over [0, rows): on the pool (tensor/cpu/parallel.h), one range per
+// thread, when parallel_worth_it(rows, elements); otherwise once, body(0, rows). A
+// kernel's per-thread scratch is made inside body, once per range.
+template <typename Body>
+void parallel_rows(int64_t rows, int64_t elements, Body&& body) {
+  if (parallel_worth_it(rows, elements)) {
+    parallel_ranges(rows, parallel_threads(), body);
+  } else {
+    body(int64_t{0}, rows);
+  }
+}
 
 // Requires a contiguous tensor (kernels that index with plain row-major arithmetic).
 void check_contiguous(const char* op, const char* what, const Tensor& t);

@@ -6,7 +6,6 @@
 // region): an out-of-range or negative index throws mms::Error naming the op, the bad
 // index, where it sits, and the valid range. Selects copy raw bytes, so they work for
 // every dtype; the scatter-adds accumulate and so are float32/float64.
-#include <omp.h>
 
 #include <cstring>
 
@@ -74,10 +73,9 @@ void CpuBackend::index_select_rows(const Tensor& table, const Tensor& index, Ten
   const size_t row_bytes = static_cast<size_t>(t.width) * table.element_size();
   const char* src = static_cast<const char*>(table.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
-#pragma omp parallel for schedule(static) if (parallel_worth_it(count, count * t.width))
-  for (int64_t i = 0; i < count; ++i) {
-    std::memcpy(dst + i * row_bytes, src + idx[i * stride] * row_bytes, row_bytes);
-  }
+  parallel_rows(count, count * t.width, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) std::memcpy(dst + i * row_bytes, src + idx[i * stride] * row_bytes, row_bytes);
+  });
 }
 
 void CpuBackend::index_add_rows(const Tensor& grad, const Tensor& index, Tensor& table_grad) {
@@ -96,17 +94,18 @@ void CpuBackend::index_add_rows(const Tensor& grad, const Tensor& index, Tensor&
     const T* g = grad.data<T>();
     T* dst = table_grad.data<T>();
     // Repeated indices make rows collide, so threads split the columns, not the rows:
-    // each thread owns a column band of every row and no two threads touch one value.
-    const bool parallel = t.width >= 64 && parallel_worth_it(t.width, count * t.width);
-#pragma omp parallel if (parallel)
-    {
-      const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
-      const int64_t begin = t.width * me / threads, end = t.width * (me + 1) / threads;
+    // each part owns a column band of every row and no two parts touch one value.
+    const auto add_columns = [&](int64_t begin, int64_t end) {
       for (int64_t i = 0; i < count; ++i) {
         T* row = dst + idx[i * stride] * t.width;
         const T* src = g + i * t.width;
         for (int64_t j = begin; j < end; ++j) row[j] += src[j];
       }
+    };
+    if (t.width >= 64) {
+      parallel_rows(t.width, count * t.width, add_columns);
+    } else {
+      add_columns(0, t.width);
     }
   });
 }
@@ -130,10 +129,11 @@ void CpuBackend::gather_last(const Tensor& x, const Tensor& index, Tensor& out) 
     using T = typename decltype(tag)::type;
     const T* src = static_cast<const T*>(x.raw_data());
     T* dst = static_cast<T*>(out.raw_data());
-#pragma omp parallel for schedule(static) if (parallel_worth_it(rows, rows * picks))
-    for (int64_t m = 0; m < rows; ++m) {
-      for (int64_t k = 0; k < picks; ++k) dst[m * picks + k] = src[m * width + idx[m * picks + k]];
-    }
+    parallel_rows(rows, rows * picks, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) {
+        for (int64_t k = 0; k < picks; ++k) dst[m * picks + k] = src[m * width + idx[m * picks + k]];
+      }
+    });
   });
 }
 
@@ -156,10 +156,11 @@ void CpuBackend::scatter_add_last(const Tensor& grad, const Tensor& index, Tenso
     const T* g = grad.data<T>();
     T* dst = out.data<T>();
     // rows are independent (collisions only happen within a row), so split rows
-#pragma omp parallel for schedule(static) if (parallel_worth_it(rows, rows * picks))
-    for (int64_t m = 0; m < rows; ++m) {
-      for (int64_t k = 0; k < picks; ++k) dst[m * width + idx[m * picks + k]] += g[m * picks + k];
-    }
+    parallel_rows(rows, rows * picks, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) {
+        for (int64_t k = 0; k < picks; ++k) dst[m * width + idx[m * picks + k]] += g[m * picks + k];
+      }
+    });
   });
 }
 

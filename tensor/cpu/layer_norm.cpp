@@ -9,10 +9,6 @@
 // The column sums are per-thread partials in double, added at the end, so rows can run
 // in parallel without atomics. Row sums are `omp simd` reductions: without them the
 // compiler must keep the sequential order and runs one add per add-latency.
-#include <omp.h>
-
-#include "tensor/cpu/parallel.h"
-
 #include <cmath>
 #include <vector>
 
@@ -67,11 +63,7 @@ void layer_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
     }
   }
   };
-  if (parallel_worth_it(rows, rows * width)) {
-    parallel_ranges(rows, parallel_threads(), row_range);
-  } else {
-    row_range(0, rows);
-  }
+  parallel_rows(rows, rows * width, row_range);
 }
 
 template <typename T>

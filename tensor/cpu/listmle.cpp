@@ -55,12 +55,10 @@ double listmle_one(const double* s, int64_t n, double* lse, double* grad) {
 template <typename T>
 void listmle_typed(const T* scores, const int64_t* order, const int64_t* lengths, T* loss,
                    T* grad, int64_t lists, int64_t width) {
-#pragma omp parallel if (parallel_worth_it(lists, lists * width * 8))
-  {
-    // scratch per thread, sized once: scores in rank order, suffix LSEs, gradients
+  parallel_rows(lists, lists * width * 8, [&](int64_t begin, int64_t end) {
+    // scratch per range, sized once: scores in rank order, suffix LSEs, gradients
     std::vector<double> s(width), lse(width), g(width);
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < lists; ++b) {
+    for (int64_t b = begin; b < end; ++b) {
       const T* row = scores + b * width;
       const int64_t* rank = order + b * width;
       T* grad_row = grad + b * width;
@@ -74,7 +72,7 @@ void listmle_typed(const T* scores, const int64_t* order, const int64_t* lengths
       loss[b] = static_cast<T>(listmle_one(s.data(), n, lse.data(), g.data()));
       for (int64_t k = 0; k < n; ++k) grad_row[rank[k]] = static_cast<T>(g[k]);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -83,8 +83,9 @@ T row_logsumexp(const T* row, int64_t n) {
 
 template <typename T, typename Out, typename RowFn>
 void for_rows(const T* x, Out* out, int64_t rows, int64_t width, RowFn fn) {
-#pragma omp parallel for schedule(static) if (parallel_worth_it(rows, rows * width))
-  for (int64_t m = 0; m < rows; ++m) out[m] = fn(x + m * width, width);
+  parallel_rows(rows, rows * width, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) out[m] = fn(x + m * width, width);
+  });
 }
 
 }  // namespace

@@ -118,8 +118,9 @@ void CpuBackend::softmax_last(const Tensor& x, Tensor& out, bool log) {
     using T = typename decltype(tag)::type;
     const T* in = x.data<T>();
     T* res = out.data<T>();
-#pragma omp parallel for schedule(static) if (parallel_worth_it(r.rows, r.rows * r.width))
-    for (int64_t m = 0; m < r.rows; ++m) softmax_row(in + m * r.width, res + m * r.width, r.width, log);
+    parallel_rows(r.rows, r.rows * r.width, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) softmax_row(in + m * r.width, res + m * r.width, r.width, log);
+    });
   });
 }
 
@@ -136,11 +137,12 @@ void CpuBackend::softmax_last_backward(const Tensor& grad_out, const Tensor& y, 
     const T* g = grad_out.data<T>();
     const T* py = y.data<T>();
     T* gi = grad_in.data<T>();
-#pragma omp parallel for schedule(static) if (parallel_worth_it(r.rows, r.rows * r.width))
-    for (int64_t m = 0; m < r.rows; ++m) {
-      const int64_t at = m * r.width;
-      softmax_backward_row(g + at, py + at, gi + at, r.width, log);
-    }
+    parallel_rows(r.rows, r.rows * r.width, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) {
+        const int64_t at = m * r.width;
+        softmax_backward_row(g + at, py + at, gi + at, r.width, log);
+      }
+    });
   });
 }
 
@@ -179,18 +181,16 @@ void CpuBackend::attention_softmax(const Tensor& scores, const Tensor& key_keep,
     const T* s = scores.data<T>();
     T* row_lse = lse.defined() ? lse.data<T>() : nullptr;
     auto run = [&](auto* p) {
-#pragma omp parallel if (parallel_worth_it(rows, rows * lk))
-      {
-        std::vector<T> shifted(static_cast<size_t>(lk));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
+      parallel_rows(rows, rows * lk, [&](int64_t begin, int64_t end) {
+        std::vector<T> shifted(static_cast<size_t>(lk));  // scratch, once per range
+        for (int64_t r = begin; r < end; ++r) {
           const int64_t query = r % lq, b = r / (lq * heads);
           const int64_t limit = causal ? std::min(lk, query + 1) : lk;
           const T value = attention_softmax_row(s + r * lk, keep ? keep + b * lk : nullptr, limit, lk,
                                                 shifted.data(), p + r * lk);
           if (row_lse) row_lse[r] = value;
         }
-      }
+      });
     };
     if (probs.dtype() == DType::BFloat16) {
       MMS_CHECK(scores.dtype() == DType::Float32, op, ": bfloat16 probs come from float32 scores, got ",
