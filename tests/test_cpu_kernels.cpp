@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/activation_kernel.h"
 #include "tensor/cpu/gemm_kernel.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
@@ -702,6 +703,71 @@ TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop")
     cpu::gemm::avx2::bmm(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
     check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
   }
+}
+
+// tensor/cpu/activation_avx2.cpp: the 8-wide quick_gelu against float64 formulas over
+// -90..90 (both sigmoid tails, exp overflowing and underflowing), lengths with 8-wide
+// and 1024-block tails, and the special values; the backend (vector path when the CPU
+// has AVX2) gives the same values.
+TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
+  if (!(cpu::activation::avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+    MESSAGE("SKIPPED: the AVX2 quick_gelu is not compiled in or this CPU lacks AVX2/FMA");
+    return;
+  }
+  const int64_t n = 2 * 1024 + 13;
+  std::vector<float> x(n), dy(n);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = static_cast<float>(-90.0 + 180.0 * double(i) / double(n - 1)) * (i % 3 == 0 ? 0.05f : 1.0f);
+    dy[i] = static_cast<float>(std::sin(0.37 * double(i)) + 0.1);
+  }
+  std::vector<float> y(n), dx(n);
+  cpu::activation::avx2::quick_gelu(x.data(), y.data(), n);
+  cpu::activation::avx2::quick_gelu_backward(dy.data(), x.data(), dx.data(), n);
+  // The float32 formula's own error, which the bound allows (and the scalar kernel, the
+  // same formula with libm's expf, is checked against it too): a few ulps of the result,
+  // plus the rounding of the exp argument 1.702 x to float32 (relative 6e-8 of it, which
+  // exp turns into a relative error of the result), plus for the derivative the rounding
+  // of s before 1 - s (half an ulp of 1, times 1.702 |x|). Below x = -52.1, exp(-1.702 x)
+  // overflows float32 in the vector kernel, which then returns 0 where the true value is
+  // below 2e-37 (within 17 of FLT_MIN): the absolute floor.
+  const auto scalar_sigmoid = [](float z) { return z >= 0 ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z)); };
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i], s = 1.0 / (1.0 + std::exp(-1.702 * v));
+    const double want = v * s, slope_terms = s + std::abs(1.702 * v * s * (1.0 - s));
+    const double want_dx = double(dy[i]) * (s + 1.702 * v * s * (1.0 - s));
+    const double rel = 6e-7 + 1.2e-7 * 1.702 * std::abs(v);
+    const double y_bound = rel * std::abs(want) + 2e-37;
+    const double dx_bound = std::abs(double(dy[i])) * (rel * slope_terms + 6e-8 * 1.702 * std::abs(v)) + 2e-37;
+    const float ss = scalar_sigmoid(1.702f * x[i]);
+    const float scalar_y = x[i] * ss, scalar_dx = dy[i] * (ss + 1.702f * x[i] * ss * (1.0f - ss));
+    INFO("x = ", v, ": y ", y[i], " (scalar ", scalar_y, ", want ", want, "), dx ", dx[i], " (scalar ", scalar_dx,
+         ", want ", want_dx, ")");
+    CHECK(std::abs(y[i] - want) <= y_bound);
+    CHECK(std::abs(dx[i] - want_dx) <= dx_bound);
+    CHECK(std::abs(scalar_y - want) <= y_bound);
+    CHECK(std::abs(scalar_dx - want_dx) <= dx_bound);
+  }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> special = {inf, -inf, nan, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f};
+  std::vector<float> ys(special.size()), ones(special.size(), 1.0f), ds(special.size());
+  cpu::activation::avx2::quick_gelu(special.data(), ys.data(), int64_t(special.size()));
+  cpu::activation::avx2::quick_gelu_backward(ones.data(), special.data(), ds.data(), int64_t(special.size()));
+  CHECK(ys[0] == inf);                       // inf * sigmoid(inf) = inf
+  CHECK(std::isnan(ys[1]));                  // -inf * 0, as the scalar kernel
+  CHECK(std::isnan(ys[2]));
+  CHECK(ys[3] == 0.0f);
+  CHECK(std::abs(ys[5] - 0.5e-40f) <= 1e-45f);  // subnormal x: x / 2
+  CHECK(ys[7] == 3e38f);
+  CHECK(std::isnan(ds[0]));                  // 1 + inf * 0, as the scalar formula
+  CHECK(ds[3] == 0.5f);                      // the slope at 0 is sigmoid(0)
+  CHECK(std::isnan(ds[2]));
+  // through the backend: the same values (its contiguous float32 runs take this kernel)
+  const Tensor xt = f32(x, {n}), dyt = f32(dy, {n});
+  Tensor yt = empty({n}), dxt = empty({n});
+  kernels().unary(UnaryOp::QuickGelu, xt, yt, 0, 0);
+  kernels().unary_backward(UnaryOp::QuickGelu, dyt, xt, dxt, 0, 0);
+  CHECK(std::memcmp(yt.raw_data(), y.data(), n * sizeof(float)) == 0);
+  CHECK(std::memcmp(dxt.raw_data(), dx.data(), n * sizeof(float)) == 0);
 }
 
 // ---- indexing ------------------------------------------------------------------------

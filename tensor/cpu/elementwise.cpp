@@ -5,7 +5,11 @@
 // the run is contiguous in every operand. The op switch sits outside the loop, so each
 // op compiles to its own tight loop.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
+#include "tensor/cpu/activation_kernel.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/strided.h"
 
@@ -13,9 +17,10 @@ namespace mms::cpu {
 
 namespace {
 
-// out = f(x)
-template <typename T, typename U, typename F>
-void map_unary(const Tensor& x, Tensor& out, F f) {
+// out = f(x); a run that is contiguous in both operands goes to contiguous(in, out, n)
+// (map_unary: a loop of f; an op with an explicitly vectorised kernel passes that).
+template <typename T, typename U, typename F, typename Contiguous>
+void map_unary_runs(const Tensor& x, Tensor& out, F f, Contiguous contiguous) {
   const T* in = static_cast<const T*>(x.raw_data());
   U* res = static_cast<U*>(out.raw_data());
   strided_for<2>(out.shape(), {&x.strides(), &out.strides()},
@@ -23,16 +28,22 @@ void map_unary(const Tensor& x, Tensor& out, F f) {
                    const T* i = in + off[0];
                    U* o = res + off[1];
                    if (st[0] == 1 && st[1] == 1) {
-                     for (int64_t j = 0; j < n; ++j) o[j] = f(i[j]);
+                     contiguous(i, o, n);
                    } else {
                      for (int64_t j = 0; j < n; ++j) o[j * st[1]] = f(i[j * st[0]]);
                    }
                  });
 }
+template <typename T, typename U, typename F>
+void map_unary(const Tensor& x, Tensor& out, F f) {
+  map_unary_runs<T, U>(x, out, f, [&](const T* i, U* o, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) o[j] = f(i[j]);
+  });
+}
 
-// out = f(a, b)
-template <typename A, typename B, typename U, typename F>
-void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+// out = f(a, b); as map_unary_runs, a run contiguous in all three goes to contiguous.
+template <typename A, typename B, typename U, typename F, typename Contiguous>
+void map_binary_runs(const Tensor& a, const Tensor& b, Tensor& out, F f, Contiguous contiguous) {
   const A* pa = static_cast<const A*>(a.raw_data());
   const B* pb = static_cast<const B*>(b.raw_data());
   U* res = static_cast<U*>(out.raw_data());
@@ -42,7 +53,7 @@ void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
                    const B* y = pb + off[1];
                    U* o = res + off[2];
                    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
-                     for (int64_t j = 0; j < n; ++j) o[j] = f(x[j], y[j]);
+                     contiguous(x, y, o, n);
                    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {  // tensor op scalar
                      const B s = y[0];
                      for (int64_t j = 0; j < n; ++j) o[j] = f(x[j], s);
@@ -50,6 +61,23 @@ void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
                      for (int64_t j = 0; j < n; ++j) o[j * st[2]] = f(x[j * st[0]], y[j * st[1]]);
                    }
                  });
+}
+template <typename A, typename B, typename U, typename F>
+void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  map_binary_runs<A, B, U>(a, b, out, f, [&](const A* x, const B* y, U* o, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) o[j] = f(x[j], y[j]);
+  });
+}
+
+// The AVX2+FMA quick_gelu kernels (activation_kernel.h) when compiled in and the CPU has
+// AVX2 and FMA; MMS_CPU_ACTIVATION=scalar forces the scalar loop (to compare the two).
+bool vector_quick_gelu() {
+  static const bool yes = [] {
+    const char* forced = std::getenv("MMS_CPU_ACTIVATION");
+    if (forced && std::strcmp(forced, "scalar") == 0) return false;
+    return activation::avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
 }
 
 // sigmoid without overflow: exp is only ever taken of a non-positive number
@@ -100,7 +128,13 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, T alpha, T beta) {
       return run([](T v) {
         return T(0.5) * v * (T(1) + std::tanh(kSqrt2OverPi<T> * (v + kGeluCubic<T> * v * v * v)));
       });
-    case UnaryOp::QuickGelu: return run([](T v) { return v * stable_sigmoid(kQuickGelu<T> * v); });
+    case UnaryOp::QuickGelu: {
+      const auto f = [](T v) { return v * stable_sigmoid(kQuickGelu<T> * v); };
+      if constexpr (std::is_same_v<T, float>) {
+        if (vector_quick_gelu()) return map_unary_runs<T, T>(x, out, f, activation::avx2::quick_gelu);
+      }
+      return run(f);
+    }
     case UnaryOp::AddScalar: return run([=](T v) { return v + alpha; });
     case UnaryOp::MulScalar: return run([=](T v) { return v * alpha; });
     case UnaryOp::PowScalar:
@@ -176,11 +210,16 @@ void unary_backward_typed(UnaryOp op, const Tensor& g, const Tensor& x, Tensor& 
         return dy * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
       });
     // quick_gelu: s = sigmoid(1.702 x); grad * (s + 1.702 x s (1 - s))
-    case UnaryOp::QuickGelu:
-      return run([](T dy, T v) {
+    case UnaryOp::QuickGelu: {
+      const auto f = [](T dy, T v) {
         const T s = stable_sigmoid(kQuickGelu<T> * v);
         return dy * (s + kQuickGelu<T> * v * s * (T(1) - s));
-      });
+      };
+      if constexpr (std::is_same_v<T, float>) {
+        if (vector_quick_gelu()) return map_binary_runs<T, T, T>(g, x, grad_in, f, activation::avx2::quick_gelu_backward);
+      }
+      return run(f);
+    }
     // x + alpha: grad
     case UnaryOp::AddScalar: return run([](T dy, T) { return dy; });
     // x * alpha: grad * alpha
