@@ -725,19 +725,20 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
   cpu::activation::avx2::quick_gelu_backward(dy.data(), x.data(), dx.data(), n);
   // The float32 formula's own error, which the bound allows (and the scalar kernel, the
   // same formula with libm's expf, is checked against it too): a few ulps of the result,
-  // plus the rounding of the exp argument 1.702 x to float32 (relative 6e-8 of it, which
-  // exp turns into a relative error of the result), plus for the derivative the rounding
-  // of s before 1 - s (half an ulp of 1, times 1.702 |x|). Below x = -52.1, exp(-1.702 x)
-  // overflows float32 in the vector kernel, which then returns 0 where the true value is
-  // below 2e-37 (within 17 of FLT_MIN): the absolute floor.
+  // plus the rounding of the exp argument z = 1.702 x to float32 (relative 6e-8 of z,
+  // which moves sigmoid(z) by a relative z (1 - s)), plus for the derivative the rounding
+  // of s before 1 - s (half an ulp of 1, times |z| s). Below x = -52.1, exp(-z) overflows
+  // float32 in the vector kernel, which then returns 0 where the true value is below
+  // 2e-37 (y) and 3e-37 |dy| (the derivative): the absolute floors.
   const auto scalar_sigmoid = [](float z) { return z >= 0 ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z)); };
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], s = 1.0 / (1.0 + std::exp(-1.702 * v));
     const double want = v * s, slope_terms = s + std::abs(1.702 * v * s * (1.0 - s));
     const double want_dx = double(dy[i]) * (s + 1.702 * v * s * (1.0 - s));
-    const double rel = 6e-7 + 1.2e-7 * 1.702 * std::abs(v);
-    const double y_bound = rel * std::abs(want) + 2e-37;
-    const double dx_bound = std::abs(double(dy[i])) * (rel * slope_terms + 6e-8 * 1.702 * std::abs(v)) + 2e-37;
+    const double z = 1.702 * std::abs(v);
+    const double y_bound = (6e-7 + 1.2e-7 * z * (1.0 - s)) * std::abs(want) + 2e-37;
+    const double dx_bound =
+        std::abs(double(dy[i])) * ((6e-7 + 1.2e-7 * z) * slope_terms + 6e-8 * z * s + 3e-37);
     const float ss = scalar_sigmoid(1.702f * x[i]);
     const float scalar_y = x[i] * ss, scalar_dx = dy[i] * (ss + 1.702f * x[i] * ss * (1.0f - ss));
     INFO("x = ", v, ": y ", y[i], " (scalar ", scalar_y, ", want ", want, "), dx ", dx[i], " (scalar ", scalar_dx,
@@ -761,6 +762,12 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
   CHECK(std::isnan(ds[0]));                  // 1 + inf * 0, as the scalar formula
   CHECK(ds[3] == 0.5f);                      // the slope at 0 is sigmoid(0)
   CHECK(std::isnan(ds[2]));
+  // a run starting one element later gives the same values (no alignment-dependent path)
+  std::vector<float> y_shifted(n - 1), dx_shifted(n - 1);
+  cpu::activation::avx2::quick_gelu(x.data() + 1, y_shifted.data(), n - 1);
+  cpu::activation::avx2::quick_gelu_backward(dy.data() + 1, x.data() + 1, dx_shifted.data(), n - 1);
+  CHECK(std::memcmp(y_shifted.data(), y.data() + 1, (n - 1) * sizeof(float)) == 0);
+  CHECK(std::memcmp(dx_shifted.data(), dx.data() + 1, (n - 1) * sizeof(float)) == 0);
   // through the backend: the same values (its contiguous float32 runs take this kernel)
   const Tensor xt = f32(x, {n}), dyt = f32(dy, {n});
   Tensor yt = empty({n}), dxt = empty({n});

@@ -7,7 +7,6 @@
 // Eigen never threads a GEMM itself: gemm_eigen.inl threads at the bmm level (see there).
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
-#include <omp.h>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -94,8 +93,9 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
                             a.size(0) == 1 ? 0 : m * k,  // a batch of 1 broadcasts
                             b.size(0) == 1 ? 0 : k * n, trans_a, trans_b, 1};
   const int64_t macs = batches * m * n * k;
-  if (macs >= kThreadedGemmMacs && omp_get_max_threads() > 1 && !omp_in_parallel())
-    problem.threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, macs / kThreadedGemmMacs)));
+  const int threads = parallel_threads();  // 1 inside a pool part
+  if (macs >= kThreadedGemmMacs && threads > 1)
+    problem.threads = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, macs / kThreadedGemmMacs)));
   if (bf16_operands) {
     // The CPU has no bf16 multiply worth using, so the operands are widened to float32
     // (exactly) and the float32 GEMM runs on them: the result is the float32 GEMM of the

@@ -2,8 +2,8 @@
 // its gradient), gather_last / scatter_add_last (picking one entry per row, e.g. the
 // target logit of a cross-entropy, and its gradient).
 //
-// Every index is checked before any thread starts (an exception cannot leave an OpenMP
-// region): an out-of-range or negative index throws mms::Error naming the op, the bad
+// Every index is checked before any thread starts (an exception must not leave a pool
+// part, tensor/cpu/parallel.h): an out-of-range or negative index throws mms::Error naming the op, the bad
 // index, where it sits, and the valid range. Selects copy raw bytes, so they work for
 // every dtype; the scatter-adds accumulate and so are float32/float64.
 

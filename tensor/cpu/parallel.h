@@ -18,7 +18,8 @@
 // thread ran what), so reductions over per-part partials are deterministic.
 // Thread count: omp_get_max_threads() (OMP_NUM_THREADS, omp_set_num_threads), so the
 // existing knobs keep working. Inside a part (or inside an OpenMP region) a nested
-// parallel_for runs serially on the calling thread. Bodies must not throw.
+// parallel_for runs serially on the calling thread. Bodies must not throw (one that does
+// terminates the program, as in an OpenMP region): check inputs before the parallel call.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,9 @@ void parallel_parts(int64_t parts, Body&& body) {
   auto* context = &body;
   parallel_parts_raw(
       parts,
-      [](void* c, int64_t part) { (*static_cast<std::remove_reference_t<Body>*>(c))(part); },
+      // noexcept: an exception escaping a part would unwind past the pool's bookkeeping
+      // while other threads still run parts of the same job; it terminates instead.
+      [](void* c, int64_t part) noexcept { (*static_cast<std::remove_reference_t<Body>*>(c))(part); },
       const_cast<void*>(static_cast<const void*>(context)));
 }
 

@@ -5,13 +5,12 @@
 //   1. drop size-1 dims and coalesce neighbouring dims that are contiguous with each
 //      other in *every* operand, so a contiguous tensor becomes one flat dim and the
 //      common case runs as a single tight inner loop;
-//   2. split the flat index range evenly over OpenMP threads when it is large enough;
+//   2. split the flat index range evenly over the pool's threads (parallel.h) when it
+//      is large enough;
 //   3. hand the body runs along the innermost dim: body(offsets, inner_strides, count),
 //      where offsets[k] is operand k's element offset of the run's first element.
 // The body checks `inner_strides == 1` itself to take a vectorisable path.
 #pragma once
-
-#include <omp.h>
 
 #include "tensor/cpu/parallel.h"
 
