@@ -723,14 +723,21 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
   std::vector<float> y(n), dx(n);
   cpu::activation::avx2::quick_gelu(x.data(), y.data(), n);
   cpu::activation::avx2::quick_gelu_backward(dy.data(), x.data(), dx.data(), n);
-  // The float32 formula's own error, which the bound allows (and the scalar kernel, the
-  // same formula with libm's expf, is checked against it too): a few ulps of the result,
+  // The scalar kernel on the same values: the backend takes its strided loop (libm's
+  // expf) for a transposed view, here [3, 687] read as [687, 3].
+  REQUIRE(n == 3 * 687);
+  const Tensor x_view = ops::transpose(f32(x, {3, 687}), 0, 1), dy_view = ops::transpose(f32(dy, {3, 687}), 0, 1);
+  REQUIRE(!x_view.is_contiguous());
+  Tensor y_scalar = empty({687, 3}), dx_scalar = empty({687, 3});
+  kernels().unary(UnaryOp::QuickGelu, x_view, y_scalar, 0, 0);
+  kernels().unary_backward(UnaryOp::QuickGelu, dy_view, x_view, dx_scalar, 0, 0);
+  // The float32 formula's own error, which the bound allows (and the scalar kernel is
+  // checked against it too): a few ulps of the result,
   // plus the rounding of the exp argument z = 1.702 x to float32 (relative 6e-8 of z,
   // which moves sigmoid(z) by a relative z (1 - s)), plus for the derivative the rounding
   // of s before 1 - s (half an ulp of 1, times |z| s). Below x = -52.1, exp(-z) overflows
   // float32 in the vector kernel, which then returns 0 where the true value is below
   // 2e-37 (y) and 3e-37 |dy| (the derivative): the absolute floors.
-  const auto scalar_sigmoid = [](float z) { return z >= 0 ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z)); };
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i], s = 1.0 / (1.0 + std::exp(-1.702 * v));
     const double want = v * s, slope_terms = s + std::abs(1.702 * v * s * (1.0 - s));
@@ -739,8 +746,8 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
     const double y_bound = (6e-7 + 1.2e-7 * z * (1.0 - s)) * std::abs(want) + 2e-37;
     const double dx_bound =
         std::abs(double(dy[i])) * ((6e-7 + 1.2e-7 * z) * slope_terms + 6e-8 * z * s + 3e-37);
-    const float ss = scalar_sigmoid(1.702f * x[i]);
-    const float scalar_y = x[i] * ss, scalar_dx = dy[i] * (ss + 1.702f * x[i] * ss * (1.0f - ss));
+    const int64_t at = (i % 687) * 3 + i / 687;  // x[i] = x_view[i % 687][i / 687]
+    const double scalar_y = y_scalar.data<float>()[at], scalar_dx = dx_scalar.data<float>()[at];
     INFO("x = ", v, ": y ", y[i], " (scalar ", scalar_y, ", want ", want, "), dx ", dx[i], " (scalar ", scalar_dx,
          ", want ", want_dx, ")");
     CHECK(std::abs(y[i] - want) <= y_bound);
