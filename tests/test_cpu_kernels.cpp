@@ -18,6 +18,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/cpu/activation_kernel.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/gemm_kernel.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
@@ -695,8 +696,7 @@ TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop")
   check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
   const std::string isa = cpu::gemm::isa_in_use();
   MESSAGE("bmm uses the ", isa, " build");
-  if (cpu::gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("fma")) {
+  if (cpu::gemm::avx2::compiled() && cpu::cpu_has_avx2_fma()) {
     std::vector<double> cd(2 * m * n);
     cpu::gemm::avx2::bmm(av.data(), bv.data(), cd.data(), problem, 1.0, 0.0);
     check_close(cd, want, 1e-12);
@@ -710,7 +710,7 @@ TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop")
 // and 1024-block tails, and the special values; the backend (vector path when the CPU
 // has AVX2) gives the same values.
 TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
-  if (!(cpu::activation::avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+  if (!(cpu::activation::avx2::compiled() && cpu::cpu_has_avx2_fma())) {
     MESSAGE("SKIPPED: the AVX2 quick_gelu is not compiled in or this CPU lacks AVX2/FMA");
     return;
   }

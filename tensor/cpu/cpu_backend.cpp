@@ -1,6 +1,9 @@
 // The CPU backend's single instance and the helpers shared by its kernel files.
 #include "tensor/cpu/cpu_backend.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace mms {
 
 // The registry (tensor/backend.cpp) hands this object out for Device::cpu().
@@ -13,6 +16,14 @@ namespace cpu {
 
 void unsupported_dtype(const char* op, DType dtype) {
   fail(op, ": dtype ", dtype_name(dtype), " not supported on cpu");
+}
+
+bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+bool avx2_build_usable(bool compiled, const char* name, const char* off_value) {
+  const char* value = std::getenv(name);
+  if (value && std::strcmp(value, off_value) == 0) return false;
+  return compiled && cpu_has_avx2_fma();
 }
 
 bool parallel_worth_it(int64_t rows, int64_t elements) {

@@ -148,6 +148,15 @@ void parallel_rows(int64_t rows, int64_t elements, Body&& body) {
   }
 }
 
+// ---- the AVX2+FMA builds (gemm_avx2.cpp, activation_avx2.cpp) ----------------------------
+// True when this CPU runs AVX2 and FMA. Defined in a baseline-ISA file, so it is safe to
+// call anywhere.
+bool cpu_has_avx2_fma();
+// Whether to run an AVX2+FMA build: it was compiled in (`compiled`, the build's half),
+// the CPU has AVX2 and FMA, and the environment switch `name` is not set to `off_value`
+// (the A/B switches MMS_CPU_GEMM=baseline, MMS_CPU_ACTIVATION=scalar).
+bool avx2_build_usable(bool compiled, const char* name, const char* off_value);
+
 // Requires a contiguous tensor (kernels that index with plain row-major arithmetic).
 void check_contiguous(const char* op, const char* what, const Tensor& t);
 

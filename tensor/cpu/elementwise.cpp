@@ -5,8 +5,6 @@
 // the run is contiguous in every operand. The op switch sits outside the loop, so each
 // op compiles to its own tight loop.
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "tensor/cpu/activation_kernel.h"
@@ -72,11 +70,7 @@ void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
 // The AVX2+FMA quick_gelu kernels (activation_kernel.h) when compiled in and the CPU has
 // AVX2 and FMA; MMS_CPU_ACTIVATION=scalar forces the scalar loop (to compare the two).
 bool vector_quick_gelu() {
-  static const bool yes = [] {
-    const char* forced = std::getenv("MMS_CPU_ACTIVATION");
-    if (forced && std::strcmp(forced, "scalar") == 0) return false;
-    return activation::avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
+  static const bool yes = avx2_build_usable(activation::avx2::compiled(), "MMS_CPU_ACTIVATION", "scalar");
   return yes;
 }
 

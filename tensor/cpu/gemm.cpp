@@ -7,8 +7,6 @@
 // Eigen never threads a GEMM itself: gemm_eigen.inl threads at the bmm level (see there).
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -30,12 +28,7 @@ constexpr int64_t kThreadedGemmMacs = int64_t(1) << 21;
 // MMS_CPU_GEMM=baseline forces the baseline build (to compare like with like in
 // bench/cpu_ops, or to rule the AVX2 build out when chasing a numerical difference).
 bool use_avx2() {
-  static const bool yes = [] {
-    const char* forced = std::getenv("MMS_CPU_GEMM");
-    if (forced && std::strcmp(forced, "baseline") == 0) return false;
-    return gemm::avx2::compiled() && __builtin_cpu_supports("avx2") &&
-           __builtin_cpu_supports("fma");
-  }();
+  static const bool yes = avx2_build_usable(gemm::avx2::compiled(), "MMS_CPU_GEMM", "baseline");
   return yes;
 }
 
