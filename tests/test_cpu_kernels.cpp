@@ -732,10 +732,10 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
   kernels().unary(UnaryOp::QuickGelu, x_view, y_scalar, 0, 0);
   kernels().unary_backward(UnaryOp::QuickGelu, dy_view, x_view, dx_scalar, 0, 0);
   // The float32 formula's own error, which the bound allows (and the scalar kernel is
-  // checked against it too): a few ulps of the result,
-  // plus the rounding of the exp argument z = 1.702 x to float32 (relative 6e-8 of z,
-  // which moves sigmoid(z) by a relative z (1 - s)), plus for the derivative the rounding
-  // of s before 1 - s (half an ulp of 1, times |z| s). Below x = -52.1, exp(-z) overflows
+  // checked against it too): a few ulps of the result, plus the rounding of the exp
+  // argument z = 1.702 x to float32 (relative 6e-8 of z, which moves sigmoid(z) by a
+  // relative z (1 - s)), plus for the derivative the rounding of s before 1 - s (half an
+  // ulp of 1, times |z| s). Below x = -52.1, exp(-z) overflows
   // float32 in the vector kernel, which then returns 0 where the true value is below
   // 2e-37 (y) and 3e-37 |dy| (the derivative): the absolute floors.
   for (int64_t i = 0; i < n; ++i) {
@@ -1124,11 +1124,7 @@ TEST_CASE("cpu parallel_parts: every part runs once, nested calls run serially, 
 // unwritten row fails.
 TEST_CASE("cpu row kernels on the pool: threaded results equal single-threaded ones bit for bit") {
   const int saved = omp_get_max_threads();
-  const auto nan_like = [](const Tensor& like) {
-    Tensor t = empty_like(like);
-    if (t.dtype() == DType::Float32) std::fill(t.data<float>(), t.data<float>() + t.numel(), float(kNaN));
-    return t;
-  };
+  const auto nan_filled = [](const Shape& shape) { return full(shape, kNaN); };
   const Tensor x = randn({600, 77}, 11);            // 46k elements
   const Tensor table = randn({300, 128}, 12);       // embedding-like table
   std::vector<int64_t> picks_rows(900), picks_cols(600 * 60), order(2000 * 24), lengths(2000);
@@ -1147,23 +1143,23 @@ TEST_CASE("cpu row kernels on the pool: threaded results equal single-threaded o
   const Tensor key_keep = from_vector<uint8_t>(keep, {4, 77});
 
   const auto run_all = [&] {
-    std::vector<Tensor> outs;
-    Tensor sm = nan_like(x), lsm = nan_like(x), back = nan_like(x), sums = nan_like(randn({600}, 0));
+    Tensor sm = nan_filled(x.shape()), lsm = nan_filled(x.shape()), back = nan_filled(x.shape()),
+           sums = nan_filled({600});
     kernels().softmax_last(x, sm, false);
     kernels().softmax_last(x, lsm, true);
     kernels().softmax_last_backward(x, sm, back, false);
     kernels().reduce_last(ReduceOp::LogSumExp, x, sums);
-    Tensor selected = nan_like(randn({900, 128}, 0));
+    Tensor selected = nan_filled({900, 128});
     kernels().index_select_rows(table, rows_index, selected);
     Tensor table_grad = zeros({300, 128});
     kernels().index_add_rows(grad_rows, rows_index, table_grad);
-    Tensor gathered = nan_like(randn({600, 60}, 0));
+    Tensor gathered = nan_filled({600, 60});
     kernels().gather_last(x, cols_index, gathered);
     Tensor scattered = zeros({600, 77});
     kernels().scatter_add_last(grad_cols, cols_index, scattered);
-    Tensor loss = nan_like(randn({2000}, 0)), grad = nan_like(scores);
+    Tensor loss = nan_filled({2000}), grad = nan_filled(scores.shape());
     kernels().listmle(scores, ranks, kept, loss, grad);
-    Tensor probs = nan_like(att_scores), lse = nan_like(randn({4, 3, 40}, 0));
+    Tensor probs = nan_filled(att_scores.shape()), lse = nan_filled({4, 3, 40});
     kernels().attention_softmax(att_scores, key_keep, true, probs, lse);
     return std::vector<Tensor>{sm, lsm, back, sums, selected, table_grad, gathered, scattered, loss, grad, probs, lse};
   };

@@ -642,11 +642,11 @@ TEST_CASE("cuda: cuDNN's fused attention, forward and backward, against float32 
     CHECK_WITHIN(widened(got.out), ref.out, kBf16Tolerance, "out");
     const auto got_grads =
         ops::attention_backward(gpu(g), gpu(q), gpu(k), gpu(v), got.out, got.lse, Tensor(), false, scale);
-    // (with one key the probabilities are constant 1, so grad_q is exactly 0 there,
     if (L > 1) {
       CHECK_WITHIN(widened(got_grads.grad_q), ref_grads.grad_q, kBf16Tolerance, "grad_q");
       CHECK_WITHIN(widened(got_grads.grad_k), ref_grads.grad_k, kBf16Tolerance, "grad_k");
-    } else {  // (and grad_k too: the scores' gradient is 0)
+    } else {  // one key: the probabilities are constantly 1, so the scores' gradient,
+              // and with it grad_q and grad_k, is exactly 0
       CHECK(ops::amax(ops::abs(widened(got_grads.grad_q))).item() == 0.0);
       CHECK(ops::amax(ops::abs(widened(got_grads.grad_k))).item() == 0.0);
     }
