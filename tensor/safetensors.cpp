@@ -243,6 +243,78 @@ void write_all(int fd, const void* data, size_t size, const std::string& path) {
   }
 }
 
+// The header as JSON text. JSON strings are UTF-8: a name or metadata value that is not
+// is named here rather than surfacing as the JSON library's bare "incomplete UTF-8".
+std::string dump_header(const json& header, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                        const std::map<std::string, std::string>& metadata, const std::string& where) {
+  try {
+    return header.dump();
+  } catch (const json::type_error&) {
+  }
+  auto valid = [](const std::string& text) {
+    try {
+      (void)json(text).dump();
+      return true;
+    } catch (const json::type_error&) {
+      return false;
+    }
+  };
+  for (const auto& [name, _] : tensors)
+    MMS_CHECK(valid(name), where, ": tensor name '", name, "' is not valid UTF-8 (the header is JSON)");
+  for (const auto& [key, value] : metadata)
+    MMS_CHECK(valid(key) && valid(value), where, ": __metadata__ entry '", key,
+              "' is not valid UTF-8 (the header is JSON)");
+  fail(where, ": the header cannot be written as JSON");
+}
+
+// The file a save is written into before it is renamed over the target. Preferably an
+// unnamed one (O_TMPFILE: a process killed mid-write leaves nothing behind, and the
+// mode is 0666 minus the umask like any new file), linked under a temporary name only
+// once complete; where the filesystem has no unnamed files, a named one from mkstemp.
+struct TempFile {
+  int fd = -1;
+  std::string name;  // empty while unnamed
+};
+
+// The process's umask, read without changing it (Linux: /proc/self/status); 077 when
+// it cannot be read, so a fallback file is never more open than the user asked.
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  }
+  return 077;
+}
+
+TempFile open_temp_file(const std::filesystem::path& dir, const std::string& target_name, const std::string& where) {
+  TempFile temp;
+#ifdef O_TMPFILE
+  temp.fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (temp.fd >= 0) return temp;
+#endif
+  std::string name = (dir / ("." + target_name + ".tmp.XXXXXX")).string();
+  temp.fd = ::mkstemp(name.data());
+  MMS_CHECK(temp.fd >= 0, where, ": cannot create a temporary file in ", dir.string(), ": ", errno_text());
+  temp.name = name;
+  ::fchmod(temp.fd, 0666 & ~current_umask());  // mkstemp creates 0600
+  return temp;
+}
+
+// Gives a complete unnamed file a temporary name beside the target (linkat cannot
+// replace a file; the rename that follows does, atomically).
+std::string link_temp_file(int fd, const std::filesystem::path& dir, const std::string& target_name,
+                           const std::string& where) {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  for (int attempt = 0;; ++attempt) {
+    const std::string name =
+        (dir / ("." + target_name + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(attempt))).string();
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) return name;
+    MMS_CHECK(errno == EEXIST && attempt < 100, where, ": cannot link the written file into ", dir.string(), ": ",
+              errno_text());
+  }
+}
+
 }  // namespace
 
 std::string safetensors_dtype_name(DType dtype) {
@@ -364,41 +436,37 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string text = header.dump();
+  std::string text = dump_header(header, host, metadata, where);
   text.append((8 - text.size() % 8) % 8, ' ');
+  // The reader refuses longer headers; refusing here keeps a file from being written that
+  // no reader (ours or the Rust reference) would open.
+  MMS_CHECK(text.size() <= kMaxHeaderBytes, where, ": the header would be ", text.size(),
+            " bytes, over the format's 100 MB limit (too many tensors, or metadata too large)");
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>((uint64_t(text.size()) >> (8 * i)) & 0xff);
 
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string temp_name = target.filename().string();
-  temp_name.insert(0, 1, '.');
-  temp_name.append(".tmp.XXXXXX");
-  std::string temp = (dir / temp_name).string();
-  const int fd = ::mkstemp(temp.data());
-  MMS_CHECK(fd >= 0, where, ": cannot create a temporary file in ", dir.string(), ": ", errno_text());
+  TempFile temp = open_temp_file(dir, target.filename().string(), where);
   bool open = true;
   try {
-    // mkstemp creates 0600; give the file the usual permissions (0666 minus umask).
-    const mode_t mask = ::umask(0);
-    ::umask(mask);
-    ::fchmod(fd, 0666 & ~mask);
-    write_all(fd, prefix, 8, temp);
-    write_all(fd, text.data(), text.size(), temp);
+    write_all(temp.fd, prefix, 8, path);
+    write_all(temp.fd, text.data(), text.size(), path);
     for (const auto& [name, t] : host)
-      if (t.numel() > 0) write_all(fd, t.raw_data(), static_cast<size_t>(t.numel()) * t.element_size(), temp);
-    MMS_CHECK(::fsync(fd) == 0, where, ": fsync failed: ", errno_text());
+      if (t.numel() > 0) write_all(temp.fd, t.raw_data(), static_cast<size_t>(t.numel()) * t.element_size(), path);
+    MMS_CHECK(::fsync(temp.fd) == 0, where, ": fsync failed: ", errno_text());
+    if (temp.name.empty()) temp.name = link_temp_file(temp.fd, dir, target.filename().string(), where);
     open = false;
-    MMS_CHECK(::close(fd) == 0, where, ": close failed: ", errno_text());
+    MMS_CHECK(::close(temp.fd) == 0, where, ": close failed: ", errno_text());
   } catch (...) {
-    if (open) ::close(fd);
-    ::unlink(temp.c_str());
+    if (open) ::close(temp.fd);
+    if (!temp.name.empty()) ::unlink(temp.name.c_str());
     throw;
   }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
+  if (::rename(temp.name.c_str(), path.c_str()) != 0) {
     const std::string why = errno_text();
-    ::unlink(temp.c_str());
+    ::unlink(temp.name.c_str());
     fail(where, ": cannot rename the temporary file into place: ", why);
   }
   // Make the rename itself durable.

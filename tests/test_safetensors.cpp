@@ -4,6 +4,7 @@
 // truncations and random byte flips that must never crash (CI runs it under ASan).
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -334,6 +335,31 @@ TEST_CASE("writes are atomic: a failed save leaves the old file intact and no te
     ++entries;
   }
   CHECK(entries == 2);  // ckpt.safetensors and occupied/
+}
+
+TEST_CASE("a save refuses what no reader could open, before writing anything") {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.safetensors");
+  using Named = std::vector<std::pair<std::string, Tensor>>;
+  // JSON text is UTF-8: a name or a metadata value that is not is named.
+  CHECK_THROWS_WITH_AS(save_safetensors(path, Named{{"w\xe9", ones({1})}}),
+                       doctest::Contains("tensor name 'w\xe9' is not valid UTF-8"), Error);
+  CHECK_THROWS_WITH_AS(save_safetensors(path, Named{{"w", ones({1})}}, {{"out", "run\xe9"}}),
+                       doctest::Contains("__metadata__ entry 'out' is not valid UTF-8"), Error);
+  // A header over the 100 MB the reader accepts.
+  CHECK_THROWS_WITH_AS(save_safetensors(path, Named{{"w", ones({1})}}, {{"log", std::string(100'000'001, 'x')}}),
+                       doctest::Contains("over the format's 100 MB limit"), Error);
+  CHECK(fs::is_empty(dir.path));  // no file, no temporary left behind
+}
+
+TEST_CASE("a saved file gets the umask's permissions, and the process's umask is left alone") {
+  TempDir dir;
+  const mode_t before = ::umask(027);
+  save_safetensors(dir.file("a.safetensors"), std::vector<std::pair<std::string, Tensor>>{{"w", ones({1})}});
+  const mode_t during = ::umask(before);
+  CHECK(during == 027);
+  const auto perms = fs::status(dir.file("a.safetensors")).permissions();
+  CHECK(perms == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
 }
 
 TEST_CASE("checkpoint directories: single file, sharded index, and bad indexes") {
