@@ -192,6 +192,11 @@ LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
     } else if (it->second.shape() != t.shape()) {
       mismatched.push_back(name + " (module " + shape_str(t.shape()) + ", state " +
                            shape_str(it->second.shape()) + ")");
+    } else if (is_floating(it->second.dtype()) != is_floating(t.dtype())) {
+      // Precision may change on load (an F16 checkpoint into float32 weights); the kind
+      // may not: integer bytes read as weights (or the reverse) are garbage.
+      mismatched.push_back(name + " (module " + dtype_name(t.dtype()) + ", state " +
+                           dtype_name(it->second.dtype()) + ")");
     }
   }
   for (const auto& [name, _] : state)
@@ -212,7 +217,7 @@ LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
       list("missing", result.missing);
       list("unexpected", result.unexpected);
     }
-    list("shape mismatch", mismatched);
+    list("shape or dtype mismatch", mismatched);
     throw Error(os.str());
   }
 

@@ -210,14 +210,18 @@ void AdamW::load_state_dict(const StateDict& state) {
     const Tensor& p = params.at(name);
     AdamWState& s = loaded[name];
     if (kind == "step") {
-      if (tensor.numel() != 1 || tensor.item() < 1) {
-        problems.push_back("bad step: " + key + " (need one value >= 1)");
+      if (tensor.numel() != 1 || tensor.item() < 1 || tensor.item() != std::floor(tensor.item())) {
+        problems.push_back("bad step: " + key + " (need one whole number >= 1)");
         continue;
       }
       s.step = static_cast<int64_t>(tensor.item());
     } else if (tensor.shape() != p.shape()) {
       problems.push_back("shape mismatch: " + key + " (parameter " + shape_str(p.shape()) + ", state " +
                          shape_str(tensor.shape()) + ")");
+      continue;
+    } else if (!is_floating(tensor.dtype())) {
+      problems.push_back("dtype mismatch: " + key + " (moments are floating point, state " +
+                         dtype_name(tensor.dtype()) + ")");
       continue;
     } else {
       // A fresh, writable copy in the parameter's dtype and device (the source may be

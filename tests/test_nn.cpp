@@ -307,11 +307,11 @@ TEST_CASE("load_state_dict lists missing, unexpected and mismatched names togeth
   std::string message = error_of([&] { encoder.load_state_dict(state); });
   CHECK(contains(message, "missing (2):\n    layers.0.mlp.fc1.bias\n    layers.1.layer_norm2.weight"));
   CHECK(contains(message, "unexpected (1):\n    layers.0.mlp.fc3.weight"));
-  CHECK(contains(message, "shape mismatch (1):\n    layers.1.self_attn.q_proj.weight (module [4, 4], state [4, 5])"));
+  CHECK(contains(message, "shape or dtype mismatch (1):\n    layers.1.self_attn.q_proj.weight (module [4, 4], state [4, 5])"));
   CHECK(encoder.tensor_at("layers.0.mlp.fc2.weight").to_vector<float>() == before.to_vector<float>());
 
   // Non-strict still refuses shape mismatches...
-  CHECK(contains(error_of([&] { encoder.load_state_dict(state, false); }), "shape mismatch"));
+  CHECK(contains(error_of([&] { encoder.load_state_dict(state, false); }), "shape or dtype mismatch"));
   // ...and otherwise reports what it skipped.
   state.erase("layers.1.self_attn.q_proj.weight");
   LoadResult r = encoder.load_state_dict(state, false);
@@ -325,6 +325,12 @@ TEST_CASE("load_state_dict lists missing, unexpected and mismatched names togeth
   Tensor handle = lin.weight;
   lin.load_state_dict({{"weight", from_vector<double>({1, 2, 3, 4}, {2, 2})}, {"bias", zeros({2}, DType::Float64)}});
   CHECK(handle.dtype() == DType::Float32);
+  CHECK(handle.to_vector<float>() == std::vector<float>{1, 2, 3, 4});
+  // ...but integer bytes are never read as weights: the kind of the dtype must match.
+  const std::string kind = error_of([&] {
+    lin.load_state_dict({{"weight", from_vector<int32_t>({9, 9, 9, 9}, {2, 2})}, {"bias", zeros({2})}});
+  });
+  CHECK(contains(kind, "shape or dtype mismatch (1):\n    weight (module float32, state int32)"));
   CHECK(handle.to_vector<float>() == std::vector<float>{1, 2, 3, 4});
 }
 
@@ -412,6 +418,13 @@ TEST_CASE("AdamW skips parameters without gradients and checkpoints its state") 
   CHECK(contains(message, "unexpected: exp_avg.c"));
   CHECK(contains(message, "shape mismatch: exp_avg_sq.a"));
   CHECK(contains(message, "incomplete: b"));
+  // A fractional step count, or integer moments, are not AdamW state either.
+  StateDict odd = load_safetensors(dir.file("optim.safetensors"));
+  odd["step.a"] = scalar_tensor(2.5, DType::Float64);
+  odd["exp_avg.b"] = zeros({1}, DType::Int32);
+  message = error_of([&] { restored.load_state_dict(odd); });
+  CHECK(contains(message, "bad step: step.a (need one whole number >= 1)"));
+  CHECK(contains(message, "dtype mismatch: exp_avg.b (moments are floating point, state int32)"));
   CHECK_THROWS_AS(AdamW({ParamGroup{"x", {{"a", a}}, 0, 1}, ParamGroup{"y", {{"a", a}}, 0, 1}}), Error);
 }
 
