@@ -1,6 +1,7 @@
 #include "vlm/clip_config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,9 +19,17 @@ using nlohmann::json;
 void read_int(const json& obj, const char* key, int64_t& out, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return;
-  if (it->is_number_integer()) {
+  // Whole numbers only, and only those an int64 holds: a cast of 1e300 (or of an unsigned
+  // value past 2^63) would be undefined or wrap, and read as some other size.
+  constexpr double kLimit = 9007199254740992.0;  // 2^53: every whole double below is exact
+  if (it->is_number_unsigned()) {
+    MMS_CHECK(it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX), where, ".", key,
+              ": out of range, got ", it->dump());
+    out = static_cast<int64_t>(it->get<uint64_t>());
+  } else if (it->is_number_integer()) {
     out = it->get<int64_t>();
   } else if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>()) {
+    MMS_CHECK(std::fabs(it->get<double>()) <= kLimit, where, ".", key, ": out of range, got ", it->dump());
     out = static_cast<int64_t>(it->get<double>());  // 224.0 written by some tools
   } else {
     fail(where, ".", key, ": expected an integer, got ", it->dump());
