@@ -23,13 +23,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 
 #include "autograd/autocast.h"
 #include "batch.h"
 #include "checkpoint.h"
+#include "data/bpe_trainer.h"
 #include "setup.h"
 #include "tensor/safetensors.h"
+#include "run.h"
 #include "trainer.h"
 
 namespace fs = std::filesystem;
@@ -233,6 +236,224 @@ TEST_CASE("finetune: --resume with other settings is refused, naming them") {
   fresh.resume = true;
   Trainer none(fresh, data, build_model(fresh, data));
   CHECK_THROWS_WITH_AS(none.resume(), doctest::Contains("no checkpoint"), mms::Error);
+}
+
+// The message of the mms::Error `f` throws ("" when it does not throw).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const mms::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A copy of the 40-image synthetic set that a test may damage.
+fs::path dataset_copy(const std::string& name) {
+  const fs::path copy = scratch(name) / "data";
+  fs::copy(dataset_root(), copy, fs::copy_options::recursive);
+  return copy;
+}
+
+void append_line(const fs::path& file, const std::string& line) {
+  std::ofstream out(file, std::ios::app);
+  out << line << "\n";
+}
+
+std::string first_line(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+TEST_CASE("finetune: --resume refuses other training data, another tokenizer or another size, by name") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("inputs"));
+  o.steps = 4;
+  {
+    Trainer t(o, data, build_model(o, data));
+    REQUIRE(t.train(2) == Trainer::End::Paused);
+  }
+  o.resume = true;
+  // The same data and tokenizer, loaded again from another copy of the files: accepted.
+  Options moved = o;
+  moved.data = dataset_copy("inputs-moved").string();
+  moved.vocab = (fs::path(moved.data) / "vocab").string();
+  const RunData moved_data = load_run_data(moved, kQuiet);
+  CHECK(error_of([&] { Trainer(moved, moved_data, build_model(moved, moved_data)).resume(); }) == "");
+
+  // One more training image: other training data.
+  Options more = moved;
+  more.data = dataset_copy("inputs-more").string();
+  const fs::path train = fs::path(more.data) / "splits" / "train.jsonl";
+  std::string row = first_line(fs::path(more.data) / "splits" / "val.jsonl");
+  const RunData more_data = [&] {
+    // the val image moves to train: still image-disjoint
+    std::ofstream(fs::path(more.data) / "splits" / "val.jsonl", std::ios::trunc) << "";
+    append_line(train, row);
+    return load_run_data(more, kQuiet);
+  }();
+  std::string message = error_of([&] { Trainer(more, more_data, build_model(more, more_data)).resume(); });
+  CHECK(message.find("the training split (" + more.data) != std::string::npos);
+  CHECK(message.find("tokenizer") == std::string::npos);
+
+  // A tokenizer trained on other texts (the validation split's).
+  Options other_vocab = o;
+  other_vocab.vocab = (scratch("inputs-vocab") / "vocab").string();
+  mms::data::BpeTrainOptions bpe;
+  bpe.vocab_size = 600;
+  mms::data::save_hf_bpe(mms::data::train_bpe(mms::data::dataset_texts(data.val), bpe), other_vocab.vocab);
+  const RunData vocab_data = load_run_data(other_vocab, kQuiet);
+  message = error_of([&] { Trainer(other_vocab, vocab_data, build_model(other_vocab, vocab_data)).resume(); });
+  CAPTURE(message);
+  CHECK(message.find("the tokenizer (" + other_vocab.vocab + " differs from the checkpoint's " +
+                     fs::absolute(o.vocab).string()) != std::string::npos);
+  CHECK(message.find("the training split") == std::string::npos);
+
+  // Another width: the setting is named (before any tensor shape is compared).
+  Options wider = o;
+  wider.width = 64;
+  message = error_of([&] { Trainer(wider, data, build_model(wider, data)).resume(); });
+  CHECK(message.find("width (checkpoint 32, now 64)") != std::string::npos);
+  CHECK(message.find("mismatch") == std::string::npos);
+}
+
+TEST_CASE("finetune: a checkpoint missing AdamW state, or with a foreign step count, is refused") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("optimizer-state"));
+  o.steps = 4;
+  {
+    Trainer t(o, data, build_model(o, data));
+    REQUIRE(t.train(2) == Trainer::End::Paused);
+  }
+  const fs::path path = fs::path(o.out) / "checkpoint.safetensors";
+  const mms::SafetensorsContents good = mms::load_safetensors_with_metadata(path.string());
+  auto rewrite = [&](const std::function<void(mms::SafetensorsContents&)>& edit) {
+    mms::SafetensorsContents c = good;
+    edit(c);
+    mms::save_safetensors(path.string(), c.tensors, c.metadata);
+  };
+  o.resume = true;
+  auto resume_error = [&] { return error_of([&] { Trainer(o, data, build_model(o, data)).resume(); }); };
+
+  rewrite([](mms::SafetensorsContents& c) {  // the head's state gone
+    for (auto it = c.tensors.begin(); it != c.tensors.end();)
+      it = it->first.rfind("optimizer.", 0) == 0 && it->first.find(".head.") != std::string::npos ? c.tensors.erase(it)
+                                                                                                 : std::next(it);
+  });
+  CHECK(resume_error().find("(optimizer.* tensors are missing)") != std::string::npos);
+
+  rewrite([](mms::SafetensorsContents& c) { c.tensors["optimizer.step.head.score.bias"] = mms::scalar_tensor(1000.0, mms::DType::Int64); });
+  CHECK(resume_error().find("optimizer.step.head.score.bias is 1000, past the checkpoint's finetune_step 2") !=
+        std::string::npos);
+
+  rewrite([](mms::SafetensorsContents& c) { c.metadata["finetune_step"] = " 2"; });
+  CHECK(resume_error().find("__metadata__.finetune_step is not a whole number: ' 2'") != std::string::npos);
+  rewrite([](mms::SafetensorsContents& c) { c.metadata["finetune_step"] = "-1"; });
+  CHECK(resume_error().find("__metadata__.finetune_step is not a whole number: '-1'") != std::string::npos);
+
+  rewrite([](mms::SafetensorsContents&) {});  // as written: accepted
+  CHECK(resume_error() == "");
+}
+
+TEST_CASE("finetune: a fresh run does not overwrite an unfinished one; a finished one it may") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("overwrite"));
+  o.steps = 4;
+  const std::string path = (fs::path(o.out) / "checkpoint.safetensors").string();
+  CHECK(error_of([&] { refuse_to_overwrite_an_unfinished_run(path); }) == "");  // nothing there
+  Trainer t(o, data, build_model(o, data));
+  REQUIRE(t.train(3) == Trainer::End::Paused);
+  CHECK(error_of([&] { refuse_to_overwrite_an_unfinished_run(path); }).find("holds an unfinished run (step 3 of 4)") !=
+        std::string::npos);
+  REQUIRE(t.train() == Trainer::End::Finished);
+  CHECK(error_of([&] { refuse_to_overwrite_an_unfinished_run(path); }) == "");
+}
+
+TEST_CASE("finetune: the inputs are checked before training: paths, split overlap, empty splits, a stale vocab") {
+  Options o = tiny_options(scratch("inputs-checked"));
+  o.out = "runs/caf\xe9";
+  CHECK(error_of([&] { o.validate(); }).find("--out 'runs/caf\xe9' is not valid UTF-8") != std::string::npos);
+  o.out = scratch("inputs-checked").string();
+
+  // A test image also in train.
+  o.data = dataset_copy("leak").string();
+  const fs::path splits = fs::path(o.data) / "splits";
+  append_line(splits / "train.jsonl", first_line(splits / "test.jsonl"));
+  std::string message = error_of([&] { load_run_data(o, kQuiet); });
+  CHECK(message.find((splits / "test.jsonl").string() + ": image_id '") != std::string::npos);
+  CHECK(message.find("is also in " + (splits / "train.jsonl").string()) != std::string::npos);
+
+  // An empty test split is reported up front, by file.
+  o.data = dataset_copy("no-test").string();
+  std::ofstream(fs::path(o.data) / "splits" / "test.jsonl", std::ios::trunc).flush();
+  message = error_of([&] { load_run_data(o, kQuiet); });
+  CHECK(message.find((fs::path(o.data) / "splits" / "test.jsonl").string() + ": no image with at least 2 scenarios") !=
+        std::string::npos);
+
+  // OUT/vocab is reused for the same training texts and retrained for others.
+  o.data = dataset_copy("vocab-a").string();
+  o.vocab = "";
+  fs::remove_all(fs::path(o.data) / "vocab");
+  std::vector<std::string> lines;
+  const Logger keep = [&](const std::string& line) { lines.push_back(line); };
+  const RunData first = load_run_data(o, keep);
+  const auto trained = [&] {
+    return std::count_if(lines.begin(), lines.end(),
+                         [](const std::string& l) { return l.find("tokenizer: training a BPE") != std::string::npos; });
+  };
+  CHECK(trained() == 1);
+  (void)load_run_data(o, keep);
+  CHECK(trained() == 1);  // reused
+  const fs::path train = fs::path(o.data) / "splits" / "train.jsonl";
+  std::ifstream in(train);
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  const size_t cut = all.find('\n');
+  std::ofstream(train, std::ios::trunc) << all.substr(cut + 1);  // one training image fewer
+  lines.clear();
+  const RunData second = load_run_data(o, keep);
+  CHECK(trained() == 1);
+  CHECK(lines.back().find("tokenizer: ") == 0);
+  CHECK(std::any_of(lines.begin(), lines.end(),
+                    [](const std::string& l) { return l.find("(the one there was trained on other texts)") != std::string::npos; }));
+  CHECK(first.train_fingerprint != second.train_fingerprint);
+}
+
+TEST_CASE("finetune: an unreadable validation image keeps the finished steps and says how to go on") {
+  Options o = tiny_options(scratch("bad-val-image"));
+  o.data = dataset_copy("bad-val-image-data").string();
+  o.vocab = (fs::path(o.data) / "vocab").string();
+  const RunData data = load_run_data(o, kQuiet);
+  for (const auto& image : data.val.images) std::ofstream(image.path, std::ios::trunc) << "not an image";
+  Trainer t(o, data, build_model(o, data));
+  const std::string message = error_of([&] { t.train(); });
+  CHECK(message.find(data.val.images.front().path) != std::string::npos);
+  CHECK(message.find("the run's 4 finished steps are in " + t.checkpoint_path()) != std::string::npos);
+  CHECK(mms::load_safetensors_with_metadata(t.checkpoint_path()).metadata.at("finetune_step") == "4");
+}
+
+TEST_CASE("finetune: resuming a finished run keeps metrics.json's validation and the trim tally") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("finished"));
+  o.steps = 4;
+  o.trim_text = true;
+  const RunResult first = run_one(o, data, nullptr, kQuiet);
+  REQUIRE(first.end == Trainer::End::Finished);
+  const auto metrics = [&] {
+    std::ifstream in(fs::path(o.out) / "metrics.json");
+    return nlohmann::json::parse(in);
+  };
+  const nlohmann::json before = metrics();
+  REQUIRE(before.contains("val"));
+  o.resume = true;
+  REQUIRE(run_one(o, data, nullptr, kQuiet).end == Trainer::End::Finished);
+  const nlohmann::json after = metrics();
+  CHECK(after.at("val") == before.at("val"));
+  CHECK(after.at("text_trim").at("train") == before.at("text_trim").at("train"));
+  CHECK(after.at("text_trim").at("train").at("batches") == 4);
 }
 
 TEST_CASE("finetune: a NaN loss stops the run naming the step and the term; the last checkpoint stays") {

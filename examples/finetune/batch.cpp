@@ -72,11 +72,22 @@ void TrimTally::add(const mms::data::TextTrim& t) {
 
 nlohmann::json TrimTally::to_json() const {
   return {{"batches", batches},
+          {"length_sum", length_sum},
           {"context_length", context_length},
           {"mean_trimmed_length", mean_length()},
           {"text_tokens", tokens_before},
           {"text_tokens_kept", tokens_after},
           {"saved_fraction", saved_fraction()}};
+}
+
+TrimTally TrimTally::from_json(const nlohmann::json& j) {
+  TrimTally t;
+  t.batches = j.at("batches").get<int64_t>();
+  t.length_sum = j.at("length_sum").get<int64_t>();
+  t.context_length = j.at("context_length").get<int64_t>();
+  t.tokens_before = j.at("text_tokens").get<int64_t>();
+  t.tokens_after = j.at("text_tokens_kept").get<int64_t>();
+  return t;
 }
 
 }  // namespace mmsft

@@ -53,6 +53,8 @@ struct TrimTally {
     return tokens_before ? 1.0 - static_cast<double>(tokens_after) / tokens_before : 0.0;
   }
   nlohmann::json to_json() const;
+  // Back from to_json() (a checkpoint carries the tally across a resume).
+  static TrimTally from_json(const nlohmann::json& j);
 };
 
 }  // namespace mmsft

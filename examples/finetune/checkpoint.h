@@ -14,6 +14,14 @@
 //             vocab              the tokenizer's path (vlm/scorer.h finds it here)
 //             train_log          the log rows so far (JSON), so train_log.csv and
 //                                curves.svg continue across a resume
+//             total_steps        the run's length (a fresh run refuses to overwrite
+//                                an unfinished one)
+//             inputs             fingerprints of the training split and the tokenizer
+//                                (RunData), which a resume must find unchanged
+//             optimizer_params   how many parameters have AdamW state (a resume
+//                                refuses a checkpoint that lost some)
+//             text_trim          --trim-text's tally of the training batches so far
+//   (the last four were added later: a checkpoint without them skips their checks)
 //
 // Writing goes through save_safetensors: temporary file in the same folder, fsync,
 // rename, fsync of the folder; a failed write throws and leaves the previous file.
@@ -28,6 +36,7 @@
 
 #include "nn/optim.h"
 #include "report.h"
+#include "tensor/safetensors.h"
 #include "vlm/pair_scorer.h"
 
 namespace mmsft {
@@ -36,18 +45,38 @@ inline constexpr const char* kOptimizerPrefix = "optimizer.";
 
 struct TrainingState {
   int64_t step = 0;
+  int64_t total_steps = 0;  // 0: not recorded (an older checkpoint)
   uint64_t rng_seed = 0, rng_offset = 0;
   nlohmann::json options, trajectory;
+  nlohmann::json inputs;      // {"train": ..., "tokenizer": ...}; null when not recorded
+  nlohmann::json text_trim;   // TrimTally::to_json(); null when not recorded
   std::string vocab;  // the tokenizer the run used (a path), for scoring tools
   std::vector<LogRow> log;
+};
+
+// The file read but not yet applied, so a resume can compare its settings before the
+// tensors (whose shape errors would hide a plain "other --width").
+struct CheckpointFile {
+  std::string path;
+  TrainingState state;
+  mms::SafetensorsContents contents;
+  int64_t optimizer_params = -1;  // -1: not recorded
 };
 
 void save_checkpoint(const std::string& path, const mms::vlm::PairScorer& model, const mms::nn::AdamW& optimizer,
                      const TrainingState& state);
 
-// Loads the checkpoint into an existing model and optimizer (strict: every name must
-// match) and returns the training state. Errors name the file.
-TrainingState load_checkpoint(const std::string& path, mms::vlm::PairScorer& model, mms::nn::AdamW& optimizer);
+// Reads the file and its metadata; errors name the file.
+CheckpointFile read_checkpoint(const std::string& path);
+// Loads the tensors into an existing model and optimizer (strict: every name must
+// match; every parameter that had AdamW state has it again, with a step count no
+// larger than the checkpoint's). Errors name the file.
+void apply_checkpoint(const CheckpointFile& file, mms::vlm::PairScorer& model, mms::nn::AdamW& optimizer);
+
+// A fresh run (no --resume) calls this before it starts: throws when the checkpoint at
+// `path` belongs to a run that has not finished, rather than overwriting it at the first
+// save. A finished run's checkpoint (or an older one without total_steps) may be replaced.
+void refuse_to_overwrite_an_unfinished_run(const std::string& path);
 
 // The scorer alone, rebuilt from the checkpoint's metadata (optimizer.* ignored).
 std::shared_ptr<mms::vlm::PairScorer> load_scorer_from_checkpoint(const std::string& path);

@@ -12,11 +12,16 @@
 // 2 bad options, 3 non-finite loss/gradient, 130 interrupted (checkpoint saved).
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
+#include "checkpoint.h"
 #include "compare.h"
 #include "evaluate.h"
 #include "options.h"
@@ -35,13 +40,27 @@ extern "C" void on_signal(int signo) {
   std::signal(signo, SIG_DFL);
 }
 
+// One argument as the shell reads it back: as it is when every character is plain,
+// else in single quotes, each ' inside written as '\'' (close, escaped quote, reopen).
+std::string shell_quoted(const std::string& a) {
+  const bool plain = !a.empty() && std::all_of(a.begin(), a.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("@%+=:,./_-", c) != nullptr;
+  });
+  if (plain) return a;
+  std::string out = "'";
+  for (char c : a) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
 std::string quoted_command(int argc, char** argv) {
   std::string cmd;
   for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--resume") continue;
-    if (a.find_first_of(" \t'\"$") != std::string::npos) a = "'" + a + "'";
-    cmd += (i ? " " : "") + a;
+    if (std::strcmp(argv[i], "--resume") == 0) continue;
+    if (!cmd.empty()) cmd += ' ';
+    cmd += shell_quoted(argv[i]);
   }
   return cmd + " --resume";
 }
@@ -65,6 +84,8 @@ int main(int argc, char** argv) {
   };
 
   try {
+    if (!options.resume && !options.compare)
+      mmsft::refuse_to_overwrite_an_unfinished_run((std::filesystem::path(options.out) / "checkpoint.safetensors").string());
     const mmsft::RunData data = mmsft::load_run_data(options, log);
     if (options.compare) {
       if (!mmsft::run_compare(options, data, &g_stop, log)) {

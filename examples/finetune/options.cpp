@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "data/text_normalize.h"
 #include "precision.h"
 #include "tensor/error.h"
 
@@ -37,6 +38,17 @@ ObjectiveWeights Options::weights() const {
 
 void Options::validate() const {
   (void)weights();
+  // The checkpoint and metrics.json record these as JSON text, which is UTF-8: a path
+  // that is not would be found only when the first checkpoint is written.
+  const std::pair<const char*, const std::string*> paths[] = {
+      {"--data", &data}, {"--model", &model}, {"--vocab", &vocab}, {"--cache-dir", &cache_dir}, {"--out", &out}};
+  for (const auto& [flag, path] : paths) {
+    try {
+      (void)mms::data::utf8_decode(*path);
+    } catch (const mms::Error&) {
+      mms::fail(flag, " '", *path, "' is not valid UTF-8 (the checkpoint records it as JSON text): choose a UTF-8 path");
+    }
+  }
   MMS_CHECK(list_size >= 2, "--list-size must be >= 2 (a list needs two scenarios to rank), got ", list_size);
   MMS_CHECK(batch_lists >= 1, "--batch-lists must be >= 1, got ", batch_lists);
   MMS_CHECK(steps > 0 || epochs > 0, "--epochs or --steps must be positive");
@@ -118,6 +130,10 @@ bool parse_options(int argc, char** argv, Options* o, int* exit_code) {
                  "a BPE trained on the training texts)")
       ->group(in);
   app.add_option("--cache-dir", o->cache_dir, "cache for the synthetic data (default ${XDG_CACHE_HOME:-~/.cache}/mmscale)")
+      ->group(in);
+  app.add_flag("--check-images", o->check_images,
+               "decode every image of the three splits before training, so a corrupt file stops the run at the "
+               "start (naming it) instead of when its batch comes")
       ->group(in);
 
   auto* ob = "Objective";

@@ -19,6 +19,7 @@ struct Options {
   std::string model;      // Hugging Face CLIP directory (config.json + safetensors)
   std::string vocab;      // vocab.json+merges.txt directory, vocab.json, or OpenAI .gz
   std::string cache_dir;  // where the synthetic data and its vocabulary are cached
+  bool check_images = false;  // decode every image of the three splits before training
 
   // ---- objective ---------------------------------------------------------------------
   std::string objective = "listmle+mse";  // listmle | mse | bce | pairwise | listmle+mse

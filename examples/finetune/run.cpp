@@ -46,6 +46,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
     return result;
   }
 
+  trainer.validate_if_never_done();  // a resumed run that had already finished
   Evaluator test(data.test, data, o.ablate, o.trim_text);
   const EvalResult eval = [&] {
     const PrecisionScope precision(o.precision);  // scored in the precision it trained in

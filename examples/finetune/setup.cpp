@@ -2,9 +2,14 @@
 
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "data/batching.h"
 #include "data/bpe_trainer.h"
@@ -28,6 +33,90 @@ mms::data::BpeVocab train_vocab_on(const mms::data::Dataset& train) {
   mms::data::BpeTrainOptions options;
   options.vocab_size = kVocabSize;
   return mms::data::train_bpe(mms::data::dataset_texts(train), options);
+}
+
+constexpr const char* kVocabTrainedOn = "TRAINED_ON";  // OUT/vocab's note of its training texts
+
+// FNV-1a, 64 bits: a fingerprint to tell two inputs apart, not a cryptographic hash.
+class Fingerprint {
+ public:
+  void add(std::string_view text) {
+    for (unsigned char c : text) mix(c);
+    mix(0xff);  // a separator, so ("ab", "c") and ("a", "bc") differ
+  }
+  void add(int64_t v) {
+    for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
+  }
+  std::string hex() const {
+    char buffer[17];
+    std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash_));
+    return buffer;
+  }
+
+ private:
+  void mix(unsigned char c) { hash_ = (hash_ ^ c) * 0x100000001b3ull; }
+  uint64_t hash_ = 0xcbf29ce484222325ull;
+};
+
+std::string read_first_line(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// The splits a run needs, checked before any training: train and test must hold
+// images (after the loader dropped lists too short to rank), and no image or scenario
+// may sit in two splits (test data seen in training would inflate every metric).
+void check_splits(const RunData& d, const Logger& log) {
+  const std::string splits = (fs::path(d.root) / "splits").string();
+  for (const auto& [name, split] : {std::pair<const char*, const mms::data::Dataset*>{"train", &d.train},
+                                    {"test", &d.test}})
+    MMS_CHECK(!split->images.empty(), splits, "/", name, ".jsonl: no image with at least 2 scenarios (",
+              split->report.summary(), "): the run needs ", name, " lists");
+  if (d.val.images.empty()) log("data: the val split is empty: no validation during training");
+  std::unordered_map<std::string, const char*> image_split, scenario_split;
+  for (const auto& [name, split] : {std::pair<const char*, const mms::data::Dataset*>{"train", &d.train},
+                                    {"val", &d.val}, {"test", &d.test}}) {
+    for (const mms::data::ImageRecord& image : split->images) {
+      const auto [at, fresh] = image_split.emplace(image.image_id, name);
+      MMS_CHECK(fresh, splits, "/", name, ".jsonl: image_id '", image.image_id, "' is also in ", splits, "/",
+                at->second, ".jsonl: the splits must be image-disjoint");
+      for (const mms::data::Scenario& scenario : image.scenarios) {
+        const auto [where, first] = scenario_split.emplace(scenario.scenario_id, name);
+        MMS_CHECK(first, splits, "/", name, ".jsonl: scenario_id '", scenario.scenario_id, "' is also in ", splits,
+                  "/", where->second, ".jsonl");
+      }
+    }
+  }
+}
+
+// What a resume must find unchanged about the training data: every image and scenario
+// of the split, its text, rating and modality (not the pixels: the image ids stand in).
+std::string dataset_fingerprint(const mms::data::Dataset& split) {
+  Fingerprint f;
+  for (const mms::data::ImageRecord& image : split.images) {
+    f.add(image.image_id);
+    for (const mms::data::Scenario& s : image.scenarios) {
+      f.add(s.scenario_id);
+      f.add(s.text);
+      f.add(static_cast<int64_t>(std::llround(s.mean_rating * 1e6)));
+      f.add(static_cast<int64_t>(s.modality));
+    }
+  }
+  return f.hex();
+}
+
+// ...and about the tokenizer: its tokens in id order and its merges in rank order.
+std::string tokenizer_fingerprint(const ClipTokenizer& tokenizer) {
+  Fingerprint f;
+  for (const std::string& token : tokenizer.vocab().id_to_token) f.add(token);
+  f.add(static_cast<int64_t>(tokenizer.vocab().merges.size()));
+  for (const auto& [left, right] : tokenizer.vocab().merges) {
+    f.add(left);
+    f.add(right);
+  }
+  return f.hex();
 }
 
 }  // namespace
@@ -90,12 +179,17 @@ RunData load_run_data(const Options& o, const Logger& log) {
     d.root = root;
     log("data: " + root);
   }
-  d.train = mms::data::load_mmscale_split(d.root, "train");
-  d.val = mms::data::load_mmscale_split(d.root, "val");
-  d.test = mms::data::load_mmscale_split(d.root, "test");
+  mms::data::LoadOptions load;
+  load.decode_images = o.check_images;
+  if (o.check_images) log("data: --check-images: decoding every image of the three splits");
+  d.train = mms::data::load_mmscale_split(d.root, "train", load);
+  d.val = mms::data::load_mmscale_split(d.root, "val", load);
+  d.test = mms::data::load_mmscale_split(d.root, "test", load);
   log("data: train " + d.train.report.summary());
   log("data: val " + d.val.report.summary());
   log("data: test " + d.test.report.summary());
+  check_splits(d, log);
+  d.train_fingerprint = dataset_fingerprint(d.train);
 
   // Tokenizer: --vocab, else the checkpoint's own files, else the synthetic cache's
   // vocabulary, else one trained on this training split (saved in OUT/vocab).
@@ -108,14 +202,22 @@ RunData load_run_data(const Options& o, const Logger& log) {
   }
   if (vocab.empty() && d.synthetic) vocab = (fs::path(d.root) / "vocab").string();
   if (vocab.empty()) {
+    // Trained on this training split and kept in OUT/vocab beside a note of which texts
+    // it learnt from: reused only for the same texts (a resume, a rerun), retrained
+    // when OUT last held a run on other data.
     vocab = (fs::path(o.out) / "vocab").string();
-    if (!fs::exists(fs::path(vocab) / "vocab.json")) {
-      log("tokenizer: training a BPE vocabulary on the training texts -> " + vocab);
+    const fs::path note = fs::path(vocab) / kVocabTrainedOn;
+    const bool reusable = fs::exists(fs::path(vocab) / "vocab.json") && read_first_line(note) == d.train_fingerprint;
+    if (!reusable) {
+      log("tokenizer: training a BPE vocabulary on the training texts -> " + vocab +
+          (fs::exists(fs::path(vocab) / "vocab.json") ? " (the one there was trained on other texts)" : ""));
       mms::data::save_hf_bpe(train_vocab_on(d.train), vocab);
+      std::ofstream(note) << d.train_fingerprint << "\n";
     }
   }
   d.tokenizer = std::make_shared<ClipTokenizer>(ClipTokenizer::load(vocab));
   d.vocab_source = vocab;
+  d.tokenizer_fingerprint = tokenizer_fingerprint(*d.tokenizer);
   log("tokenizer: " + vocab + " (" + std::to_string(d.tokenizer->vocab_size()) + " tokens)");
 
   if (!o.model.empty()) {

@@ -22,6 +22,9 @@ struct RunData {
   std::string root;          // dataset root
   bool synthetic = false;    // the built-in stand-in
   std::string vocab_source;  // where the tokenizer came from (for the log)
+  // What --resume checks is unchanged (Trainer::resume): the training split's images,
+  // scenarios, texts, ratings and modalities, and the tokenizer's tokens and merges.
+  std::string train_fingerprint, tokenizer_fingerprint;
   mms::data::Dataset train, val, test;
   std::shared_ptr<mms::data::ClipTokenizer> tokenizer;
   mms::data::ClipImageConfig image;

@@ -120,7 +120,10 @@ int64_t Trainer::trainable_parameters() const {
 void Trainer::resume() {
   const std::string path = checkpoint_path();
   MMS_CHECK(fs::exists(path), "--resume: there is no checkpoint at ", path, " (run without --resume to start)");
-  TrainingState state = load_checkpoint(path, *model_, *optimizer_);
+  CheckpointFile file = read_checkpoint(path);
+  const TrainingState& state = file.state;
+  // Settings first: a checkpoint of another --width would otherwise fail on its tensor
+  // shapes, which hides the setting that differs.
   const nlohmann::json mine = options_.trajectory_json();
   // A checkpoint written before a setting existed (e.g. trim_text) ran with its default.
   const nlohmann::json defaults = Options().trajectory_json();
@@ -130,14 +133,28 @@ void Trainer::resume() {
     if (theirs != it.value())
       differences += " " + it.key() + " (checkpoint " + theirs.dump() + ", now " + it.value().dump() + ");";
   }
+  // The inputs, by content rather than by path (a moved dataset is the same dataset).
+  if (state.inputs.is_object()) {
+    if (state.inputs.value("train", "") != data_.train_fingerprint)
+      differences += " the training split (" + data_.root + " differs from the data the checkpoint trained on);";
+    if (state.inputs.value("tokenizer", "") != data_.tokenizer_fingerprint)
+      differences += " the tokenizer (" + data_.vocab_source + " differs from the checkpoint's " + state.vocab + ");";
+  }
   MMS_CHECK(differences.empty(), "--resume: ", path, " was written by a run with other settings:", differences,
-            " resume with the same options, or use another --out");
+            " resume with the same options and inputs, or use another --out");
   MMS_CHECK(state.step <= total_steps_, "--resume: the checkpoint is at step ", state.step, " but the run has ",
             total_steps_, " steps");
+  apply_checkpoint(file, *model_, *optimizer_);
   step_ = state.step;
+  saved_step_ = step_;
   mms::default_generator().set_state(state.rng_seed, state.rng_offset);
-  log_ = std::move(state.log);
+  log_ = state.log;
+  if (!state.text_trim.is_null()) trim_tally_ = TrimTally::from_json(state.text_trim);
   model_->train();
+}
+
+void Trainer::validate_if_never_done() {
+  if (!last_val_) validate();
 }
 
 LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
@@ -255,8 +272,22 @@ void Trainer::save() {
   state.trajectory = options_.trajectory_json();
   state.vocab = fs::absolute(data_.vocab_source).string();
   state.log = log_;
+  state.total_steps = total_steps_;
+  state.inputs = {{"train", data_.train_fingerprint}, {"tokenizer", data_.tokenizer_fingerprint}};
+  if (options_.trim_text) state.text_trim = trim_tally_.to_json();
   save_checkpoint(checkpoint_path(), *model_, *optimizer_, state);
+  saved_step_ = step_;
   write_reports();
+}
+
+void Trainer::keep_finished_steps() {
+  if (step_ <= saved_step_) return;
+  try {
+    save();
+  } catch (const std::exception&) {
+    // The input error that brought us here is the one to report; the previous
+    // checkpoint stays as it was.
+  }
 }
 
 Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
@@ -267,8 +298,23 @@ Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
   loader_->start(step_, end - step_);
   mms::data::ListBatch batch;
   auto last = std::chrono::steady_clock::now();
+  // An input error (a corrupt image met by the loader or by the validation) comes
+  // between steps, with the model at a finished step: save that work first, so fixing
+  // the file and --resume continues from here.
+  auto input_error = [&](const mms::Error& e) {
+    keep_finished_steps();
+    return mms::Error(mms::concat(e.what(), "\n(the run's ", step_, " finished steps are in ", checkpoint_path(),
+                                  ": fix the input and continue with --resume)"));
+  };
+  auto next_batch = [&] {
+    try {
+      return loader_->next(batch);
+    } catch (const mms::Error& e) {
+      throw input_error(e);
+    }
+  };
   try {
-    while (step_ < end && loader_->next(batch)) {
+    while (step_ < end && next_batch()) {
       LogRow row = train_step(batch);
       const auto now = std::chrono::steady_clock::now();
       const double seconds = std::chrono::duration<double>(now - last).count();
@@ -278,7 +324,13 @@ Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
       row.pairs_per_second = pairs_per_second_;
       log_.push_back(row);
       if (progress_) progress_->update(step_, row.loss, row.lr, pairs_per_second_);
-      if (step_ % eval_every_ == 0 || step_ == total_steps_) validate();
+      if (step_ % eval_every_ == 0 || step_ == total_steps_) {
+        try {
+          validate();
+        } catch (const mms::Error& e) {
+          throw input_error(e);
+        }
+      }
       const bool interrupted = stop && stop->load();
       if (interrupted || step_ == end || (options_.save_every > 0 && step_ % options_.save_every == 0)) save();
       if (interrupted) {

@@ -54,6 +54,9 @@ class Trainer {
   End train(int64_t until_step = -1, const std::atomic<bool>* stop = nullptr);
   // Checkpoint + train_log.csv + curves.svg.
   void save();
+  // Validates once when no validation ran in this process (a resumed finished run), so
+  // metrics.json keeps its "val" block.
+  void validate_if_never_done();
 
   int64_t step() const { return step_; }
   int64_t total_steps() const { return total_steps_; }
@@ -69,6 +72,9 @@ class Trainer {
  private:
   LogRow train_step(const mms::data::ListBatch& batch);
   void validate();
+  // Saves when steps were taken since the last checkpoint; a failing save is ignored
+  // (the caller is already reporting an error).
+  void keep_finished_steps();
   void write_reports() const;
 
   Options options_;
@@ -84,6 +90,7 @@ class Trainer {
   mms::data::TokenizedText empty_text_;
   mms::Device device_;
   int64_t step_ = 0, total_steps_ = 0, eval_every_ = 0;
+  int64_t saved_step_ = 0;  // the step of the last checkpoint this trainer wrote or resumed from
   std::vector<LogRow> log_;
   std::optional<mms::losses::Metrics> last_val_;
   std::unique_ptr<Progress> progress_;
