@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -36,6 +37,7 @@ PredictionSet read_predictions(std::istream& in, const std::string& name) {
   PredictionSet set;
   std::string line;
   int64_t line_number = 0;
+  std::unordered_map<std::string, int64_t> line_of_scenario;
   while (std::getline(in, line)) {
     ++line_number;
     const std::string where = concat(name, ":", line_number);
@@ -55,6 +57,12 @@ PredictionSet read_predictions(std::istream& in, const std::string& name) {
     record.gold_rating = number_field(*gold, "gold_rating", where);
     auto prediction = row.find("prediction");
     if (prediction == row.end()) fail(where, ": missing required field \"prediction\"");
+    // A scenario scored twice would count twice in every metric.
+    record.scenario_id = id_field(row, "scenario_id", where, false);
+    if (!record.scenario_id.empty()) {
+      const auto [first, fresh] = line_of_scenario.emplace(record.scenario_id, line_number);
+      if (!fresh) fail(where, ": scenario_id '", record.scenario_id, "' repeats line ", first->second);
+    }
     if (prediction->is_null()) {
       ++set.n_null_predictions;
       continue;
@@ -69,7 +77,6 @@ PredictionSet read_predictions(std::istream& in, const std::string& name) {
         fail(where, ": ", e.what());
       }
     }
-    record.scenario_id = id_field(row, "scenario_id", where, false);
     set.records.push_back(std::move(record));
   }
   return set;

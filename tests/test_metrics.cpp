@@ -181,6 +181,12 @@ TEST_CASE("predictions reader: fields, null predictions, and errors that name th
         "bad.jsonl:1: image_id must be a string or an integer, got [1]");
   CHECK(error_of(ok + "{\"image_id\": \"A\", \"gold_rating\": 4, \"prediction\": 3, \"modality\": \"audio\"}\n")
             .find("bad.jsonl:2: modality 'audio'") == 0);
+  // The same scenario twice (scored or not) would count twice.
+  const std::string s7 = "{\"image_id\": \"A\", \"gold_rating\": 4, \"prediction\": 3, \"scenario_id\": 7}\n";
+  CHECK(error_of(s7 + ok + s7) == "bad.jsonl:3: scenario_id '7' repeats line 1");
+  CHECK(error_of("{\"image_id\": \"A\", \"gold_rating\": 4, \"prediction\": null, \"scenario_id\": \"s\"}\n" +
+                 std::string("{\"image_id\": \"A\", \"gold_rating\": 4, \"prediction\": 2, \"scenario_id\": \"s\"}\n")) ==
+        "bad.jsonl:2: scenario_id 's' repeats line 1");
   CHECK_THROWS_WITH_AS(read_predictions(std::string("/nonexistent/p.jsonl")),
                        doctest::Contains("cannot open predictions file '/nonexistent/p.jsonl'"), Error);
 }
