@@ -268,15 +268,22 @@ std::string first_line(const fs::path& file) {
   return line;
 }
 
-TEST_CASE("finetune: --resume refuses other training data, another tokenizer or another size, by name") {
-  const RunData& data = run_data();
-  Options o = tiny_options(scratch("inputs"));
+// A 4-step tiny run stopped after step 2 (its checkpoint in OUT), and the options that
+// resume it.
+Options paused_at_step_2_of_4(const std::string& name) {
+  Options o = tiny_options(scratch(name));
   o.steps = 4;
   {
-    Trainer t(o, data, build_model(o, data));
+    Trainer t(o, run_data(), build_model(o, run_data()));
     REQUIRE(t.train(2) == Trainer::End::Paused);
   }
   o.resume = true;
+  return o;
+}
+
+TEST_CASE("finetune: --resume refuses other training data, another tokenizer or another size, by name") {
+  const RunData& data = run_data();
+  Options o = paused_at_step_2_of_4("inputs");
   // The same data and tokenizer, loaded again from another copy of the files: accepted.
   Options moved = o;
   moved.data = dataset_copy("inputs-moved").string();
@@ -322,12 +329,7 @@ TEST_CASE("finetune: --resume refuses other training data, another tokenizer or 
 
 TEST_CASE("finetune: a checkpoint missing AdamW state, or with a foreign step count, is refused") {
   const RunData& data = run_data();
-  Options o = tiny_options(scratch("optimizer-state"));
-  o.steps = 4;
-  {
-    Trainer t(o, data, build_model(o, data));
-    REQUIRE(t.train(2) == Trainer::End::Paused);
-  }
+  Options o = paused_at_step_2_of_4("optimizer-state");
   const fs::path path = fs::path(o.out) / "checkpoint.safetensors";
   const mms::SafetensorsContents good = mms::load_safetensors_with_metadata(path.string());
   auto rewrite = [&](const std::function<void(mms::SafetensorsContents&)>& edit) {
@@ -335,7 +337,6 @@ TEST_CASE("finetune: a checkpoint missing AdamW state, or with a foreign step co
     edit(c);
     mms::save_safetensors(path.string(), c.tensors, c.metadata);
   };
-  o.resume = true;
   auto resume_error = [&] { return error_of([&] { Trainer(o, data, build_model(o, data)).resume(); }); };
 
   rewrite([](mms::SafetensorsContents& c) {  // the head's state gone
