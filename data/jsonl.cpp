@@ -41,6 +41,15 @@ std::vector<JsonlRow> read_jsonl(const std::string& path, BadRows* bad) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     JsonlRow row;
     row.line = line_no;
+    // nlohmann stops at a NUL byte and ignores what follows it, so a line holding
+    // "{...}\0{...}" would silently lose its second row: refuse it outright.
+    if (size_t nul = line.find('\0'); nul != std::string::npos) {
+      std::string msg = concat(path, ":", line_no, ": invalid JSON: NUL byte at column ", nul + 1,
+                               " (a JSON line cannot contain one)");
+      if (!bad) throw Error(msg);
+      bad->add("invalid JSON", msg);
+      continue;
+    }
     try {
       row.value = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {

@@ -30,7 +30,8 @@ struct JsonlRow {
 };
 
 // Throws mms::Error("FILE:LINE: invalid JSON: ...") unless `bad` is given, in which
-// case such lines are counted there under "invalid JSON" and skipped.
+// case such lines are counted there under "invalid JSON" and skipped. A line holding a
+// NUL byte is invalid JSON too (the parser would stop at it and drop the rest).
 std::vector<JsonlRow> read_jsonl(const std::string& path, BadRows* bad = nullptr);
 
 // Typed access to one object's fields; every error names file:line and the field.

@@ -1,13 +1,14 @@
 #include "data/mmscale_dataset.h"
 
-#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "data/image.h"
+#include "data/text_normalize.h"
 #include "tensor/error.h"
 
 namespace mms::data {
@@ -51,10 +52,20 @@ std::string resolve_data_root(const std::string& flag_value) {
 
 namespace {
 
-bool is_blank(const std::string& s) {
-  for (unsigned char c : s)
-    if (!std::isspace(c)) return false;
-  return true;
+// An id shown in a message: JSON-quoted, so a NUL or newline inside it is visible.
+std::string quoted(const std::string& id) {
+  return nlohmann::json(id).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Ids become file names and output keys: a NUL would cut "00002.png\0evil" down to
+// another image's file, and other control characters are never part of a real id.
+void check_id(const FieldReader& row, const char* field, const std::string& id) {
+  int32_t cp = 0;
+  const size_t at = find_control_char(id, &cp);
+  if (at == std::string::npos) return;
+  char code[16];
+  std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(cp));
+  row.fail_field(field, concat("control character ", code, " at byte ", at, " in ", quoted(id)));
 }
 
 // A validation failure: which reason bucket it counts under with --skip-bad.
@@ -67,8 +78,10 @@ Scenario parse_scenario(const FieldReader& row) {
   Scenario s;
   s.scenario_id = row.string("scenario_id");
   if (s.scenario_id.empty()) row.fail_field("scenario_id", "empty");
+  check_id(row, "scenario_id", s.scenario_id);
   s.text = row.string("text");
-  if (is_blank(s.text)) row.fail_field("text", "empty text");
+  // Blank means nothing a rater could have read: U+00A0 or U+3000 alone is blank too.
+  if (is_blank_text(s.text)) row.fail_field("text", "empty text");
   s.mean_rating = row.number("mean_rating");
   if (s.mean_rating < 1.0 || s.mean_rating > 5.0)
     row.fail_field("mean_rating", concat("rating ", s.mean_rating, " outside [1, 5]"));
@@ -97,6 +110,8 @@ std::string reason_of(const std::string& message) {
   static const std::pair<const char*, const char*> kReasons[] = {
       {"no such image file", "no such image"},
       {"duplicate scenario_id", "duplicate scenario_id"},
+      {"control character", "control character in id"},
+      {"differs from the row's image_id", "image_id mismatch"},
       {"unknown modality", "unknown modality"},
       {"empty text", "empty text"},
       {"outside [1, 5]", "rating outside [1, 5]"},
@@ -106,6 +121,21 @@ std::string reason_of(const std::string& message) {
   for (const auto& [phrase, reason] : kReasons)
     if (message.find(phrase) != std::string::npos) return reason;
   return "invalid value";
+}
+
+// A context row's scenario may repeat its image_id; one naming another image means the
+// row was assembled wrongly, and the rating would be trained against the wrong picture.
+// Returns the error message, or "" when the scenario agrees (or names no image).
+std::string own_image_id(const FieldReader& scenario, const std::string& row_image_id) {
+  if (!scenario.has("image_id")) return {};
+  try {
+    const std::string own = scenario.string("image_id");
+    if (own != row_image_id)
+      scenario.fail_field("image_id", concat(quoted(own), " differs from the row's image_id ", quoted(row_image_id)));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
 }
 
 class Builder {
@@ -202,6 +232,7 @@ Dataset load_mmscale_file(const std::string& jsonl_path, const std::string& imag
     std::string image_id;
     try {
       image_id = fields.string("image_id");
+      check_id(fields, "image_id", image_id);
       if (image_id.empty() || image_id.find('/') != std::string::npos || image_id.find('\\') != std::string::npos ||
           image_id == "." || image_id == "..")
         fields.fail_field("image_id", concat("'", image_id, "' is not a file name inside images/"));
@@ -223,6 +254,10 @@ Dataset load_mmscale_file(const std::string& jsonl_path, const std::string& imag
       FieldReader scenario(scenarios[k], concat(where, ": scenarios[", k, "]"));
       if (!scenarios[k].is_object()) {
         builder.handle(concat(scenario.where(), ": expected an object"));
+        continue;
+      }
+      if (std::string own = own_image_id(scenario, image_id); !own.empty()) {
+        builder.handle(own);
         continue;
       }
       builder.add(image_id, scenario);

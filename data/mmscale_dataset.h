@@ -8,10 +8,12 @@
 //                                          image-disjoint splits
 //
 // Validation is strict: a missing field, a rating outside [1, 5], an unknown modality,
-// empty text, a duplicate scenario_id, a missing image file or a malformed line is an
-// error naming FILE:LINE and the field. With skip_bad the offending scenario (or image)
-// is skipped and counted in `report`, never dropped silently. Images left with fewer
-// than min_scenarios scenarios are dropped and counted too.
+// empty text (Unicode spaces alone count as empty), a duplicate scenario_id, a control
+// character (NUL included) in an id, a context row's scenario naming another image_id,
+// a missing image file or a malformed line is an error naming FILE:LINE and the field.
+// With skip_bad the offending scenario (or image) is skipped and counted in `report`,
+// never dropped silently. Images left with fewer than min_scenarios scenarios are
+// dropped and counted too.
 #pragma once
 
 #include <cstdint>

@@ -50,6 +50,58 @@ bool is_unicode_whitespace(int32_t cp) {
          cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
+namespace {
+
+// Calls visit(byte offset, code point) for each code point of `text` until visit returns
+// false; an invalid sequence is visited once with code point -1 and ends the walk.
+template <typename Visit>
+void each_codepoint(std::string_view text, Visit visit) {
+  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  const auto size = static_cast<utf8proc_ssize_t>(text.size());
+  for (utf8proc_ssize_t pos = 0; pos < size;) {
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t n = utf8proc_iterate(bytes + pos, size - pos, &cp);
+    const bool valid = n > 0 && cp >= 0;
+    if (!visit(static_cast<size_t>(pos), valid ? cp : -1) || !valid) return;
+    pos += n;
+  }
+}
+
+}  // namespace
+
+void utf8_validate(std::string_view text) {
+  each_codepoint(text, [](size_t pos, int32_t cp) {
+    if (cp < 0) fail("text: invalid UTF-8 at byte ", pos);
+    return true;
+  });
+}
+
+bool is_blank_text(std::string_view text) {
+  bool blank = true;
+  each_codepoint(text, [&](size_t, int32_t cp) {
+    switch (cp < 0 ? UTF8PROC_CATEGORY_CN : utf8proc_category(cp)) {
+      case UTF8PROC_CATEGORY_ZS: case UTF8PROC_CATEGORY_ZL: case UTF8PROC_CATEGORY_ZP:
+      case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF:
+        return true;
+      default:
+        blank = false;  // a visible character, or an invalid byte (reported elsewhere)
+        return false;
+    }
+  });
+  return blank;
+}
+
+size_t find_control_char(std::string_view text, int32_t* codepoint) {
+  size_t found = std::string_view::npos;
+  each_codepoint(text, [&](size_t pos, int32_t cp) {
+    if (cp >= 0 && utf8proc_category(cp) != UTF8PROC_CATEGORY_CC) return true;
+    if (codepoint) *codepoint = cp >= 0 ? cp : static_cast<unsigned char>(text[pos]);
+    found = pos;
+    return false;
+  });
+  return found;
+}
+
 std::vector<int32_t> utf8_decode(std::string_view text) {
   std::vector<int32_t> out;
   out.reserve(text.size());

@@ -26,5 +26,16 @@ std::vector<std::string> clip_pretokenize(std::string_view normalized);
 std::vector<int32_t> utf8_decode(std::string_view text);  // throws on invalid UTF-8
 void utf8_append(std::string& out, int32_t codepoint);
 bool is_unicode_whitespace(int32_t codepoint);  // the White_Space property (Rust's \s)
+void utf8_validate(std::string_view text);      // throws "text: invalid UTF-8 at byte N"
+
+// True when `text` shows nothing: every code point is a separator (Zs, Zl, Zp: space,
+// U+00A0, U+3000, ...), a control (Cc) or an invisible format character (Cf: U+200B,
+// U+FEFF, ...). Invalid UTF-8 is not blank (it is rejected elsewhere).
+bool is_blank_text(std::string_view text);
+
+// Byte offset of the first control character (category Cc: C0 incl. NUL, DEL, C1) in
+// `text`, or npos; *codepoint receives it. Invalid UTF-8 bytes count as control too, so
+// an id that is not text is never used as a file name.
+size_t find_control_char(std::string_view text, int32_t* codepoint = nullptr);
 
 }  // namespace mms::data

@@ -220,3 +220,80 @@ TEST_CASE("loader: fuzzed JSONL lines never crash; errors always name the file")
   CHECK(ok + rejected == 800);
   MESSAGE("fuzzed JSONL: ", ok, " loaded, ", rejected, " rejected with a message");
 }
+
+// nlohmann stops at a NUL byte: "{row}\0{row}" used to load as one row, the second lost.
+TEST_CASE("loader: a NUL byte inside a JSONL line is an error naming FILE:LINE, never a lost row") {
+  const std::string a1 = row("a.png", "a_s01"), a2 = row("a.png", "a_s02");
+  const std::string joined = a1.substr(0, a1.size() - 1) + std::string(1, '\0') + a2;  // one line
+  expect_error(joined, {"data.jsonl:1", "invalid JSON", "NUL byte at column " + std::to_string(a1.size())});
+  expect_error(a1 + a2 + "{\"image_id\":\"a.png\"}" + std::string(1, '\0') + "\n", {"data.jsonl:3", "NUL byte"});
+
+  fs::path root = temp_root("nul_skip");
+  tiny_png(root / "images" / "a.png");
+  write(root / "data.jsonl", a1 + a2 + row("a.png", "a_s03").insert(5, 1, '\0'));
+  Dataset d = load_mmscale_file((root / "data.jsonl").string(), (root / "images").string(), {.skip_bad = true});
+  REQUIRE(d.images.size() == 1);
+  CHECK(d.images[0].scenarios.size() == 2);
+  CHECK(d.report.skipped.count_by_reason.at("invalid JSON") == 1);
+  REQUIRE(d.report.skipped.examples.size() == 1);
+  CHECK(d.report.skipped.examples[0].find("data.jsonl:3: invalid JSON: NUL byte at column 6") != std::string::npos);
+}
+
+TEST_CASE("loader: a text of only Unicode spaces is empty text; spaces inside a text are fine") {
+  const std::string ok = row("a.png", "a_s01");
+  // U+00A0, U+3000, U+2003, U+2028, U+200B (zero width), U+FEFF (BOM), plus ASCII tab.
+  for (const std::string blank : {"\xC2\xA0", "\xE3\x80\x80", "\xE2\x80\x83 \xC2\xA0", "\xE2\x80\xA8",
+                                  "\xE2\x80\x8B", "\xEF\xBB\xBF\\t"}) {
+    CAPTURE(blank);
+    expect_error(ok + row("a.png", "a_s02", "", blank), {"data.jsonl:2", "field 'text'", "empty text"});
+  }
+  fs::path root = temp_root("nbsp_inside");
+  tiny_png(root / "images" / "a.png");
+  write(root / "data.jsonl", ok + row("a.png", "a_s02", "", "a\xC2\xA0" "child\xE3\x80\x80waits"));
+  Dataset d = load_mmscale_file((root / "data.jsonl").string(), (root / "images").string());
+  REQUIRE(d.images.size() == 1);
+  CHECK(d.images[0].scenarios[1].text == "a\xC2\xA0" "child\xE3\x80\x80waits");
+}
+
+// "a.png\u0000evil" was looked up as images/a.png (the OS stops at the NUL): a row
+// meant for another file silently took a.png's picture.
+TEST_CASE("loader: control characters in image_id or scenario_id are refused with FILE:LINE") {
+  expect_error(row("a.png\\u0000evil", "x_s01") + row("a.png\\u0000evil", "x_s02"),
+               {"data.jsonl:1", "field 'image_id'", "control character U+0000 at byte 5", "\"a.png\\u0000evil\""});
+  expect_error(row("a.png", "a_s01") + row("a.png\\n", "a_s02"),
+               {"data.jsonl:2", "field 'image_id'", "control character U+000A at byte 5"});
+  expect_error("{\"image_id\":\"a.png\\u0000\",\"scenarios\":[]}\n", {"data.jsonl:1", "field 'image_id'", "U+0000"});
+  expect_error(row("a.png", "a_s01") + row("a.png", "a_s\\u007f02"),
+               {"data.jsonl:2", "field 'scenario_id'", "control character U+007F at byte 3"});
+
+  fs::path root = temp_root("ctrl_skip");
+  tiny_png(root / "images" / "a.png");
+  write(root / "data.jsonl", row("a.png", "a_s01") + row("a.png", "a_s02") + row("a.png\\u0000x", "x_s01"));
+  Dataset d = load_mmscale_file((root / "data.jsonl").string(), (root / "images").string(), {.skip_bad = true});
+  REQUIRE(d.images.size() == 1);
+  CHECK(d.images[0].scenarios.size() == 2);
+  CHECK(d.report.skipped.count_by_reason.at("control character in id") == 1);
+}
+
+TEST_CASE("loader: a context row's scenario naming another image_id is an error naming both ids") {
+  auto scenario = [](const std::string& sid, const std::string& extra) {
+    return "{\"scenario_id\":\"" + sid + "\",\"text\":\"x\",\"mean_rating\":3,\"modality\":\"both\"" + extra + "}";
+  };
+  const std::string context = "{\"image_id\":\"a.png\",\"scenarios\":[" + scenario("s1", ",\"image_id\":\"a.png\"") +
+                              "," + scenario("s2", ",\"image_id\":\"b.png\"") + "]}\n";
+  expect_error(context, {"data.jsonl:1: scenarios[1]: field 'image_id'",
+                         "\"b.png\" differs from the row's image_id \"a.png\""});
+  expect_error("{\"image_id\":\"a.png\",\"scenarios\":[" + scenario("s1", ",\"image_id\":7") + "]}\n",
+               {"data.jsonl:1: scenarios[0]: field 'image_id'", "expected a string"});
+
+  // The same id repeated (or none, or null) is fine; with skip_bad a mismatch is counted.
+  fs::path root = temp_root("own_image_id");
+  tiny_png(root / "images" / "a.png");
+  write(root / "data.jsonl", "{\"image_id\":\"a.png\",\"scenarios\":[" + scenario("s1", ",\"image_id\":\"a.png\"") +
+                                 "," + scenario("s2", "") + "," + scenario("s3", ",\"image_id\":null") + "," +
+                                 scenario("s4", ",\"image_id\":\"b.png\"") + "]}\n");
+  Dataset d = load_mmscale_file((root / "data.jsonl").string(), (root / "images").string(), {.skip_bad = true});
+  REQUIRE(d.images.size() == 1);
+  CHECK(d.images[0].scenarios.size() == 3);
+  CHECK(d.report.skipped.count_by_reason.at("image_id mismatch") == 1);
+}
