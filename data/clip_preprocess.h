@@ -21,9 +21,12 @@ struct ClipImageConfig {
 };
 
 // The settings a Hugging Face checkpoint directory's preprocessor_config.json gives
-// (size.shortest_edge, crop_size.height, image_mean, image_std); without that file,
-// size = crop_size = image_size with CLIP's mean/std. The crop must equal image_size
-// (the vision tower's input side); errors name the file.
+// (size: N or {shortest_edge}, crop_size: N or a square {height, width}, image_mean,
+// image_std); without that file, size = crop_size = image_size with CLIP's mean/std.
+// Any other setting must be what this pipeline does (do_resize / do_center_crop /
+// do_rescale / do_normalize / do_convert_rgb true, resample 3, rescale_factor 1/255, a
+// CLIP processor type), else it is refused naming the file and the key. The crop must
+// equal image_size (the vision tower's input side); errors name the file.
 ClipImageConfig load_clip_image_config(const std::string& model_dir, int64_t image_size);
 
 // (width, height) after the shortest-edge resize.
@@ -37,6 +40,7 @@ void clip_normalize_chw(const ImageU8& crop, const ClipImageConfig& config, floa
 
 // The whole pipeline: [3, S, S] float32, S = crop_size.
 std::vector<float> clip_preprocess(const ImageU8& rgb, const ClipImageConfig& config);
+// Errors name the file, including the pipeline's (e.g. an aspect ratio too extreme).
 std::vector<float> clip_preprocess_file(const std::string& path, const ClipImageConfig& config);
 
 }  // namespace mms::data

@@ -55,9 +55,67 @@ void composite_on_white(const uint8_t rgba[4], uint8_t rgb[3]) {
   }
 }
 
+namespace {
+
+uint32_t be16(const uint8_t* p) { return (uint32_t(p[0]) << 8) | p[1]; }
+uint32_t be32(const uint8_t* p) { return (be16(p) << 16) | be16(p + 2); }
+uint32_t le16(const uint8_t* p) { return (uint32_t(p[1]) << 8) | p[0]; }
+int64_t le32s(const uint8_t* p) { return static_cast<int32_t>((le16(p + 2) << 16) | le16(p)); }
+
+// JPEG: the first start-of-frame segment (SOF0..SOF15 but DHT, JPG and DAC) holds the size.
+bool jpeg_header_size(const uint8_t* d, size_t n, int64_t* w, int64_t* h) {
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) return false;
+    const uint8_t marker = d[i + 1];
+    if (marker == 0xFF) { ++i; continue; }  // fill byte
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { i += 2; continue; }  // no payload
+    const size_t length = be16(d + i + 2);
+    const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (sof) {
+      if (i + 9 > n) return false;
+      *h = be16(d + i + 5);
+      *w = be16(d + i + 7);
+      return true;
+    }
+    if (length < 2) return false;
+    i += 2 + length;
+  }
+  return false;
+}
+
+// The size a PNG/JPEG/BMP/GIF header claims, read by hand: stb refuses to report
+// anything over STBI_MAX_DIMENSIONS (it just says "unknown image type"), and the user
+// needs to hear that the file is too large, not that it is unreadable.
+bool header_size(const uint8_t* d, size_t n, int64_t* w, int64_t* h) {
+  if (n >= 24 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(d + 12, "IHDR", 4) == 0) {
+    *w = be32(d + 16);
+    *h = be32(d + 20);
+    return true;
+  }
+  if (n >= 10 && std::memcmp(d, "GIF8", 4) == 0) {
+    *w = le16(d + 6);
+    *h = le16(d + 8);
+    return true;
+  }
+  if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
+    *w = le32s(d + 18);
+    *h = le32s(d + 22);
+    if (*h < 0) *h = -*h;  // top-down rows
+    return true;
+  }
+  if (n >= 4 && d[0] == 0xFF && d[1] == 0xD8) return jpeg_header_size(d, n, w, h);
+  return false;
+}
+
+}  // namespace
+
 ImageU8 decode_image_memory(const uint8_t* data, size_t size, const std::string& name, AlphaMode alpha) {
   if (size == 0) fail("image: ", name, ": empty file");
   if (size > static_cast<size_t>(INT32_MAX)) fail("image: ", name, ": file larger than 2 GiB");
+  if (int64_t hw = 0, hh = 0; header_size(data, size, &hw, &hh) && (hw > kMaxImageSide || hh > kMaxImageSide))
+    fail("image: ", name, ": size ", hw, "x", hh, " is larger than the ", kMaxImageSide,
+         " px per side this loader accepts (downscale the image first)");
   int w = 0, h = 0, comp = 0;
   const int len = static_cast<int>(size);
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
@@ -235,7 +293,7 @@ void resample_vertical(const ImageU8& in, const Coefficients& c, const std::vect
 }  // namespace
 
 ImageU8 resize_bicubic_pillow(const ImageU8& image, int64_t out_width, int64_t out_height) {
-  MMS_CHECK(out_width > 0 && out_height > 0 && out_width <= (1 << 20) && out_height <= (1 << 20),
+  MMS_CHECK(out_width > 0 && out_height > 0 && out_width <= kMaxResizeSide && out_height <= kMaxResizeSide,
             "resize: output size ", out_width, "x", out_height, " is not valid");
   MMS_CHECK(image.width > 0 && image.height > 0, "resize: empty input image");
   const bool need_horizontal = out_width != image.width;

@@ -47,6 +47,9 @@ void composite_on_white(const uint8_t rgba[4], uint8_t rgb[3]);
 void write_png(const std::string& path, const ImageU8& image);
 std::vector<uint8_t> encode_png(const ImageU8& image);
 
+// Largest output side resize_bicubic_pillow accepts.
+inline constexpr int64_t kMaxResizeSide = int64_t{1} << 20;
+
 // Pillow's Image.resize(..., BICUBIC) on 8-bit data: a = -0.5 cubic, support widened
 // by the scale factor when shrinking, separable (horizontal pass, then vertical), each
 // pass in 22-bit fixed point with the intermediate rounded and clipped to uint8.

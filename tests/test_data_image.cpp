@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "data/clip_preprocess.h"
@@ -199,4 +200,154 @@ TEST_CASE("decode: hostile inputs are rejected with the file name, never crash")
     }
     CHECK(decoded + rejected == 300);
   }
+}
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const mms::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// A file's first bytes, zero-padded to 64: enough for a header.
+std::vector<uint8_t> header_bytes(std::initializer_list<uint8_t> head) {
+  std::vector<uint8_t> bytes(64, 0);
+  std::copy(head.begin(), head.end(), bytes.begin());
+  return bytes;
+}
+
+}  // namespace
+
+// stb refuses to even report a size over STBI_MAX_DIMENSIONS, so a 20000 px wide PNG
+// used to read as "not a readable PNG/JPEG/BMP/GIF (unknown image type)".
+TEST_CASE("decode: an image over 16384 px per side says so, for each format") {
+  using Bytes = std::vector<uint8_t>;
+  const std::string limit = "larger than the 16384 px per side";
+  // A real PNG, 16385 x 1.
+  const Bytes wide = encode_png(synthetic_rgb(16385, 1));
+  std::string msg = error_of([&] { decode_image_memory(wide.data(), wide.size(), "wide.png"); });
+  CHECK_MESSAGE(msg.find("image: wide.png: size 16385x1 is " + limit) != std::string::npos, msg);
+  // A PNG header claiming 40000 x 20000 rows.
+  Bytes tall = encode_png(synthetic_rgb(16, 16));
+  tall[17] = 0x00; tall[18] = 0x9C; tall[19] = 0x40;                  // width 40000
+  tall[20] = 0x00; tall[21] = 0x00; tall[22] = 0x4E; tall[23] = 0x20;  // height 20000
+  msg = error_of([&] { decode_image_memory(tall.data(), tall.size(), "tall.png"); });
+  CHECK_MESSAGE(msg.find("tall.png: size 40000x20000 is " + limit) != std::string::npos, msg);
+  // GIF: logical screen 20000 x 10 (little-endian).
+  const Bytes gif = header_bytes({'G', 'I', 'F', '8', '9', 'a', 0x20, 0x4E, 0x0A, 0x00});
+  msg = error_of([&] { decode_image_memory(gif.data(), gif.size(), "wide.gif"); });
+  CHECK_MESSAGE(msg.find("wide.gif: size 20000x10 is " + limit) != std::string::npos, msg);
+  // BMP: a BITMAPINFOHEADER of 10 x -30000 (negative: top-down rows).
+  Bytes bmp(64, 0);
+  bmp[0] = 'B'; bmp[1] = 'M'; bmp[14] = 40;
+  bmp[18] = 10;                                                  // width 10
+  bmp[22] = 0xD0; bmp[23] = 0x8A; bmp[24] = 0xFF; bmp[25] = 0xFF;  // height -30000
+  msg = error_of([&] { decode_image_memory(bmp.data(), bmp.size(), "tall.bmp"); });
+  CHECK_MESSAGE(msg.find("tall.bmp: size 10x30000 is " + limit) != std::string::npos, msg);
+  // JPEG: SOI, an APP0 segment, then SOF0 with height 8, width 30000.
+  const Bytes jpeg = header_bytes({0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1,
+                                   0, 0, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x08, 0x75, 0x30, 0x03});
+  msg = error_of([&] { decode_image_memory(jpeg.data(), jpeg.size(), "wide.jpg"); });
+  CHECK_MESSAGE(msg.find("wide.jpg: size 30000x8 is " + limit) != std::string::npos, msg);
+  // At the limit an image still decodes.
+  const Bytes edge = encode_png(synthetic_rgb(16384, 1));
+  CHECK(decode_image_memory(edge.data(), edge.size(), "edge.png").width == 16384);
+}
+
+// A 9000 x 1 strip at --image-size 128 would be resized to 1152000 x 128: the error
+// used to be "resize: output size 1152000x128 is not valid", naming no file.
+TEST_CASE("preprocess: an aspect ratio too extreme for the resize names the file and the reason") {
+  const auto path = (std::filesystem::temp_directory_path() / "mms_test_strip_9000x1.png").string();
+  write_png(path, synthetic_rgb(9000, 1));
+  ClipImageConfig config;
+  config.size = config.crop_size = 128;
+  const std::string msg = error_of([&] { clip_preprocess_file(path, config); });
+  CHECK_MESSAGE(msg.find("image: " + path + ": ") == 0, msg);
+  CHECK_MESSAGE(msg.find("9000x1 image has too extreme an aspect ratio for a shortest-edge resize to 128 px") !=
+                    std::string::npos, msg);
+  CHECK_MESSAGE(msg.find("long side would become 1152000 px") != std::string::npos, msg);
+  // Without a file the reason is the same.
+  CHECK_THROWS_WITH_AS(clip_preprocess(synthetic_rgb(1, 9000), config),
+                       doctest::Contains("1x9000 image has too extreme an aspect ratio"), mms::Error);
+  // A merely wide image is fine.
+  config.size = config.crop_size = 16;
+  write_png(path, synthetic_rgb(2000, 3));
+  CHECK(clip_preprocess_file(path, config).size() == 3 * 16 * 16);
+  std::filesystem::remove(path);
+}
+
+namespace {
+
+// Writes DIR/preprocessor_config.json and loads it for a 224 px vision tower.
+struct PreprocessorDir {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / "mms_test_preprocessor_config";
+  PreprocessorDir() { std::filesystem::create_directories(dir); }
+  ~PreprocessorDir() { std::filesystem::remove_all(dir); }
+  ClipImageConfig load(const std::string& body) const {
+    std::ofstream(dir / "preprocessor_config.json") << body;
+    return load_clip_image_config(dir.string(), 224);
+  }
+  // The error for `body` must name the file and the key.
+  void refuses(const std::string& body, const std::string& key, const std::string& detail) const {
+    CAPTURE(body);
+    const std::string msg = error_of([&] { load(body); });
+    CHECK_MESSAGE(msg.find((dir / "preprocessor_config.json").string() + ": key '" + key + "': ") == 0, msg);
+    CHECK_MESSAGE(msg.find(detail) != std::string::npos, msg);
+  }
+};
+
+constexpr const char* kMeanStd =
+    R"("image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711])";
+
+}  // namespace
+
+// Settings clip_preprocess does not implement used to be dropped without a word.
+TEST_CASE("preprocessor_config.json: CLIP's own files load; every unsupported setting is refused by key") {
+  PreprocessorDir d;
+  // openai/clip-vit-base-patch32 as published.
+  ClipImageConfig c = d.load(std::string(R"({"crop_size": 224, "do_center_crop": true, "do_normalize": true,
+      "do_resize": true, "feature_extractor_type": "CLIPFeatureExtractor", )") + kMeanStd +
+                             R"(, "resample": 3, "size": 224})");
+  CHECK(c.size == 224);
+  CHECK(c.crop_size == 224);
+  CHECK(c.mean[2] == 0.40821073);
+  CHECK(c.std[0] == 0.26862954);
+  // As newer transformers save it, and as its fast processor saves it.
+  c = d.load(std::string(R"({"crop_size": {"height": 224, "width": 224}, "do_center_crop": true,
+      "do_convert_rgb": true, "do_normalize": true, "do_rescale": true, "do_resize": true, )") + kMeanStd +
+             R"(, "image_processor_type": "CLIPImageProcessor", "processor_class": "CLIPProcessor",
+      "resample": 3, "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256}})");
+  CHECK(c.size == 256);
+  CHECK(c.crop_size == 224);
+  c = d.load(std::string(R"({"crop_size": {"height": 224, "width": 224}, "data_format": "channels_first",
+      "default_to_square": false, "device": null, "disable_grouping": null, "do_pad": null, "input_data_format": null,
+      "return_tensors": null, "image_processor_type": "CLIPImageProcessorFast", "resample": 3,
+      "size": {"shortest_edge": 224},
+      "_valid_processor_keys": ["images"], )") + kMeanStd + "}");
+  CHECK(c.size == 224);
+
+  d.refuses(R"({"size": {"height": 224, "width": 224}})", "size", "only a shortest-edge resize");
+  d.refuses(R"({"size": {"longest_edge": 224}})", "size", "only a shortest-edge resize");
+  d.refuses(R"({"crop_size": {"height": 224, "width": 200}})", "crop_size", "non-square crop 224x200");
+  d.refuses(R"({"crop_size": {"height": 224}})", "crop_size", "expected {\"height\": N, \"width\": N}");
+  d.refuses(R"({"do_resize": false})", "do_resize", "false is not supported");
+  d.refuses(R"({"do_center_crop": false})", "do_center_crop", "false is not supported");
+  d.refuses(R"({"do_normalize": false})", "do_normalize", "false is not supported");
+  d.refuses(R"({"do_rescale": false})", "do_rescale", "false is not supported");
+  d.refuses(R"({"do_convert_rgb": false})", "do_convert_rgb", "false is not supported");
+  d.refuses(R"({"do_resize": "yes"})", "do_resize", "expected true or false");
+  d.refuses(R"({"resample": 2})", "resample", "2 is not supported (only 3, bicubic");
+  d.refuses(R"({"rescale_factor": 1.0})", "rescale_factor", "only 1/255");
+  d.refuses(R"({"default_to_square": true})", "default_to_square", "true is not supported");
+  d.refuses(R"({"image_std": [0.5, 0, 0.5]})", "image_std", "element 1 must be a positive number");
+  d.refuses(R"({"image_mean": [0.5, 0.5]})", "image_mean", "expected 3 numbers");
+  d.refuses(R"({"feature_extractor_type": "ViTFeatureExtractor"})", "feature_extractor_type",
+            "not a CLIP image processor");
+  d.refuses(R"({"crop_pct": 0.875})", "crop_pct", "0.875 is not supported");
+  d.refuses(R"({"do_pad": true})", "do_pad", "true is not supported");
+  d.refuses(R"({"size": {"shortest_edge": -3}})", "size.shortest_edge", "expected a positive integer");
 }
