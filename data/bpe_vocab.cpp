@@ -160,6 +160,13 @@ BpeVocab load_openai_bpe_gz(const std::string& gz_path) {
     if (lines[i].empty()) continue;
     merges.push_back(parse_merge(lines[i], gz_path, i + 1));
   }
+  // The layout is CLIP's only with all of its merges: fewer would shrink the vocabulary
+  // and move <|startoftext|>/<|endoftext|> off 49406/49407, silently breaking every
+  // pretrained model. Any other merge list belongs in a vocab.json + merges.txt folder.
+  if (merges.size() != kOpenAiMergeCount)
+    fail("bpe vocab: ", gz_path, ": found ", merges.size(), " merges after the header, but OpenAI's CLIP merge list ",
+         "needs ", kOpenAiMergeCount, " (49152 - 256 - 2); not bpe_simple_vocab_16e6.txt.gz? (a smaller ",
+         "vocabulary must be a directory with vocab.json + merges.txt)");
   BpeVocab v = vocab_from_merges(std::move(merges));
   for (size_t r = 0; r < v.merges.size(); ++r) {
     const auto& [a, b] = v.merges[r];

@@ -3,7 +3,8 @@
 // Two on-disk forms are read:
 //   * HF:     vocab.json ({"token": id}) + merges.txt ("#version" header, "a b" lines);
 //   * OpenAI: bpe_simple_vocab_16e6.txt.gz (header line, then merges; the first 48,894
-//             are used and the vocabulary is built the way OpenAI's SimpleTokenizer does:
+//             are used, and a file with fewer is refused, so the .gz form always gives
+//             CLIP's 49,408 ids; the vocabulary is built the way OpenAI's SimpleTokenizer does:
 //             the 256 byte symbols, the same with "</w>", each merge joined, then
 //             <|startoftext|> and <|endoftext|>).
 // and the HF form is written (by the trainer), so every vocabulary round-trips.

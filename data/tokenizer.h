@@ -36,8 +36,9 @@ class ClipTokenizer {
   // Truncated to context_length keeping EOS last, padded with pad_id (= EOS), as HF's
   // tokenizer(text, max_length=L, truncation=True, padding="max_length").
   TokenizedText encode(std::string_view text, int64_t context_length) const;
-  // Token ids of one text without BOS/EOS.
-  std::vector<int32_t> encode_tokens(std::string_view text) const;
+  // Token ids of one text without BOS/EOS: the first max_tokens of them, the same as
+  // encoding everything and cutting, but the words past the cut are never encoded.
+  std::vector<int32_t> encode_tokens(std::string_view text, size_t max_tokens = SIZE_MAX) const;
   // Lowercased, whitespace-normalised text back from ids (specials dropped).
   std::string decode(const std::vector<int32_t>& ids) const;
 

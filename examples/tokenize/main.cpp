@@ -8,13 +8,13 @@
 //
 // PATH is OpenAI's bpe_simple_vocab_16e6.txt.gz, a directory with vocab.json +
 // merges.txt, or a vocab.json. With no TEXT arguments, texts are read from stdin, one
-// per line.
+// per line; an error names the line ("stdin line 3: text: invalid UTF-8 at byte 4").
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "data/bpe_trainer.h"
 #include "data/tokenizer.h"
+#include "encode_lines.h"
 #include "tensor/error.h"
 
 int main(int argc, char** argv) {
@@ -46,16 +46,11 @@ int main(int argc, char** argv) {
     }
     if (vocab_path.empty()) throw mms::Error("tokenize: give --vocab PATH to encode, or --train CORPUS --out DIR");
     mms::data::ClipTokenizer tokenizer = mms::data::ClipTokenizer::load(vocab_path);
-    auto emit = [&](const std::string& text) {
-      mms::data::TokenizedText t = tokenizer.encode(text, context);
-      nlohmann::json line = {{"input_ids", t.input_ids}, {"attention_mask", t.attention_mask}};
-      std::cout << line.dump() << "\n";
-    };
     if (texts.empty()) {
-      std::string line;
-      while (std::getline(std::cin, line)) emit(line);
+      mmtokenize::encode_lines(tokenizer, context, std::cin, "stdin", std::cout);
     } else {
-      for (const std::string& text : texts) emit(text);
+      for (size_t i = 0; i < texts.size(); ++i)
+        mmtokenize::encode_text(tokenizer, context, texts[i], mms::concat("text argument ", i + 1), std::cout);
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
