@@ -262,6 +262,43 @@ TEST_CASE("score tool: pairs files are read strictly, errors name file:line") {
   CHECK_THROWS_WITH_AS(mmscore::read_pairs_file(name), doctest::Contains("no pairs"), Error);
 }
 
+// A text of spaces, or a scenario_id given twice, used to be scored like any other row.
+TEST_CASE("score tool: blank texts, repeated scenario_ids and control characters in paths are refused") {
+  Fixture f("pairs_strict");
+  const fs::path file = f.dir / "pairs.jsonl";
+  const std::string name = file.string();
+  auto write = [&](const std::string& body) { std::ofstream(file) << body; };
+  auto error_of = [&] {
+    try {
+      mmscore::read_pairs_file(name);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::string ok = "{\"image\": \"a.png\", \"text\": \"someone helps\"}\n";
+  // ASCII spaces, U+00A0 + U+3000, a tab + U+2003.
+  for (const std::string blank : {"   ", "\xC2\xA0\xE3\x80\x80", "\\t\xE2\x80\x83"}) {
+    CAPTURE(blank);
+    write(ok + "{\"image\": \"a.png\", \"text\": \"" + blank + "\"}\n");
+    CHECK(error_of() == name + ":2: field 'text': empty text");
+  }
+  write("{\"image\": \"a.png\", \"text\": \"x\", \"scenario_id\": \"s1\"}\n"
+        "{\"image\": \"b.png\", \"text\": \"y\", \"scenario_id\": \"s2\"}\n\n"
+        "{\"image\": \"b.png\", \"text\": \"z\", \"scenario_id\": \"s1\"}\n");
+  CHECK(error_of() == name + ":4: field 'scenario_id': duplicate scenario_id 's1' (first on line 1)");
+  // An integer id and the default (the line number) share one namespace with strings.
+  write(ok + "{\"image\": \"b.png\", \"text\": \"y\", \"scenario_id\": 1}\n");
+  CHECK(error_of() == name + ":2: field 'scenario_id': duplicate scenario_id '1' (first on line 1)");
+  // "a.png\u0000x" would open a.png: the OS reads a path only up to the NUL.
+  write("{\"image\": \"a.png\\u0000x\", \"text\": \"x\"}\n");
+  CHECK(error_of() == name + ":1: field 'image': control character at byte 5 in the path");
+  // Spaces inside a text are fine.
+  write("{\"image\": \"a.png\", \"text\": \"a\xC2\xA0" "child\", \"scenario_id\": \"s1\"}\n");
+  REQUIRE(mmscore::read_pairs_file(name).size() == 1);
+  CHECK(mmscore::read_pairs_file(name)[0].text == "a\xC2\xA0" "child");
+}
+
 // The scorer and embed take a Hugging Face directory's image settings through this.
 TEST_CASE("load_clip_image_config: preprocessor_config.json, old and new forms, and its errors") {
   const fs::path dir = fs::temp_directory_path() / ("mms_test_scorer_" + std::to_string(::getpid())) / "preproc";

@@ -1,9 +1,11 @@
 #include "pairs.h"
 
 #include <filesystem>
+#include <unordered_map>
 
 #include "data/jsonl.h"
 #include "data/mmscale_dataset.h"
+#include "data/text_normalize.h"
 #include "tensor/error.h"
 
 namespace mmscore {
@@ -27,6 +29,7 @@ std::string id_field(const mms::data::FieldReader& row, const nlohmann::json& va
 std::vector<PairRow> read_pairs_file(const std::string& path) {
   const fs::path folder = fs::path(path).parent_path();
   std::vector<PairRow> rows;
+  std::unordered_map<std::string, size_t> first_line;  // scenario_id -> line
   for (const mms::data::JsonlRow& line : mms::data::read_jsonl(path)) {
     const std::string where = path + ":" + std::to_string(line.line);
     MMS_CHECK(line.value.is_object(), where, ": expected a JSON object, got ", line.value.type_name());
@@ -34,11 +37,20 @@ std::vector<PairRow> read_pairs_file(const std::string& path) {
     PairRow p;
     const std::string image = row.string("image");
     if (image.empty()) row.fail_field("image", "empty path");
+    // The OS reads a path only up to a NUL: "a.png\0x" would silently open a.png.
+    if (size_t at = mms::data::find_control_char(image); at != std::string::npos)
+      row.fail_field("image", mms::concat("control character at byte ", at, " in the path"));
     p.image_path = fs::path(image).is_absolute() ? image : (folder / image).string();
     if (!fs::is_regular_file(p.image_path)) row.fail_field("image", "no such image file " + p.image_path);
     p.text = row.string("text");
-    if (p.text.empty()) row.fail_field("text", "empty text");
+    // Spaces alone (U+00A0, U+3000 included) give the model nothing to rate.
+    if (mms::data::is_blank_text(p.text)) row.fail_field("text", "empty text");
     p.scenario_id = id_field(row, line.value, "scenario_id", std::to_string(line.line));
+    // scenario_id is the key of each predictions line: a repeat (often a pair listed
+    // twice) gives two lines no one can tell apart, and weighs that pair twice.
+    if (auto [first, fresh] = first_line.emplace(p.scenario_id, line.line); !fresh)
+      row.fail_field("scenario_id", mms::concat("duplicate scenario_id '", p.scenario_id, "' (first on line ",
+                                                first->second, ")"));
     p.image_id = id_field(row, line.value, "image_id", fs::path(image).filename().string());
     if (line.value.contains("gold_rating") && !line.value["gold_rating"].is_null()) {
       const double g = row.number("gold_rating");

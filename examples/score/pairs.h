@@ -5,7 +5,8 @@
 // folder); scenario_id and image_id may be strings or integers (defaults: the line
 // number and the image's file name); gold_rating a number in [1, 5] or null; modality
 // text | image | both, or absent/null. Blank lines are skipped. Anything wrong is an
-// mms::Error naming FILE:LINE and the field; image files must exist.
+// mms::Error naming FILE:LINE and the field: a text of only (Unicode) spaces, a repeated
+// scenario_id, a missing image file.
 #pragma once
 
 #include <optional>
