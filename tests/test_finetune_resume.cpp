@@ -434,6 +434,17 @@ TEST_CASE("finetune: an unreadable validation image keeps the finished steps and
   CHECK(message.find(data.val.images.front().path) != std::string::npos);
   CHECK(message.find("the run's 4 finished steps are in " + t.checkpoint_path()) != std::string::npos);
   CHECK(mms::load_safetensors_with_metadata(t.checkpoint_path()).metadata.at("finetune_step") == "4");
+
+  // In the first batch there is nothing to keep, and the message does not pretend so.
+  for (const auto& image : data.train.images) std::ofstream(image.path, std::ios::trunc) << "not an image";
+  Options fresh = o;
+  fresh.out = scratch("bad-train-image").string();
+  Trainer first(fresh, data, build_model(fresh, data));
+  const std::string at_start = error_of([&] { first.train(); });
+  CHECK(at_start.find("not an image") == std::string::npos);  // the file's bytes are not echoed
+  CHECK(at_start.find(fs::path(data.train.images.front().path).parent_path().string()) != std::string::npos);
+  CHECK(at_start.find("finished steps") == std::string::npos);
+  CHECK(!fs::exists(first.checkpoint_path()));
 }
 
 TEST_CASE("finetune: resuming a finished run keeps metrics.json's validation and the trim tally") {

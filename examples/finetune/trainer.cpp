@@ -280,13 +280,15 @@ void Trainer::save() {
   write_reports();
 }
 
-void Trainer::keep_finished_steps() {
-  if (step_ <= saved_step_) return;
+bool Trainer::keep_finished_steps() {
+  if (step_ <= saved_step_) return true;
   try {
     save();
+    return true;
   } catch (const std::exception&) {
-    // The input error that brought us here is the one to report; the previous
-    // checkpoint stays as it was.
+    // The input error that brought us here is the one to report (the caller says the
+    // save failed too); the previous checkpoint stays as it was.
+    return false;
   }
 }
 
@@ -302,9 +304,14 @@ Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
   // between steps, with the model at a finished step: save that work first, so fixing
   // the file and --resume continues from here.
   auto input_error = [&](const mms::Error& e) {
-    keep_finished_steps();
-    return mms::Error(mms::concat(e.what(), "\n(the run's ", step_, " finished steps are in ", checkpoint_path(),
-                                  ": fix the input and continue with --resume)"));
+    if (step_ == 0) return e;  // nothing trained yet, nothing to keep
+    if (keep_finished_steps())
+      return mms::Error(mms::concat(e.what(), "\n(the run's ", step_, " finished steps are in ", checkpoint_path(),
+                                    ": fix the input and continue with --resume)"));
+    return mms::Error(mms::concat(e.what(), "\n(saving the run's ", step_, " finished steps failed too; ",
+                                  saved_step_ > 0 ? mms::concat(checkpoint_path(), " holds step ", saved_step_)
+                                                  : std::string("no checkpoint was written"),
+                                  ")"));
   };
   auto next_batch = [&] {
     try {

@@ -72,9 +72,10 @@ class Trainer {
  private:
   LogRow train_step(const mms::data::ListBatch& batch);
   void validate();
-  // Saves when steps were taken since the last checkpoint; a failing save is ignored
-  // (the caller is already reporting an error).
-  void keep_finished_steps();
+  // Saves when steps were taken since the last checkpoint. Returns whether the
+  // checkpoint now holds the current step; a failing save is not thrown (the caller is
+  // already reporting an error).
+  bool keep_finished_steps();
   void write_reports() const;
 
   Options options_;
