@@ -6,7 +6,8 @@
 //   * a NaN loss stops the run naming the step and the term, the last checkpoint stays;
 //   * a failed checkpoint write (file size limit = a full disk) throws and leaves the
 //     previous checkpoint byte for byte;
-//   * a stop request finishes the step, saves and returns Interrupted;
+//   * a stop request finishes the step, saves and returns Interrupted (one during the
+//     setup takes no step);
 //   * --trim-text trims every batch and follows the untrimmed run (and --ablate text
 //     means the same texts with it);
 //   * --precision bf16 trains under autocast and follows the fp32 run; tf32 needs CUDA;
@@ -518,6 +519,16 @@ TEST_CASE("finetune: a failed checkpoint write throws and leaves the previous ch
   CHECK(file_bytes(t.checkpoint_path()) == before);
   for (const auto& entry : fs::directory_iterator(o.out))  // no temporary file left behind
     CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("finetune: a stop requested during the setup takes no step and writes no checkpoint") {
+  const RunData& data = run_data();
+  Options o = tiny_options(scratch("interrupt-setup"));
+  std::atomic<bool> stop{true};
+  const RunResult r = run_one(o, data, &stop, kQuiet);
+  CHECK(r.end == Trainer::End::Interrupted);
+  CHECK(r.steps == 0);
+  CHECK(!fs::exists(r.checkpoint));
 }
 
 TEST_CASE("finetune: a stop request finishes the step, saves and returns Interrupted") {

@@ -96,6 +96,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     const mmsft::RunResult r = mmsft::run_one(options, data, &g_stop, log);
+    if (r.end == mmsft::Trainer::End::Interrupted && r.steps == 0) {
+      std::fprintf(stderr, "finetune: interrupted before the first step; nothing to save\n");
+      return 130;
+    }
     if (r.end == mmsft::Trainer::End::Interrupted) {
       std::fprintf(stderr,
                    "finetune: interrupted after step %lld; checkpoint saved to %s\n"

@@ -39,6 +39,13 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
 
   RunResult result;
   result.checkpoint = trainer.checkpoint_path();
+  if (stop && stop->load()) {
+    // Asked to stop during the setup (loading, tokenizing, building the model): no step
+    // is taken, and a resumed run's checkpoint already holds this one.
+    result.end = Trainer::End::Interrupted;
+    result.steps = trainer.step();
+    return result;
+  }
   result.end = trainer.train(-1, stop);
   result.steps = trainer.step();
   if (result.end != Trainer::End::Finished) {
