@@ -6,7 +6,10 @@
 // Words are produced exactly as the tokenizer will see them (clip_normalize +
 // clip_pretokenize), so every merge learnt is one the tokenizer can apply.
 // Deterministic: the most frequent pair wins, ties go to the lexicographically
-// smallest (first symbol, second symbol).
+// smallest (first symbol, second symbol), compared as the symbols' strings. A merge
+// updates only the neighbours of the positions it joins, so its cost follows the
+// pair's occurrences, not the length of the words holding it: one 100k-letter word
+// trains in well under a second.
 #pragma once
 
 #include <cstdint>
