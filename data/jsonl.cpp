@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "tensor/error.h"
 
@@ -29,6 +30,88 @@ std::string BadRows::summary() const {
   return s;
 }
 
+namespace {
+
+// JSON leaves duplicate keys' meaning open and nlohmann keeps the last, so a row
+// {"mean_rating": 9, "mean_rating": 3} would load as 3 with the 9 silently lost. This
+// SAX pass builds nothing; it tracks the keys of each open object and the path to it.
+class DuplicateKeyFinder : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  // Empty when every object's keys are distinct, else the first repeat, described.
+  const std::string& duplicate() const { return duplicate_; }
+
+  bool null() override { return element(); }
+  bool boolean(bool) override { return element(); }
+  bool number_integer(number_integer_t) override { return element(); }
+  bool number_unsigned(number_unsigned_t) override { return element(); }
+  bool number_float(number_float_t, const string_t&) override { return element(); }
+  bool string(string_t&) override { return element(); }
+  bool binary(binary_t&) override { return element(); }
+  bool start_object(std::size_t) override { return open(true); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool key(string_t& key) override {
+    Frame& f = frames_.back();
+    f.key = key;
+    if (!f.keys.insert(key).second && duplicate_.empty()) {
+      duplicate_ = concat("duplicate key ", nlohmann::json(key).dump());  // quoted, escaped
+      if (frames_.size() > 1) duplicate_ += concat(" in ", parent_path());
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // only called on a line the DOM parse already accepted
+  }
+
+ private:
+  struct Frame {
+    bool object = false;
+    std::set<std::string> keys;  // object: keys seen so far
+    std::string key;             // object: the key whose value is being read
+    int64_t index = -1;          // array: the element being read
+  };
+
+  // A value starts: in an array that is the next element (for the path).
+  bool element() {
+    if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
+    return true;
+  }
+  bool open(bool object) {
+    element();
+    frames_.emplace_back();
+    frames_.back().object = object;
+    return true;
+  }
+  bool close() {
+    frames_.pop_back();
+    return true;
+  }
+  // "scenarios[2]": where the innermost object sits, from the row's top level.
+  std::string parent_path() const {
+    std::string path;
+    for (size_t i = 0; i + 1 < frames_.size(); ++i) {
+      if (frames_[i].object)
+        path += (path.empty() ? "" : ".") + frames_[i].key;
+      else
+        path += concat("[", frames_[i].index, "]");
+    }
+    return path;
+  }
+
+  std::vector<Frame> frames_;
+  std::string duplicate_;
+};
+
+// Empty when no object in `line` (valid JSON) repeats a key.
+std::string find_duplicate_key(const std::string& line) {
+  DuplicateKeyFinder finder;
+  nlohmann::json::sax_parse(line, &finder);
+  return finder.duplicate();
+}
+
+}  // namespace
+
 std::vector<JsonlRow> read_jsonl(const std::string& path, BadRows* bad) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open (", std::ifstream(path) ? "unreadable" : "no such file", ")");
@@ -54,6 +137,13 @@ std::vector<JsonlRow> read_jsonl(const std::string& path, BadRows* bad) {
       row.value = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
       std::string msg = concat(path, ":", line_no, ": invalid JSON: ", e.what());
+      if (!bad) throw Error(msg);
+      bad->add("invalid JSON", msg);
+      continue;
+    }
+    if (std::string duplicate = find_duplicate_key(line); !duplicate.empty()) {
+      std::string msg = concat(path, ":", line_no, ": invalid JSON: ", duplicate,
+                               " (only the last value would be kept)");
       if (!bad) throw Error(msg);
       bad->add("invalid JSON", msg);
       continue;

@@ -31,7 +31,9 @@ struct JsonlRow {
 
 // Throws mms::Error("FILE:LINE: invalid JSON: ...") unless `bad` is given, in which
 // case such lines are counted there under "invalid JSON" and skipped. A line holding a
-// NUL byte is invalid JSON too (the parser would stop at it and drop the rest).
+// NUL byte is invalid JSON too (the parser would stop at it and drop the rest), and so
+// is an object, at any depth, that repeats a key (only the last value would be kept):
+// the message names the key and where it is, e.g. 'duplicate key "text" in scenarios[1]'.
 std::vector<JsonlRow> read_jsonl(const std::string& path, BadRows* bad = nullptr);
 
 // Typed access to one object's fields; every error names file:line and the field.

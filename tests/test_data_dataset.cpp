@@ -1,6 +1,7 @@
 // MM-SCALE layout: the synthetic generator's output reads back in both file forms and
-// the splits; every kind of bad input is rejected with FILE:LINE and the field, or
-// skipped and counted with skip_bad; fuzzed JSONL never crashes the loader.
+// the splits; every kind of bad input (a key repeated in a JSON object included) is
+// rejected with FILE:LINE and the field, or skipped and counted with skip_bad; fuzzed
+// JSONL never crashes the loader.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "data/image.h"
+#include "data/jsonl.h"
 #include "data/mmscale_dataset.h"
 #include "data/synthetic.h"
 #include "tensor/error.h"
@@ -296,4 +298,46 @@ TEST_CASE("loader: a context row's scenario naming another image_id is an error 
   REQUIRE(d.images.size() == 1);
   CHECK(d.images[0].scenarios.size() == 3);
   CHECK(d.report.skipped.count_by_reason.at("image_id mismatch") == 1);
+}
+
+// nlohmann keeps a repeated key's last value: {"mean_rating": 3.5, ..., "mean_rating": 9}
+// loaded as 9 with the 3.5 silently gone (or the reverse, whichever came last).
+TEST_CASE("loader: a key repeated in any JSON object is an error naming FILE:LINE and the key") {
+  const std::string a1 = row("a.png", "a_s01"), a2 = row("a.png", "a_s02");
+  expect_error(a1 + row("a.png", "a_s02", ",\"mean_rating\":9"),
+               {"data.jsonl:2: invalid JSON: duplicate key \"mean_rating\"", "only the last value would be kept"});
+  // Escapes are decoded first: "\u006dean_rating" is "mean_rating".
+  expect_error(a1 + a2 + row("a.png", "a_s03", ",\"\\u006dean_rating\":2"), {"data.jsonl:3", "\"mean_rating\""});
+  // Nested: inside the second scenario of a context row.
+  const std::string context = "{\"image_id\":\"a.png\",\"scenarios\":[{\"scenario_id\":\"s1\",\"text\":\"x\","
+                              "\"mean_rating\":3,\"modality\":\"both\"},{\"scenario_id\":\"s2\",\"text\":\"x\","
+                              "\"mean_rating\":3,\"modality\":\"both\",\"text\":\"y\"}]}\n";
+  expect_error(context, {"data.jsonl:1: invalid JSON: duplicate key \"text\" in scenarios[1]"});
+
+  // The same key in different objects is fine, and the row's values are the ones given.
+  fs::path root = temp_root("dup_keys");
+  tiny_png(root / "images" / "a.png");
+  write(root / "nested.jsonl", "{\"a\":{\"b\":[1,{\"c\":1}],\"c\":2},\"c\":3}\n"
+                               "{\"a\":{\"b\":[1,{\"c\":1,\"d\":[],\"c\":2}]}}\n");
+  BadRows bad;
+  std::vector<JsonlRow> rows = read_jsonl((root / "nested.jsonl").string(), &bad);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].value["a"]["c"] == 2);
+  CHECK(rows[0].value["c"] == 3);
+  REQUIRE(bad.examples.size() == 1);
+  CHECK(bad.examples[0] == (root / "nested.jsonl").string() +
+                               ":2: invalid JSON: duplicate key \"c\" in a.b[1] (only the last value would be kept)");
+
+  // skip_bad: counted as invalid JSON like any other malformed line; the rest loads.
+  write(root / "data.jsonl", a1 + a2 + row("a.png", "a_s03", ",\"mean_rating\":9") + row("a.png", "a_s04"));
+  Dataset d = load_mmscale_file((root / "data.jsonl").string(), (root / "images").string(), {.skip_bad = true});
+  REQUIRE(d.images.size() == 1);
+  REQUIRE(d.images[0].scenarios.size() == 3);
+  CHECK(d.images[0].scenarios[2].scenario_id == "a_s04");
+  CHECK(d.images[0].scenarios[2].mean_rating == 3.5);
+  CHECK(d.report.skipped.count_by_reason.at("invalid JSON") == 1);
+  CHECK(d.report.skipped.total() == 1);
+  REQUIRE(d.report.skipped.examples.size() == 1);
+  CHECK(d.report.skipped.examples[0].find("data.jsonl:3: invalid JSON: duplicate key \"mean_rating\"") !=
+        std::string::npos);
 }

@@ -9,8 +9,25 @@
 
 #include "data/clip_preprocess.h"
 #include "data/image.h"
+#include "tensor/error.h"
 #include "tensor/safetensors.h"
 #include "tensor/tensor.h"
+
+namespace {
+
+// clip_preprocess_file() cannot be used: it decodes with the default alpha mode, and
+// --alpha drop needs the other. Its pipeline errors (an aspect ratio too extreme for
+// the resize, ...) know no file name, so add it here as clip_preprocess_file does.
+std::vector<float> preprocess_pixels(const mms::data::ImageU8& rgb, const std::string& path,
+                                     const mms::data::ClipImageConfig& config) {
+  try {
+    return mms::data::clip_preprocess(rgb, config);
+  } catch (const mms::Error& e) {
+    mms::fail("image: ", path, ": ", e.what());
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"CLIP image preprocessing to safetensors (pixel_values [1, 3, S, S])"};
@@ -27,7 +44,7 @@ int main(int argc, char** argv) {
     config.size = config.crop_size = size;
     auto mode = alpha == "drop" ? mms::data::AlphaMode::Drop : mms::data::AlphaMode::CompositeOnWhite;
     mms::data::ImageU8 rgb = mms::data::decode_image_file(image_path, mode);
-    std::vector<float> pixels = mms::data::clip_preprocess(rgb, config);
+    std::vector<float> pixels = preprocess_pixels(rgb, image_path, config);
     mms::Tensor tensor = mms::from_vector(pixels, {1, 3, size, size});
     const std::vector<std::pair<std::string, mms::Tensor>> tensors{{"pixel_values", tensor}};
     mms::save_safetensors(out_path, tensors,
