@@ -282,7 +282,12 @@ mode_t current_umask() {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+    if (line.rfind("Umask:", 0) != 0) continue;
+    try {
+      return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8)) & 0777;
+    } catch (const std::logic_error&) {
+      break;
+    }
   }
   return 077;
 }
@@ -290,14 +295,19 @@ mode_t current_umask() {
 TempFile open_temp_file(const std::filesystem::path& dir, const std::string& target_name, const std::string& where) {
   TempFile temp;
 #ifdef O_TMPFILE
-  temp.fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
-  if (temp.fd >= 0) return temp;
+  // Naming the finished file goes through /proc/self/fd: without /proc (a chroot, some
+  // sandboxes) an unnamed file could be written but never linked in.
+  if (::access("/proc/self/fd", X_OK) == 0) {
+    temp.fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (temp.fd >= 0) return temp;
+  }
 #endif
+  const mode_t mode = 0666 & ~current_umask();  // read first: nothing below may throw with the file open
   std::string name = (dir / ("." + target_name + ".tmp.XXXXXX")).string();
-  temp.fd = ::mkstemp(name.data());
+  temp.fd = ::mkostemp(name.data(), O_CLOEXEC);
   MMS_CHECK(temp.fd >= 0, where, ": cannot create a temporary file in ", dir.string(), ": ", errno_text());
   temp.name = name;
-  ::fchmod(temp.fd, 0666 & ~current_umask());  // mkstemp creates 0600
+  ::fchmod(temp.fd, mode);  // mkostemp creates 0600
   return temp;
 }
 

@@ -328,6 +328,34 @@ TEST_CASE("finetune: --resume refuses other training data, another tokenizer or 
   CHECK(message.find("mismatch") == std::string::npos);
 }
 
+TEST_CASE("finetune: a refused --resume leaves OUT/vocab as the checkpoint was trained with it") {
+  Options o = tiny_options(scratch("vocab-kept"));
+  o.steps = 4;
+  o.vocab = "";
+  o.data = dataset_copy("vocab-kept-data").string();
+  fs::remove_all(fs::path(o.data) / "vocab");
+  const RunData data = load_run_data(o, kQuiet);
+  {
+    Trainer t(o, data, build_model(o, data));
+    REQUIRE(t.train(2) == Trainer::End::Paused);
+  }
+  const fs::path vocab = fs::path(o.out) / "vocab";
+  const std::string merges = file_bytes(vocab / "merges.txt"), note = file_bytes(vocab / "TRAINED_ON");
+  // --resume on other data (one training image fewer): refused, the vocabulary untouched.
+  Options other = o;
+  other.resume = true;
+  other.data = dataset_copy("vocab-kept-other").string();
+  fs::remove_all(fs::path(other.data) / "vocab");
+  const fs::path train = fs::path(other.data) / "splits" / "train.jsonl";
+  std::string all = file_bytes(train);
+  std::ofstream(train, std::ios::trunc) << all.substr(all.find('\n') + 1);
+  const RunData other_data = load_run_data(other, kQuiet);
+  const std::string message = error_of([&] { Trainer(other, other_data, build_model(other, other_data)).resume(); });
+  CHECK(message.find("the training split") != std::string::npos);
+  CHECK(file_bytes(vocab / "merges.txt") == merges);
+  CHECK(file_bytes(vocab / "TRAINED_ON") == note);
+}
+
 TEST_CASE("finetune: a checkpoint missing AdamW state, or with a foreign step count, is refused") {
   const RunData& data = run_data();
   Options o = paused_at_step_2_of_4("optimizer-state");
@@ -372,6 +400,10 @@ TEST_CASE("finetune: a fresh run does not overwrite an unfinished one; a finishe
         std::string::npos);
   REQUIRE(t.train() == Trainer::End::Finished);
   CHECK(error_of([&] { refuse_to_overwrite_an_unfinished_run(path); }) == "");
+  // A file there that is not a readable checkpoint is not overwritten either.
+  std::ofstream(path, std::ios::trunc) << "not a checkpoint";
+  CHECK(error_of([&] { refuse_to_overwrite_an_unfinished_run(path); })
+            .find("exists but cannot be read as a finetune checkpoint, so it is not overwritten") != std::string::npos);
 }
 
 TEST_CASE("finetune: the inputs are checked before training: paths, split overlap, empty splits, a stale vocab") {
@@ -379,6 +411,17 @@ TEST_CASE("finetune: the inputs are checked before training: paths, split overla
   o.out = "runs/caf\xe9";
   CHECK(error_of([&] { o.validate(); }).find("--out 'runs/caf\xe9' is not valid UTF-8") != std::string::npos);
   o.out = scratch("inputs-checked").string();
+  // A data root from the environment is checked too (the checkpoint records it).
+  const std::string bad_root = (scratch("inputs-checked-env") / "d\xe9").string();
+  const char* before = std::getenv("MMSCALE_DATA_ROOT");
+  const std::string saved = before ? before : "";
+  ::setenv("MMSCALE_DATA_ROOT", bad_root.c_str(), 1);
+  Options from_env = o;
+  from_env.data = "";
+  const std::string env_message = error_of([&] { load_run_data(from_env, kQuiet); });
+  if (before) ::setenv("MMSCALE_DATA_ROOT", saved.c_str(), 1);
+  else ::unsetenv("MMSCALE_DATA_ROOT");
+  CHECK(env_message.find("the data root '" + bad_root + "' is not valid UTF-8") != std::string::npos);
 
   // A test image also in train.
   o.data = dataset_copy("leak").string();

@@ -90,7 +90,7 @@ TEST_CASE("clip config: clear errors") {
                        doctest::Contains("text_config.hidden_size: expected an integer"), Error);
   // Whole numbers past what an int64 holds are refused, not wrapped into another size.
   CHECK_THROWS_WITH_AS(vlm::parse_clip_config(json::parse(R"({"text_config": {"eos_token_id": 1e300}})")),
-                       doctest::Contains("text_config.eos_token_id: out of range, got 1e+300"), Error);
+                       doctest::Contains("text_config.eos_token_id: out of range for a whole number written as a float (limit 2^53), got 1e+300"), Error);
   CHECK_THROWS_WITH_AS(vlm::parse_clip_config(json::parse(R"({"vision_config": {"hidden_size": 18446744073709551615}})")),
                        doctest::Contains("vision_config.hidden_size: out of range"), Error);
   CHECK(vlm::parse_clip_config(json::parse(R"({"text_config": {"eos_token_id": 7.0}})")).text.eos_token_id == 7);

@@ -92,6 +92,9 @@ fi
 # a hang says where it hangs instead of just timing out.
 FINETUNE_TIMEOUT=${FINETUNE_TIMEOUT:-90}
 run_finetune() {
+  # a fresh --out: a run a timeout cut short leaves an unfinished checkpoint, which a
+  # fresh run refuses to overwrite
+  rm -rf "${TMPDIR:-/tmp}/mms-gpu-finetune"
   "$BUILD/bin/finetune" --device cuda --steps "$FINETUNE_STEPS" --cache-dir "${TMPDIR:-/tmp}/mms-gpu-cache" --out "${TMPDIR:-/tmp}/mms-gpu-finetune" &
   local pid=$! waited=0
   while kill -0 "$pid" 2>/dev/null; do

@@ -50,6 +50,7 @@ done
 echo "peers done $(elapsed)" | tee -a "$OUT/summary.txt"
 grep -h '^{' "$OUT/ours.log" "$OUT/peer.log" >"$OUT/perf.log"
 python3 tools/perf_table.py "$OUT/perf.log" >>"$OUT/summary.txt" 2>&1
+rm -rf /tmp/mms-ft /tmp/mms-ft-bf16  # a timed-out earlier call leaves unfinished checkpoints a fresh run refuses
 timeout 120 "$BUILD/bin/finetune" --device cuda --steps 20 --cache-dir /tmp/mms-cache --out /tmp/mms-ft >"$OUT/finetune.log" 2>&1
 echo "finetune rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
 timeout 60 "$BUILD/bin/finetune" --device cuda --precision bf16 --steps 20 --cache-dir /tmp/mms-cache --out /tmp/mms-ft-bf16 \

@@ -29,7 +29,8 @@ void read_int(const json& obj, const char* key, int64_t& out, const std::string&
   } else if (it->is_number_integer()) {
     out = it->get<int64_t>();
   } else if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>()) {
-    MMS_CHECK(std::fabs(it->get<double>()) <= kLimit, where, ".", key, ": out of range, got ", it->dump());
+    MMS_CHECK(std::fabs(it->get<double>()) <= kLimit, where, ".", key,
+              ": out of range for a whole number written as a float (limit 2^53), got ", it->dump());
     out = static_cast<int64_t>(it->get<double>());  // 224.0 written by some tools
   } else {
     fail(where, ".", key, ": expected an integer, got ", it->dump());

@@ -162,7 +162,13 @@ void apply_checkpoint(const CheckpointFile& file, mms::vlm::PairScorer& model, m
 
 void refuse_to_overwrite_an_unfinished_run(const std::string& path) {
   if (!std::filesystem::exists(path)) return;
-  const TrainingState state = read_checkpoint(path).state;
+  TrainingState state;
+  try {
+    state = read_checkpoint(path).state;
+  } catch (const mms::Error& e) {
+    mms::fail(path, " exists but cannot be read as a finetune checkpoint, so it is not overwritten (", e.what(),
+              "): move it away or choose another --out");
+  }
   MMS_CHECK(state.total_steps == 0 || state.step >= state.total_steps, path, " holds an unfinished run (step ",
             state.step, " of ", state.total_steps, "): continue it with --resume, or move it away (or choose "
             "another --out) to start over");

@@ -84,6 +84,7 @@ bool run_compare(const Options& base, const RunData& data, const std::atomic<boo
     for (const std::string& objective : compare_objectives()) {
       Options o = base;
       o.compare = false;
+      o.compare_part = true;
       o.objective = objective;
       o.seed = base.seed + static_cast<uint64_t>(s);
       std::string name = objective;

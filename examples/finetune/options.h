@@ -67,6 +67,7 @@ struct Options {
   std::string ablate;       // "" | "image" | "text"
   bool trim_text = false;   // cut each batch's texts to its longest real one (data/batching.h)
   bool quiet = false;       // no progress output (tests, --compare's inner runs print less)
+  bool compare_part = false;  // set by --compare on its runs (not an option): they restart, never resume
 
   // Debugging the fault path: pretend the loss is NaN at this step (-1 = never).
   int64_t inject_nan_at_step = -1;

@@ -15,6 +15,7 @@
 #include "data/bpe_trainer.h"
 #include "data/clip_preprocess.h"
 #include "data/synthetic.h"
+#include "data/text_normalize.h"
 #include "tensor/error.h"
 
 namespace mmsft {
@@ -57,6 +58,16 @@ class Fingerprint {
   void mix(unsigned char c) { hash_ = (hash_ ^ c) * 0x100000001b3ull; }
   uint64_t hash_ = 0xcbf29ce484222325ull;
 };
+
+// The checkpoint records resolved paths as JSON text: a non-UTF-8 $HOME,
+// $MMSCALE_DATA_ROOT or working folder would otherwise fail only at the first save.
+void check_utf8_path(const char* what, const std::string& path) {
+  try {
+    mms::data::utf8_validate(path);
+  } catch (const mms::Error&) {
+    mms::fail(what, " '", path, "' is not valid UTF-8 (the checkpoint records it as JSON text)");
+  }
+}
 
 std::string read_first_line(const fs::path& path) {
   std::ifstream in(path);
@@ -179,6 +190,7 @@ RunData load_run_data(const Options& o, const Logger& log) {
     d.root = root;
     log("data: " + root);
   }
+  check_utf8_path("the data root", d.root);
   mms::data::LoadOptions load;
   load.decode_images = o.check_images;
   if (o.check_images) log("data: --check-images: decoding every image of the three splits");
@@ -203,11 +215,14 @@ RunData load_run_data(const Options& o, const Logger& log) {
   if (vocab.empty() && d.synthetic) vocab = (fs::path(d.root) / "vocab").string();
   if (vocab.empty()) {
     // Trained on this training split and kept in OUT/vocab beside a note of which texts
-    // it learnt from: reused only for the same texts (a resume, a rerun), retrained
-    // when OUT last held a run on other data.
+    // it learnt from: reused for the same texts (a rerun), retrained when OUT last held
+    // a run on other data. A --resume never retrains it: the checkpoint was trained with
+    // that tokenizer, and a resume on other data is refused (Trainer::resume) without
+    // having replaced it.
     vocab = (fs::path(o.out) / "vocab").string();
     const fs::path note = fs::path(vocab) / kVocabTrainedOn;
-    const bool reusable = fs::exists(fs::path(vocab) / "vocab.json") && read_first_line(note) == d.train_fingerprint;
+    const bool reusable = fs::exists(fs::path(vocab) / "vocab.json") &&
+                          (o.resume || read_first_line(note) == d.train_fingerprint);
     if (!reusable) {
       log("tokenizer: training a BPE vocabulary on the training texts -> " + vocab +
           (fs::exists(fs::path(vocab) / "vocab.json") ? " (the one there was trained on other texts)" : ""));
@@ -215,6 +230,8 @@ RunData load_run_data(const Options& o, const Logger& log) {
       std::ofstream(note) << d.train_fingerprint << "\n";
     }
   }
+  check_utf8_path("the tokenizer path", fs::absolute(vocab).string());
+  check_utf8_path("the output folder", fs::absolute(o.out).string());
   d.tokenizer = std::make_shared<ClipTokenizer>(ClipTokenizer::load(vocab));
   d.vocab_source = vocab;
   d.tokenizer_fingerprint = tokenizer_fingerprint(*d.tokenizer);

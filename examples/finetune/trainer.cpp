@@ -305,9 +305,12 @@ Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
   // the file and --resume continues from here.
   auto input_error = [&](const mms::Error& e) {
     if (step_ == 0) return e;  // nothing trained yet, nothing to keep
+    if (options_.compare_part)  // --compare starts an unfinished run over
+      return mms::Error(mms::concat(e.what(), "\n(after replacing or repairing that file, rerun the same --compare "
+                                    "command: the objectives that finished are reused)"));
     if (keep_finished_steps())
       return mms::Error(mms::concat(e.what(), "\n(the run's ", step_, " finished steps are in ", checkpoint_path(),
-                                    ": fix the input and continue with --resume)"));
+                                    ": replace or repair that file and continue with --resume)"));
     return mms::Error(mms::concat(e.what(), "\n(saving the run's ", step_, " finished steps failed too; ",
                                   saved_step_ > 0 ? mms::concat(checkpoint_path(), " holds step ", saved_step_)
                                                   : std::string("no checkpoint was written"),
