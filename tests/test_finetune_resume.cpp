@@ -30,6 +30,7 @@
 #include "autograd/autocast.h"
 #include "batch.h"
 #include "checkpoint.h"
+#include "compare.h"
 #include "data/bpe_trainer.h"
 #include "setup.h"
 #include "tensor/safetensors.h"
@@ -354,6 +355,33 @@ TEST_CASE("finetune: a refused --resume leaves OUT/vocab as the checkpoint was t
   CHECK(message.find("the training split") != std::string::npos);
   CHECK(file_bytes(vocab / "merges.txt") == merges);
   CHECK(file_bytes(vocab / "TRAINED_ON") == note);
+}
+
+TEST_CASE("finetune: --compare reuses a finished run only for the same settings and inputs") {
+  Options o = tiny_options(scratch("compare"));
+  o.steps = 2;
+  o.eval_every = 2;
+  o.compare = true;
+  std::vector<std::string> lines;
+  const Logger keep = [&](const std::string& line) { lines.push_back(line); };
+  auto reused = [&] {
+    return std::count_if(lines.begin(), lines.end(),
+                         [](const std::string& l) { return l.find(": reusing ") != std::string::npos; });
+  };
+  REQUIRE(run_compare(o, run_data(), nullptr, keep));
+  CHECK(reused() == 0);
+  REQUIRE(run_compare(o, run_data(), nullptr, keep));
+  CHECK(reused() == 4);  // the same command again: every objective's run is reused
+  // One training image fewer: every run is trained again.
+  Options other = o;
+  other.data = dataset_copy("compare-other").string();
+  const fs::path train = fs::path(other.data) / "splits" / "train.jsonl";
+  const std::string all = file_bytes(train);
+  std::ofstream(train, std::ios::trunc) << all.substr(all.find('\n') + 1);
+  const RunData other_data = load_run_data(other, kQuiet);
+  lines.clear();
+  REQUIRE(run_compare(other, other_data, nullptr, keep));
+  CHECK(reused() == 0);
 }
 
 TEST_CASE("finetune: a checkpoint missing AdamW state, or with a foreign step count, is refused") {

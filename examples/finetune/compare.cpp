@@ -52,8 +52,8 @@ double metric_value(const nlohmann::json& m, const std::string& name) {
   return m.contains(name) && m[name].is_number() ? m[name].get<double>() : NAN;
 }
 
-// OUT/metrics.json of a finished run whose settings match `o` (else nullopt).
-std::optional<nlohmann::json> finished_run(const Options& o) {
+// OUT/metrics.json of a finished run whose settings and inputs match (else nullopt).
+std::optional<nlohmann::json> finished_run(const Options& o, const RunData& data) {
   const fs::path path = fs::path(o.out) / "metrics.json";
   if (!fs::exists(path)) return std::nullopt;
   nlohmann::json j;
@@ -71,6 +71,11 @@ std::optional<nlohmann::json> finished_run(const Options& o) {
     const nlohmann::json& theirs = j["config"].contains(it.key()) ? j["config"][it.key()] : defaults[it.key()];
     if (theirs != it.value()) return std::nullopt;
   }
+  // Trained on other data or with another tokenizer: not this comparison's run. (A
+  // metrics.json written before the fingerprints existed is taken on its settings.)
+  if (j.contains("inputs") && j["inputs"] != nlohmann::json{{"train", data.train_fingerprint},
+                                                             {"tokenizer", data.tokenizer_fingerprint}})
+    return std::nullopt;
   return j;
 }
 
@@ -93,7 +98,7 @@ bool run_compare(const Options& base, const RunData& data, const std::atomic<boo
       o.out = (fs::path(base.out) / "compare" / (name + "-seed" + std::to_string(o.seed))).string();
       // A run finished earlier with the same settings (an interrupted --compare, or
       // seeds trained by parallel processes) is reused, not trained again.
-      if (std::optional<nlohmann::json> m = finished_run(o)) {
+      if (std::optional<nlohmann::json> m = finished_run(o, data)) {
         log(mms::concat("compare: ", objective, ", seed ", o.seed, ": reusing ", o.out, "/metrics.json"));
         results[objective].push_back(*m);
         runs.push_back({{"objective", objective}, {"seed", o.seed}, {"out", o.out}, {"reused", true}, {"test", *m}});
