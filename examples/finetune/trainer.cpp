@@ -234,7 +234,11 @@ LogRow Trainer::train_step(const mms::data::ListBatch& host_batch) {
 }
 
 void Trainer::validate() {
-  if (data_.val.images.empty()) return;
+  if (evaluate_validation()) write_reports();
+}
+
+bool Trainer::evaluate_validation() {
+  if (data_.val.images.empty()) return false;
   if (!val_evaluator_) val_evaluator_ = std::make_unique<Evaluator>(data_.val, data_, options_.ablate, options_.trim_text);
   const EvalResult result = [&] {
     const PrecisionScope precision(options_.precision);
@@ -251,7 +255,7 @@ void Trainer::validate() {
                                    (step_ + per_epoch - 1) / per_epoch, "): val ",
                                    format_metrics_line(result.metrics)));
   }
-  write_reports();
+  return true;
 }
 
 void Trainer::write_reports() const {
@@ -335,11 +339,13 @@ Trainer::End Trainer::train(int64_t until_step, const std::atomic<bool>* stop) {
       log_.push_back(row);
       if (progress_) progress_->update(step_, row.loss, row.lr, pairs_per_second_);
       if (step_ % eval_every_ == 0 || step_ == total_steps_) {
+        bool evaluated = false;
         try {
-          validate();
+          evaluated = evaluate_validation();
         } catch (const mms::Error& e) {
-          throw input_error(e);
+          throw input_error(e);  // the validation split's images (reports are not input)
         }
+        if (evaluated) write_reports();
       }
       const bool interrupted = stop && stop->load();
       if (interrupted || step_ == end || (options_.save_every > 0 && step_ % options_.save_every == 0)) save();

@@ -71,7 +71,9 @@ class Trainer {
 
  private:
   LogRow train_step(const mms::data::ListBatch& batch);
+  // Scores the validation split (false when it is empty), then the reports follow.
   void validate();
+  bool evaluate_validation();
   // Saves when steps were taken since the last checkpoint. Returns whether the
   // checkpoint now holds the current step; a failing save is not thrown (the caller is
   // already reporting an error).
