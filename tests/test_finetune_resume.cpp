@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,7 @@
 #include "compare.h"
 #include "data/bpe_trainer.h"
 #include "setup.h"
+#include "shell_quote.h"
 #include "tensor/safetensors.h"
 #include "run.h"
 #include "trainer.h"
@@ -590,6 +592,26 @@ TEST_CASE("finetune: a failed checkpoint write throws and leaves the previous ch
   CHECK(file_bytes(t.checkpoint_path()) == before);
   for (const auto& entry : fs::directory_iterator(o.out))  // no temporary file left behind
     CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("finetune: the printed resume command survives the shell") {
+  CHECK(shell_quoted("runs/finetune") == "runs/finetune");
+  CHECK(shell_quoted("--lr=1e-3") == "--lr=1e-3");
+  CHECK(shell_quoted("a&b") == "'a&b'");  // unquoted, a fresh run would start in the background in 'a'
+  CHECK(shell_quoted("q'x") == "'q'\\''x'");
+  CHECK(shell_quoted("") == "''");
+  CHECK(shell_quoted("$HOME;rm") == "'$HOME;rm'");
+  CHECK(shell_quoted("caf\xc3\xa9") == "'caf\xc3\xa9'");
+  const char* argv[] = {"finetune", "--resume", "--out", "/tmp/a b(c)", "--steps", "30"};
+  CHECK(resume_command(6, argv) == "finetune --out '/tmp/a b(c)' --steps 30 --resume");
+  // And a real shell reads the quoted form back as the argument.
+  const std::string nasty = "q'x&y $z\"w`id`;|(*)\\";
+  FILE* sh = ::popen(("printf '%s' " + shell_quoted(nasty)).c_str(), "r");
+  REQUIRE(sh != nullptr);
+  std::string echoed;
+  for (int c; (c = std::fgetc(sh)) != EOF;) echoed += static_cast<char>(c);
+  CHECK(::pclose(sh) == 0);
+  CHECK(echoed == nasty);
 }
 
 TEST_CASE("finetune: a stop requested during the setup takes no step and writes no checkpoint") {

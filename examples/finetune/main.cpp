@@ -12,12 +12,9 @@
 // 2 bad options, 3 non-finite loss/gradient, 130 interrupted (checkpoint saved).
 #include <omp.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -27,6 +24,7 @@
 #include "options.h"
 #include "run.h"
 #include "setup.h"
+#include "shell_quote.h"
 #include "trainer.h"
 
 namespace {
@@ -38,31 +36,6 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_signal(int signo) {
   g_stop.store(true);
   std::signal(signo, SIG_DFL);
-}
-
-// One argument as the shell reads it back: as it is when every character is plain,
-// else in single quotes, each ' inside written as '\'' (close, escaped quote, reopen).
-std::string shell_quoted(const std::string& a) {
-  const bool plain = !a.empty() && std::all_of(a.begin(), a.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::strchr("@%+=:,./_-", c) != nullptr;
-  });
-  if (plain) return a;
-  std::string out = "'";
-  for (char c : a) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-std::string quoted_command(int argc, char** argv) {
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--resume") == 0) continue;
-    if (!cmd.empty()) cmd += ' ';
-    cmd += shell_quoted(argv[i]);
-  }
-  return cmd + " --resume";
 }
 
 }  // namespace
@@ -104,7 +77,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "finetune: interrupted after step %lld; checkpoint saved to %s\n"
                    "resume with:\n  %s\n",
-                   static_cast<long long>(r.steps), r.checkpoint.c_str(), quoted_command(argc, argv).c_str());
+                   static_cast<long long>(r.steps), r.checkpoint.c_str(), mmsft::resume_command(argc, argv).c_str());
       return 130;
     }
     std::printf("\n%s", mmsft::format_metrics_table(*r.test, "test metrics", &*r.random).c_str());
