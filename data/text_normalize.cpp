@@ -76,6 +76,12 @@ void utf8_validate(std::string_view text) {
   });
 }
 
+bool is_utf8(std::string_view text) {
+  bool valid = true;
+  each_codepoint(text, [&](size_t, int32_t cp) { return valid = cp >= 0; });
+  return valid;
+}
+
 bool is_blank_text(std::string_view text) {
   bool blank = true;
   each_codepoint(text, [&](size_t, int32_t cp) {

@@ -27,6 +27,7 @@ std::vector<int32_t> utf8_decode(std::string_view text);  // throws on invalid U
 void utf8_append(std::string& out, int32_t codepoint);
 bool is_unicode_whitespace(int32_t codepoint);  // the White_Space property (Rust's \s)
 void utf8_validate(std::string_view text);      // throws "text: invalid UTF-8 at byte N"
+bool is_utf8(std::string_view text);            // the same test, as a yes/no
 
 // True when `text` shows nothing: every code point is a separator (Zs, Zl, Zp: space,
 // U+00A0, U+3000, ...), a control (Cc) or an invisible format character (Cf: U+200B,

@@ -42,13 +42,9 @@ void Options::validate() const {
   // that is not would be found only when the first checkpoint is written.
   const std::pair<const char*, const std::string*> paths[] = {
       {"--data", &data}, {"--model", &model}, {"--vocab", &vocab}, {"--cache-dir", &cache_dir}, {"--out", &out}};
-  for (const auto& [flag, path] : paths) {
-    try {
-      (void)mms::data::utf8_decode(*path);
-    } catch (const mms::Error&) {
-      mms::fail(flag, " '", *path, "' is not valid UTF-8 (the checkpoint records it as JSON text): choose a UTF-8 path");
-    }
-  }
+  for (const auto& [flag, path] : paths)
+    MMS_CHECK(mms::data::is_utf8(*path), flag, " '", *path,
+              "' is not valid UTF-8 (the checkpoint records it as JSON text): choose a UTF-8 path");
   MMS_CHECK(list_size >= 2, "--list-size must be >= 2 (a list needs two scenarios to rank), got ", list_size);
   MMS_CHECK(batch_lists >= 1, "--batch-lists must be >= 1, got ", batch_lists);
   MMS_CHECK(steps > 0 || epochs > 0, "--epochs or --steps must be positive");

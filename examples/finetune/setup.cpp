@@ -62,11 +62,7 @@ class Fingerprint {
 // The checkpoint records resolved paths as JSON text: a non-UTF-8 $HOME,
 // $MMSCALE_DATA_ROOT or working folder would otherwise fail only at the first save.
 void check_utf8_path(const char* what, const std::string& path) {
-  try {
-    mms::data::utf8_validate(path);
-  } catch (const mms::Error&) {
-    mms::fail(what, " '", path, "' is not valid UTF-8 (the checkpoint records it as JSON text)");
-  }
+  MMS_CHECK(mms::data::is_utf8(path), what, " '", path, "' is not valid UTF-8 (the checkpoint records it as JSON text)");
 }
 
 std::string read_first_line(const fs::path& path) {
