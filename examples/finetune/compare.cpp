@@ -73,9 +73,7 @@ std::optional<nlohmann::json> finished_run(const Options& o, const RunData& data
   }
   // Trained on other data or with another tokenizer: not this comparison's run. (A
   // metrics.json written before the fingerprints existed is taken on its settings.)
-  if (j.contains("inputs") && j["inputs"] != nlohmann::json{{"train", data.train_fingerprint},
-                                                             {"tokenizer", data.tokenizer_fingerprint}})
-    return std::nullopt;
+  if (j.contains("inputs") && j["inputs"] != data.inputs_json()) return std::nullopt;
   return j;
 }
 

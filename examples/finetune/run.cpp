@@ -81,7 +81,7 @@ RunResult run_one(const Options& o, const RunData& data, const std::atomic<bool>
   metrics["wall_seconds"] = result.seconds;
   metrics["data_root"] = data.root;
   metrics["vocab"] = data.vocab_source;
-  metrics["inputs"] = {{"train", data.train_fingerprint}, {"tokenizer", data.tokenizer_fingerprint}};
+  metrics["inputs"] = data.inputs_json();
   metrics["config"] = o.to_json();
   metrics["random_scorer"] = mms::losses::metrics_to_json(*result.random);
   if (o.trim_text) metrics["text_trim"] = {{"train", trainer.text_trim().to_json()}, {"test", test.text_trim().to_json()}};

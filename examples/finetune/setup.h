@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "data/clip_preprocess.h"
 #include "data/mmscale_dataset.h"
 #include "data/tokenizer.h"
@@ -25,6 +27,10 @@ struct RunData {
   // What --resume checks is unchanged (Trainer::resume): the training split's images,
   // scenarios, texts, ratings and modalities, and the tokenizer's tokens and merges.
   std::string train_fingerprint, tokenizer_fingerprint;
+  // Both, as the checkpoint and metrics.json record them: {"train": ..., "tokenizer": ...}.
+  nlohmann::json inputs_json() const {
+    return {{"train", train_fingerprint}, {"tokenizer", tokenizer_fingerprint}};
+  }
   mms::data::Dataset train, val, test;
   std::shared_ptr<mms::data::ClipTokenizer> tokenizer;
   mms::data::ClipImageConfig image;

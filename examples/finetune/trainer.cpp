@@ -277,7 +277,7 @@ void Trainer::save() {
   state.vocab = fs::absolute(data_.vocab_source).string();
   state.log = log_;
   state.total_steps = total_steps_;
-  state.inputs = {{"train", data_.train_fingerprint}, {"tokenizer", data_.tokenizer_fingerprint}};
+  state.inputs = data_.inputs_json();
   if (options_.trim_text) state.text_trim = trim_tally_.to_json();
   save_checkpoint(checkpoint_path(), *model_, *optimizer_, state);
   saved_step_ = step_;
