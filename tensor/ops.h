@@ -141,7 +141,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 // Which implementation attention uses (see tensor/ops/attention.cpp): the device's fused
 // kernel, batched GEMMs around a masked softmax, or, for bf16 operands on CUDA, cuDNN's
 // fused flash attention or our tensor-core tiles (short sequences, head views read and
-// written in place). Auto: GEMMs on CUDA for short keys.
+// written in place). Auto: the tiles for bf16 operands on CUDA where they fit, else
+// GEMMs on CUDA for short keys, else the fused kernel.
 enum class AttentionPath { Auto, Fused, Gemm, Cudnn, Tiles };
 void set_attention_path(AttentionPath path);
 AttentionPath attention_path();

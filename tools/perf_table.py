@@ -37,8 +37,10 @@ def main():
         kind = "graph" if r.get("graph") and not r.get("graph_error") else "eager"
         if "cuDNN" in r.get("gemm_precision", ""):
             kind += ", cuDNN attention"  # MMS_ATTENTION=cudnn
-        if "tensor-core tiles" in r.get("gemm_precision", ""):
-            kind += ", tiles attention"  # MMS_ATTENTION=tiles
+        if "MMS_ATTENTION=tiles" in r.get("gemm_precision", ""):
+            kind += ", tiles attention"  # chosen explicitly (the tiles are the default since 2026-11-27)
+        if "GEMM path" in r.get("gemm_precision", ""):
+            kind += ", GEMM-path attention"  # MMS_ATTENTION=gemm, or a run from before the tiles were the default
         if "MMS_BF16_ACTIVATIONS=0" in r.get("gemm_precision", ""):
             kind += ", fp32 activations"
         cells = [mode, str(b), kind, f'{r["median_ms"]:.1f}', f'{100 * r["mfu"]:.1f}%' if r.get("mfu", -1) > 0 else "-",

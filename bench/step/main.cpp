@@ -291,8 +291,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     MMS_CHECK(mode == "fp32" || mode == "tf32" || mode == "bf16", "bench/step: unknown --mode '", mode, "'");
-    // bf16: every linear/matmul of the model, and attention's QK^T / PV GEMMs where it
-    // takes its GEMM path (CUDA, L <= 256), runs under autocast (bf16 operands, fp32
+    // bf16: every linear/matmul of the model, and attention (on CUDA our tensor-core
+    // tiles, or QK^T / PV GEMMs on its GEMM path), runs under autocast (bf16 operands, fp32
     // accumulation, fp32 master weights and AdamW state; autograd/autocast.h), as the
     // peer's torch.autocast(bfloat16). Any float32 GEMM left runs with TF32 on (the CPU
     // has no TF32; its attention takes the fused float32 kernel).
@@ -309,7 +309,9 @@ int main(int argc, char** argv) {
                                         ? "bf16 attention (cuDNN fused, MMS_ATTENTION=cudnn)"
                                   : ops::attention_path() == ops::AttentionPath::Tiles
                                         ? "bf16 attention (tensor-core tiles, MMS_ATTENTION=tiles)"
-                                        : "bf16 attention (GEMM path, L <= 256)");
+                                  : ops::attention_path() == ops::AttentionPath::Auto
+                                        ? "bf16 attention (tensor-core tiles, the default)"
+                                        : "bf16 attention (GEMM path, MMS_ATTENTION=gemm)");
 #ifdef MMS_WITH_CUDA
     mms::cuda::set_tf32_enabled(mode == "tf32" || mode == "bf16");
 #endif

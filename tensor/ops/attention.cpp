@@ -1,4 +1,4 @@
-// Dispatch for scaled-dot-product attention, by one of three paths:
+// Dispatch for scaled-dot-product attention, by one of four paths:
 //
 //  - Fused: the device's attention kernel (flash-style on CUDA: online softmax, the
 //    [Lq, Lk] score matrix never leaves the chip).
@@ -10,9 +10,11 @@
 //  - Cudnn: cuDNN's fused flash attention (cuda/cudnn_attention.h), for bf16 operands on
 //    CUDA only, chosen explicitly; kept beside ours so that a benchmark decides.
 //  - Tiles: our tensor-core kernel for short sequences (cuda/attention_tiles.h), bf16
-//    operands on CUDA, lengths up to 128, chosen explicitly until a benchmark says it
-//    wins. One block holds a whole (batch, head), so nothing of size [Lq, Lk] leaves
-//    the chip; it reads q, k, v (and dO) through their strides and writes the output and
+//    operands on CUDA, lengths up to 128: the default there since the H200 measured it
+//    (bench/kernels attention, ViT-B/32 B = 32: forward 20.9 us against cuDNN's 53.0
+//    and the GEMM path's 69.1, backward 46.0 / 100.3 / 164.3 us; bench/step bf16 at
+//    B = 128 55.3 ms against 56.1 and 73.0). One block holds a whole (batch, head), so
+//    nothing of size [Lq, Lk] leaves the chip; it reads q, k, v (and dO) through their strides and writes the output and
 //    the gradients as [B, L, H, D] memory seen as [B, H, L, D]: the head transposes
 //    around attention cost nothing. Other sizes take the GEMM path.
 //
@@ -20,9 +22,10 @@
 // the probabilities from the forward's output and log-sum-exp; the Gemm backward
 // recomputes the softmax and needs neither, so autograd keeps the output only for the
 // fused paths (autograd/attention.cpp) and the path must not change between a forward
-// and its backward (a fused backward without the output is an error). Auto picks Gemm
-// on CUDA for Lk <= 256, Fused otherwise; MMS_ATTENTION=fused|gemm|cudnn|tiles in the
-// environment (or set_attention_path) overrides.
+// and its backward (a fused backward without the output is an error). Auto picks the
+// tiles for bf16 operands on CUDA where they fit, else Gemm on CUDA for Lk <= 256, Fused
+// otherwise; MMS_ATTENTION=fused|gemm|cudnn|tiles in the environment (or
+// set_attention_path) overrides.
 //
 // Mixed precision (autocast, autograd/attention.cpp): q, k, v may arrive as bfloat16.
 // The Gemm path (or cuDNN's) takes them: QK^T and PV run as bf16 x bf16 GEMMs with
@@ -67,9 +70,12 @@ bool use_cudnn(const Tensor& q, const Tensor& k) {
          cudnn_takes(q.size(2), k.size(2), q.size(3));
 }
 
-// Our tensor-core tiles: chosen, on CUDA, for bf16 operands of sizes the device takes.
+// Our tensor-core tiles: chosen or by default (Auto), on CUDA, for bf16 operands of sizes
+// the device takes.
 bool use_tiles(const Tensor& q, const Tensor& k) {
-  return configured_path() == AttentionPath::Tiles && q.dtype() == DType::BFloat16 && q.device().is_cuda() &&
+  const AttentionPath path = configured_path();
+  return (path == AttentionPath::Tiles || path == AttentionPath::Auto) && q.dtype() == DType::BFloat16 &&
+         q.device().is_cuda() &&
          backend_for(q.device()).attention_tiles_supported(q.size(2), k.size(2), q.size(3));
 }
 
