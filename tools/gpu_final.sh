@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# One short GPU call that checks and measures a change, for sessions whose device time is
-# nearly spent: builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's
-# attention and the tensor-core tiles also under MMS_CUDA_DEBUG_SYNC=1), bench/step (bf16
-# B=32,128 eager with --profile, the same with MMS_ATTENTION=tiles, with
-# MMS_ATTENTION=cudnn and with MMS_BF16_ACTIVATIONS=0, bf16 --graph, fp32, tf32), the PyTorch peers in the same call, 20-step CUDA fine-tunes (fp32, bf16),
-# the kernel benches of the families changed last (copy, masked_softmax, attention,
-# elementwise, linear_grad), the 200-step bf16-vs-fp32 loss, and last the torch.compile
-# reduce-overhead peer. Eight files in $OUT (the device tool returns about that many),
-# most important first, so a timeout still leaves the key numbers.
+# One short GPU call that checks and measures a change (about 6.5 minutes on an H200):
+# builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's attention and
+# the tensor-core tiles also under MMS_CUDA_DEBUG_SYNC=1), bench/step over the issue's
+# batch sweep B = 8, 32, 128 (bf16 eager with --profile, bf16 --graph, fp32, tf32), the
+# A/B rows of the other attention paths (MMS_ATTENTION=cudnn as a graph, MMS_ATTENTION=gemm),
+# the PyTorch peers for the same modes and batches in the same call (tools/peer_sweep.py:
+# one process), 20-step CUDA fine-tunes (fp32, bf16), the kernel benches of the families
+# changed last (copy, masked_softmax, attention, elementwise, linear_grad), the 200-step
+# bf16-vs-fp32 loss, and last the torch.compile reduce-overhead peer at B = 32. Eight files
+# in $OUT (the device tool returns about that many), most important first, so a timeout
+# still leaves the key numbers.
 #   OUT=$OUT bash tools/gpu_final.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,21 +34,19 @@ MMS_CUDA_DEBUG_SYNC=1 timeout 60 "$BUILD/tests/test_cuda_ops" -tc="*cuDNN*,*mask
 echo "cuDNN + masked softmax + tiles under debug sync rc=$? $(grep 'test cases' "$OUT/tests.log" | tail -1) $(elapsed)" |
   tee -a "$OUT/summary.txt"
 step="$BUILD/bin/step --device cuda"
-timeout 90 $step --mode bf16 --batch-lists 32,128 --profile >"$OUT/ours.log" 2>&1
+timeout 90 $step --mode bf16 --batch-lists 8,32,128 --profile >"$OUT/ours.log" 2>&1
 echo "ours bf16 rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
-MMS_ATTENTION=tiles timeout 90 $step --mode bf16 --batch-lists 32,128 --profile >>"$OUT/ours.log" 2>&1
-echo "ours bf16 tiles attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
-MMS_ATTENTION=cudnn timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
-echo "ours bf16 cudnn attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
-MMS_BF16_ACTIVATIONS=0 timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
-echo "ours bf16 with float32 activations (A/B) rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
-timeout 60 $step --mode bf16 --batch-lists 32,128 --graph >>"$OUT/ours.log" 2>&1
-timeout 60 $step --mode fp32 --batch-lists 32 --profile >>"$OUT/ours.log" 2>&1  # the fp32 gap's measured cause
-timeout 60 $step --mode tf32 --batch-lists 32 >>"$OUT/ours.log" 2>&1
+timeout 60 $step --mode bf16 --batch-lists 8,32,128 --graph >>"$OUT/ours.log" 2>&1
+echo "ours bf16 graph rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+MMS_ATTENTION=cudnn timeout 60 $step --mode bf16 --batch-lists 32,128 --graph >>"$OUT/ours.log" 2>&1
+echo "ours bf16 graph, cudnn attention rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+MMS_ATTENTION=gemm timeout 60 $step --mode bf16 --batch-lists 32,128 >>"$OUT/ours.log" 2>&1
+echo "ours bf16 GEMM-path attention (A/B) rc=$? $(elapsed)" | tee -a "$OUT/summary.txt"
+timeout 90 $step --mode fp32 --batch-lists 8,32,128 >>"$OUT/ours.log" 2>&1
+timeout 60 $step --mode tf32 --batch-lists 8,32,128 >>"$OUT/ours.log" 2>&1
 echo "ours done $(elapsed)" | tee -a "$OUT/summary.txt"
-for run in bf16:32 bf16:128 fp32:32 tf32:32; do
-  timeout 90 python3 "$PEER" --mode "${run%:*}" --batch-lists "${run#*:}" 2>&1 | grep '^{' >>"$OUT/peer.log"
-done
+timeout 200 python3 tools/peer_sweep.py "$PEER" bf16:8 bf16:32 bf16:128 fp32:8 fp32:32 fp32:128 tf32:8 tf32:32 tf32:128 \
+  2>&1 | grep '^{' >>"$OUT/peer.log"
 echo "peers done $(elapsed)" | tee -a "$OUT/summary.txt"
 grep -h '^{' "$OUT/ours.log" "$OUT/peer.log" >"$OUT/perf.log"
 python3 tools/perf_table.py "$OUT/perf.log" >>"$OUT/summary.txt" 2>&1
