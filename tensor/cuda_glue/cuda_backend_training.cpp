@@ -77,7 +77,7 @@ Tensor aligned16(const Tensor& t) {
 // Where the bf16 attention runs: cuDNN, or a clear error naming what it could not do.
 void require_cudnn(const char* op, const std::string& why) {
   MMS_CHECK(why.empty(), op, ": ", why, " (bf16 attention on CUDA runs through cuDNN when MMS_ATTENTION=cudnn; "
-                                        "unset it for the GEMM path)");
+                                        "unset it for our tensor-core tiles, the default)");
 }
 
 const float* cf(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
