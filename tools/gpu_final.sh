@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One short GPU call that checks and measures a change (about 6.5 minutes on an H200):
+# One short GPU call that checks and measures a change (381 s on an H200 before the B = 8
+# sweep and the peer per mode and batch were added; an estimated 7-8 minutes with them):
 # builds only what it runs (sm_90), runs the CUDA test binaries (cuDNN's attention and
 # the tensor-core tiles also under MMS_CUDA_DEBUG_SYNC=1), bench/step over the issue's
 # batch sweep B = 8, 32, 128 (bf16 eager with --profile, bf16 --graph, fp32, tf32), the
