@@ -8,6 +8,13 @@
 // block -> (tensor, chunk) table into the kernel's arguments (<= 4 KB), so one launch
 // updates many tensors with no device-side metadata copy. Each thread streams elements
 // of its block's chunk; the math is per element and needs no communication.
+// Four elements per thread and access: where a tensor's four arrays all start on a
+// 16-byte boundary (every pool allocation does; a view may not), the thread loads and
+// stores float4s: a quarter of the memory instructions for the same bytes, and four
+// times the bytes in flight per thread -- what a streaming kernel needs to reach the
+// bandwidth. The chunk starts (multiples of 64K elements) keep the alignment; a chunk's
+// last n % 4 elements, and misaligned tensors, take the scalar loop. The H200 profile
+// before this: 1.66 ms per ViT-B/32 step for 4.2 GB, 2.5 TB/s of the 4.19 measured.
 // Sum of squares: the same packing; each block writes one double partial; one final
 // block adds the partials in a fixed order (deterministic).
 //
@@ -15,6 +22,7 @@
 // 150M elements -> 4.2 GB per step, ~1.4 ms at 3 TB/s. The per-tensor baseline pays one
 // launch (~3 us) per tensor on top, which dominates for the many small bias/LN tensors.
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "cuda/adamw.h"
@@ -47,6 +55,10 @@ struct AdamWConstants {
   float lr, beta1, beta2, eps, inv_bias_correction1, inv_sqrt_bias_correction2;
 };
 
+__device__ __forceinline__ bool aligned16(const void* address) {
+  return (reinterpret_cast<uintptr_t>(address) & 15) == 0;
+}
+
 __device__ __forceinline__ void adamw_element(float& p, float g, float& m, float& v, float wd,
                                               const AdamWConstants& c) {
   const float mi = c.beta1 * m + (1.0f - c.beta1) * g;
@@ -70,7 +82,25 @@ adamw_multi_tensor_kernel(TensorList list, AdamWConstants c, const AdamWConstant
   float* m = list.exp_avg[tensor];
   float* v = list.exp_avg_sq[tensor];
   const float wd = list.weight_decay[tensor];
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+  int64_t scalar_begin = begin;
+  if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v)) {
+    const int64_t vector_end = begin + (end - begin) / 4 * 4;
+    for (int64_t i = begin + 4 * int64_t(threadIdx.x); i < vector_end; i += 4 * int64_t(blockDim.x)) {
+      float4 pv = *reinterpret_cast<const float4*>(p + i);
+      const float4 gv = *reinterpret_cast<const float4*>(g + i);
+      float4 mv = *reinterpret_cast<const float4*>(m + i);
+      float4 vv = *reinterpret_cast<const float4*>(v + i);
+      adamw_element(pv.x, gv.x, mv.x, vv.x, wd, c);
+      adamw_element(pv.y, gv.y, mv.y, vv.y, wd, c);
+      adamw_element(pv.z, gv.z, mv.z, vv.z, wd, c);
+      adamw_element(pv.w, gv.w, mv.w, vv.w, wd, c);
+      *reinterpret_cast<float4*>(p + i) = pv;
+      *reinterpret_cast<float4*>(m + i) = mv;
+      *reinterpret_cast<float4*>(v + i) = vv;
+    }
+    scalar_begin = vector_end;
+  }
+  for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
     float pi = p[i], mi = m[i], vi = v[i];
     adamw_element(pi, g[i], mi, vi, wd, c);
     p[i] = pi;

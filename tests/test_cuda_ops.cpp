@@ -851,6 +851,17 @@ TEST_CASE("cuda: fused AdamW and global sum of squares") {
     on_cpu.push_back({p.clone(), g, m.clone(), v.clone(), wd});
     on_gpu.push_back({gpu(p), gpu(g), gpu(m), gpu(v), wd});
   }
+  // Views one element into their storage: 4-byte but not 16-byte aligned, so the kernel
+  // takes its scalar loop for them (and the float4 loop for the aligned ones around them).
+  for (int64_t n : {int64_t(5), int64_t(65536 + 6)}) {
+    Tensor p = random_normal({n + 1}, ++seed), g = random_normal({n + 1}, ++seed);
+    Tensor m = ops::mul_scalar(random_normal({n + 1}, ++seed), 0.1);
+    Tensor v = ops::mul_scalar(random_positive({n + 1}, ++seed), 0.01);
+    auto tail = [n](const Tensor& t) { return ops::narrow(t, 0, 1, n); };
+    sizes.push_back(n);
+    on_cpu.push_back({tail(p).clone(), tail(g).clone(), tail(m).clone(), tail(v).clone(), 0.1});
+    on_gpu.push_back({tail(gpu(p)), tail(gpu(g)), tail(gpu(m)), tail(gpu(v)), 0.1});
+  }
   for (int64_t step : {1, 2, 10}) {
     cpu_backend().adamw(on_cpu, 1e-3, 0.9, 0.999, 1e-8, step);
     cuda_backend().adamw(on_gpu, 1e-3, 0.9, 0.999, 1e-8, step);
