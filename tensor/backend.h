@@ -61,6 +61,14 @@ class Backend {
   // dst[...] = src[...] elementwise, same shape, any strides on both sides, any dtypes
   // (values converted; float -> int truncates toward zero, nonzero -> true).
   virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // out = inputs laid end to end: every input contiguous, of out's dtype and device, and
+  // out contiguous with their total numel (ops::cat along dim 0, or along a dim with only
+  // size-1 dims before it). Returns false, having written nothing, where the backend has
+  // no such path (the default): ops::cat then copies each input into its slice.
+  virtual bool concat_contiguous(const std::vector<Tensor>& inputs, Tensor& out) {
+    (void)inputs, (void)out;
+    return false;
+  }
   // dst (contiguous) = value.
   virtual void fill(Tensor& dst, double value) = 0;
   // dst (contiguous, 1-D) = start + i * step.

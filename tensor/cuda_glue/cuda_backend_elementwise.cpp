@@ -1,5 +1,6 @@
 // CudaBackend: copies, fills, random tensors, dropout and the elementwise ops (cuda/copy.h,
 // cuda/random.h, cuda/dropout.h, cuda/elementwise.h).
+#include "cuda/concat.h"
 #include "cuda/copy.h"
 #include "cuda/dropout.h"
 #include "cuda/elementwise.h"
@@ -26,6 +27,27 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
   const auto layouts = joint_layouts("copy", {&dst, &src});
   cuda::copy_strided(src.raw_data(), scalar_type(src.dtype()), dst.raw_data(), scalar_type(dst.dtype()),
                      layouts.data(), dst.numel(), cuda::stream());
+}
+
+// One launch for the whole cat (cuda/concat.h) instead of a copy per input.
+bool CudaBackend::concat_contiguous(const std::vector<Tensor>& inputs, Tensor& out) {
+  const char* op = "cat";
+  check_cuda(op, "output", out);
+  check_contiguous(op, "output", out);
+  std::vector<const void*> sources;
+  std::vector<int64_t> bytes;
+  int64_t total = 0;
+  for (const Tensor& t : inputs) {
+    check_cuda(op, "input", t);
+    check_contiguous(op, "input", t);
+    MMS_CHECK(t.dtype() == out.dtype(), op, ": input ", dtype_name(t.dtype()), " into ", dtype_name(out.dtype()));
+    sources.push_back(t.raw_data());
+    bytes.push_back(t.numel() * int64_t(dtype_size(t.dtype())));
+    total += t.numel();
+  }
+  MMS_CHECK(total == out.numel(), op, ": inputs hold ", total, " elements, the output ", out.numel());
+  cuda::concat_bytes(sources.data(), bytes.data(), int64_t(sources.size()), out.raw_data(), cuda::stream());
+  return true;
 }
 
 void CudaBackend::fill(Tensor& dst, double value) {

@@ -18,6 +18,7 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
 
   void copy(const Tensor& src, Tensor& dst) override;
+  bool concat_contiguous(const std::vector<Tensor>& inputs, Tensor& out) override;
   void fill(Tensor& dst, double value) override;
   void arange(Tensor& dst, double start, double step) override;
   void random(RandomKind kind, uint64_t seed, uint64_t offset, double a, double b,

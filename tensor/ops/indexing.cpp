@@ -117,6 +117,13 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     shape[dim] += t.size(dim);
   }
   Tensor out = empty(shape, first.dtype(), first.device());
+  // Contiguous inputs along dim 0 (or a dim with only size-1 dims before it) lie end to
+  // end in the output: the backend may write them in one call (CUDA: one launch for the
+  // whole cat; training stacks every attention layer's q, k, v weights this way).
+  bool end_to_end = true;
+  for (int64_t d = 0; d < dim; ++d) end_to_end = end_to_end && shape[d] == 1;
+  for (const Tensor& t : tensors) end_to_end = end_to_end && t.is_contiguous();
+  if (end_to_end && backend_for(out.device()).concat_contiguous(tensors, out)) return out;
   int64_t start = 0;
   for (const Tensor& t : tensors) {
     Tensor slot = narrow(out, dim, start, t.size(dim));
