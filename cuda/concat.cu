@@ -22,6 +22,7 @@
 //
 // Floor: memory bound, each byte read once and written once; plus one launch per pack.
 #include <cstdint>
+#include <initializer_list>
 
 #include "cuda/check.h"
 #include "cuda/concat.h"
@@ -62,10 +63,12 @@ void launch(Segments segments, const int64_t* bytes, void* out, cudaStream_t str
   MMS_CUDA_LAUNCH_CHECK();
 }
 
-// The widest word size in {16, 8, 4, 2, 1} dividing every address and size.
+// The widest word size in {16, 8, 4, 2, 1} dividing every address and size (an empty
+// input's address does not count: nothing is read from it).
 int word_size(const Segments& segments, const int64_t* bytes, const void* out) {
   uint64_t bits = reinterpret_cast<uintptr_t>(out);
-  for (int i = 0; i < segments.count; ++i) bits |= reinterpret_cast<uintptr_t>(segments.src[i]) | uint64_t(bytes[i]);
+  for (int i = 0; i < segments.count; ++i)
+    if (bytes[i] > 0) bits |= reinterpret_cast<uintptr_t>(segments.src[i]) | uint64_t(bytes[i]);
   for (int size : {16, 8, 4, 2})
     if (bits % uint64_t(size) == 0) return size;
   return 1;

@@ -97,42 +97,56 @@ TEST_CASE("cuda: availability and transfers round-trip") {
 
 // ops::cat of contiguous inputs along dim 0 (or after size-1 dims) is one launch
 // (cuda/concat.cu) that moves the widest word dividing every address and size; other
-// cats copy slice by slice. Both must give the CPU's bytes exactly.
+// cats copy slice by slice. Both must give the CPU's bytes exactly. The inputs are made
+// on the GPU (a view or transpose made on the CPU would arrive as a fresh contiguous
+// copy), and where the inputs lie end to end the one-launch path is also called
+// directly, so a cat that silently fell back to the slices would not pass.
 TEST_CASE("cuda: cat in one launch for inputs laid end to end (every word size, packs, views), else by slices") {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 2100;
-  auto check_cat = [&](const std::vector<Tensor>& on_cpu, int64_t dim, const char* what) {
+  enum class Path { OneLaunch, Slices };
+  auto check_cat = [&](const std::vector<Tensor>& on_gpu, int64_t dim, Path path, const char* what) {
     INFO(what);
-    std::vector<Tensor> on_gpu;
-    for (const Tensor& t : on_cpu) on_gpu.push_back(gpu(t));
+    std::vector<Tensor> on_cpu;
+    for (const Tensor& t : on_gpu) on_cpu.push_back(t.to(Device::cpu()));
     const Tensor ref = ops::cat(on_cpu, dim), got = ops::cat(on_gpu, dim).to(Device::cpu());
     REQUIRE(got.shape() == ref.shape());
     REQUIRE(got.dtype() == ref.dtype());
-    CHECK(std::memcmp(got.raw_data(), ref.raw_data(), ref.numel() * dtype_size(ref.dtype())) == 0);
+    const size_t bytes = size_t(ref.numel()) * dtype_size(ref.dtype());
+    CHECK(std::memcmp(got.raw_data(), ref.raw_data(), bytes) == 0);
+    if (path == Path::OneLaunch) {
+      Tensor direct = empty(ref.shape(), ref.dtype(), kGpu);
+      REQUIRE(cuda_backend().concat_contiguous(on_gpu, direct));
+      CHECK(std::memcmp(direct.to(Device::cpu()).raw_data(), ref.raw_data(), bytes) == 0);
+    }
   };
-  auto floats = [&](const Shape& shape) { return random_normal(shape, ++seed); };
+  auto floats = [&](const Shape& shape) { return gpu(random_normal(shape, ++seed)); };
+  const Path one = Path::OneLaunch;
   // q, k, v weights and biases as training stacks them: 16-byte words
-  check_cat({floats({64, 64}), floats({64, 64}), floats({64, 64})}, 0, "weights, 16-byte words");
-  check_cat({floats({768}), floats({768}), floats({768})}, 0, "biases");
+  check_cat({floats({64, 64}), floats({64, 64}), floats({64, 64})}, 0, one, "weights, 16-byte words");
+  check_cat({floats({768}), floats({768}), floats({768})}, 0, one, "biases");
   // sizes that are not multiples of 16 bytes: 8-, 4-, 2- and 1-byte words
-  check_cat({floats({3, 2}), floats({1, 2})}, 0, "8-byte words");
-  check_cat({floats({3, 5}), floats({2, 5}), floats({7, 5})}, 0, "4-byte words");
-  check_cat({ops::cast(floats({3, 3}), DType::BFloat16), ops::cast(floats({1, 3}), DType::BFloat16)}, 0,
+  check_cat({floats({3, 2}), floats({1, 2})}, 0, one, "8-byte words");
+  check_cat({floats({3, 5}), floats({2, 5}), floats({7, 5})}, 0, one, "4-byte words");
+  check_cat({ops::cast(floats({3, 3}), DType::BFloat16), ops::cast(floats({1, 3}), DType::BFloat16)}, 0, one,
             "bf16, 2-byte words");
-  check_cat({ops::binary(BinaryOp::Gt, floats({5}), zeros({5})), ops::binary(BinaryOp::Gt, floats({3}), zeros({3}))}, 0, "bool, 1-byte words");
-  check_cat({ops::cast(floats({4}), DType::Int64), ops::cast(floats({9}), DType::Int64)}, 0, "int64");
-  // more inputs than one launch carries (8), and empty ones among them
+  check_cat({ops::binary(BinaryOp::Gt, floats({5}), gpu(zeros({5}))),
+             ops::binary(BinaryOp::Gt, floats({3}), gpu(zeros({3})))},
+            0, one, "bool, 1-byte words");
+  check_cat({ops::cast(floats({4}), DType::Int64), ops::cast(floats({9}), DType::Int64)}, 0, one, "int64");
+  // more inputs than one launch carries (8), empty ones among them, and packs that start
+  // at output addresses 4 bytes past a 16-byte boundary (rows of 1 + i floats)
   std::vector<Tensor> many;
-  for (int i = 0; i < 19; ++i) many.push_back(floats({i % 5 == 0 ? 0 : 1 + i, 4}));
-  check_cat(many, 0, "19 inputs, three packs, zero-row inputs");
-  // a contiguous view that starts one float into its storage: 4-byte words
-  const Tensor storage = floats({65});
-  check_cat({ops::narrow(storage, 0, 1, 64), floats({64})}, 0, "a view one element in");
+  for (int i = 0; i < 19; ++i) many.push_back(floats({i % 5 == 0 ? 0 : 1 + i, i % 2 == 0 ? 4 : 1}));
+  check_cat(many, 0, one, "19 inputs, three packs, empty inputs, shifted pack starts");
+  // a contiguous view that starts one float into its storage (made on the GPU): 4-byte words
+  check_cat({ops::narrow(floats({65}), 0, 1, 64), floats({64})}, 0, one, "a view one element in");
   // along dim 1 after a size-1 dim: still end to end
-  check_cat({floats({1, 3, 4}), floats({1, 5, 4})}, 1, "dim 1 after a size-1 dim");
+  check_cat({floats({1, 3, 4}), floats({1, 5, 4})}, 1, one, "dim 1 after a size-1 dim");
   // not end to end: along dim 1 with 2 rows, and a transposed (non-contiguous) input
-  check_cat({floats({2, 3}), floats({2, 5})}, 1, "dim 1 with 2 rows: slice copies");
-  check_cat({ops::transpose(floats({4, 3}), 0, 1), floats({2, 4})}, 0, "a transposed input: slice copies");
+  check_cat({floats({2, 3}), floats({2, 5})}, 1, Path::Slices, "dim 1 with 2 rows: slice copies");
+  check_cat({ops::transpose(floats({4, 3}), 0, 1), floats({2, 4})}, 0, Path::Slices,
+            "a transposed input: slice copies");
 }
 
 TEST_CASE("cuda: copy with dtype conversion and strides, fill, arange") {
