@@ -202,6 +202,43 @@ void bench_elementwise() {
 // head transpose [B, L, H, D] -> [B, H, L, D], one element per thread (naive) against 4
 // per thread as one aligned vector. GB/s count bytes read + written. Exact against the
 // CPU: both sides round to nearest even.
+// cat of the q, k, v weights (ViT-B/32: 3 x [768, 768]) and biases (3 x [768]) as
+// training stacks them each step: one copy per input into its slice (what ops::cat did)
+// against one launch for the whole cat (cuda/concat.cu). Both validated byte-exact first.
+void bench_concat() {
+  std::printf("kernel copy: cat of 3 q/k/v weights [768, 768] and of 3 biases [768] (ViT-B/32 attention)\n");
+  for (const Shape& shape : {Shape{768, 768}, Shape{768}}) {
+    std::vector<Tensor> inputs;
+    for (int i = 0; i < 3; ++i) inputs.push_back(randn_gpu(shape, 90 + i));
+    std::vector<Tensor> on_cpu;
+    for (const Tensor& t : inputs) on_cpu.push_back(t.to(Device::cpu()));
+    const Tensor ref = ops::cat(on_cpu, 0);
+    Tensor out = empty_gpu(ref.shape());
+    auto by_slices = [&] {
+      int64_t start = 0;
+      for (const Tensor& t : inputs) {
+        Tensor slot = ops::narrow(out, 0, start, t.size(0));
+        cuda_backend().copy(t, slot);
+        start += t.size(0);
+      }
+    };
+    auto one_launch = [&] { (void)cuda_backend().concat_contiguous(inputs, out); };
+    const std::string what = shape.size() == 2 ? "weights" : "biases";
+    by_slices();
+    validate(("cat " + what + " by slices vs cpu (exact)").c_str(), out, ref, 0.0);
+    ops::fill_(out, 0.0);
+    if (!cuda_backend().concat_contiguous(inputs, out)) {
+      std::printf("  cat %s: the one-launch path was not taken: FAILED\n", what.c_str());
+      ++g_failures;
+      continue;
+    }
+    validate(("cat " + what + " one launch vs cpu (exact)").c_str(), out, ref, 0.0);
+    const double bytes = 8.0 * double(ref.numel());
+    report_memory(("cat " + what).c_str(), "slices", time_us(by_slices), bytes);
+    report_memory(("cat " + what).c_str(), "one", time_us(one_launch), bytes);
+  }
+}
+
 void bench_copy() {
   using cuda::ScalarType;
   const int64_t tokens = 32 * 4 * 77, n = tokens * 768;
@@ -269,6 +306,7 @@ void bench_copy() {
       cuda::copy_strided(q.raw_data(), ScalarType::Float32, t.dst.raw_data(), t.to, layouts, m, cuda::stream());
     }), t.bytes);
   }
+  bench_concat();
 }
 
 // Fused dropout vs the four-launch composition it replaced (rand, >=, where, mul). GB/s
