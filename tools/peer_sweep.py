@@ -18,8 +18,8 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     peer, rest = sys.argv[1], sys.argv[2:]
-    extra = rest[rest.index("--") + 1:] if "--" in rest else []
-    runs = rest[:rest.index("--")] if "--" in rest else rest
+    cut = rest.index("--") if "--" in rest else len(rest)
+    runs, extra = rest[:cut], rest[cut + 1:]
     namespace = runpy.run_path(peer, run_name="peer")  # defines main() without running it
     torch = namespace.get("torch")  # the peer's own import
     for run in runs:

@@ -198,10 +198,6 @@ void bench_elementwise() {
   }), 4.0 * n);
 }
 
-// Copies (cuda/copy.cu): autocast's contiguous float32 <-> bfloat16 casts and attention's
-// head transpose [B, L, H, D] -> [B, H, L, D], one element per thread (naive) against 4
-// per thread as one aligned vector. GB/s count bytes read + written. Exact against the
-// CPU: both sides round to nearest even.
 // cat of the q, k, v weights (ViT-B/32: 3 x [768, 768]) and biases (3 x [768]) as
 // training stacks them each step: one copy per input into its slice (what ops::cat did)
 // against one launch for the whole cat (cuda/concat.cu). Both validated byte-exact first.
@@ -239,6 +235,10 @@ void bench_concat() {
   }
 }
 
+// Copies (cuda/copy.cu): autocast's contiguous float32 <-> bfloat16 casts and attention's
+// head transpose [B, L, H, D] -> [B, H, L, D], one element per thread (naive) against 4
+// per thread as one aligned vector. GB/s count bytes read + written. Exact against the
+// CPU: both sides round to nearest even.
 void bench_copy() {
   using cuda::ScalarType;
   const int64_t tokens = 32 * 4 * 77, n = tokens * 768;

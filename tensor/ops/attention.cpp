@@ -14,9 +14,10 @@
 //    (bench/kernels attention, ViT-B/32 B = 32: forward 20.9 us against cuDNN's 53.0
 //    and the GEMM path's 69.1, backward 46.0 / 100.3 / 164.3 us; bench/step bf16 at
 //    B = 128 55.3 ms against 56.1 and 73.0). One block holds a whole (batch, head), so
-//    nothing of size [Lq, Lk] leaves the chip; it reads q, k, v (and dO) through their strides and writes the output and
-//    the gradients as [B, L, H, D] memory seen as [B, H, L, D]: the head transposes
-//    around attention cost nothing. Other sizes take the GEMM path.
+//    nothing of size [Lq, Lk] leaves the chip; it reads q, k, v (and dO) through their
+//    strides and writes the output and the gradients as [B, L, H, D] memory seen as
+//    [B, H, L, D]: the head transposes around attention cost nothing. Other sizes take
+//    the GEMM path.
 //
 // All compute the same function and the same log-sum-exp. The fused backwards rebuild
 // the probabilities from the forward's output and log-sum-exp; the Gemm backward
