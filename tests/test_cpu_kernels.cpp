@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -684,8 +685,8 @@ TEST_CASE("bmm matches a naive triple loop: transposes, alpha/beta, batch broadc
   CHECK(msg.find("[1, 4, 5]") != std::string::npos);
 }
 
-TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop") {
-  // bmm runs one of them; call each directly so neither goes untested on this machine
+TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naive loop") {
+  // bmm runs one of them; call each this CPU runs directly so none goes untested here
   const int64_t m = 37, n = 29, k = 41;
   const auto av = ramp(2 * m * k, 0.19, 0.2), bv = ramp(k * n, 0.23, 0.4);
   const std::vector<float> af(av.begin(), av.end()), bf(bv.begin(), bv.end());
@@ -696,12 +697,26 @@ TEST_CASE("both Eigen GEMM builds (baseline and AVX2+FMA) match the naive loop")
   check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
   const std::string isa = cpu::gemm::isa_in_use();
   MESSAGE("bmm uses the ", isa, " build");
-  if (cpu::gemm::avx2::compiled() && cpu::cpu_has_avx2_fma()) {
+  auto check_build = [&](auto bmm_double, auto bmm_float) {
     std::vector<double> cd(2 * m * n);
-    cpu::gemm::avx2::bmm(av.data(), bv.data(), cd.data(), problem, 1.0, 0.0);
+    bmm_double(av.data(), bv.data(), cd.data(), problem, 1.0, 0.0);
     check_close(cd, want, 1e-12);
-    cpu::gemm::avx2::bmm(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
+    std::fill(c.begin(), c.end(), 0.0f);
+    bmm_float(af.data(), bf.data(), c.data(), problem, 1.0f, 0.0f);
     check_close(std::vector<double>(c.begin(), c.end()), want, 2e-5);
+  };
+  using DoubleBmm = void (*)(const double*, const double*, double*, const cpu::gemm::GemmProblem&, double, double);
+  using FloatBmm = void (*)(const float*, const float*, float*, const cpu::gemm::GemmProblem&, float, float);
+  if (cpu::gemm::avx2::compiled() && cpu::cpu_has_avx2_fma()) {
+    check_build(static_cast<DoubleBmm>(cpu::gemm::avx2::bmm), static_cast<FloatBmm>(cpu::gemm::avx2::bmm));
+  } else {
+    MESSAGE("SKIPPED the AVX2+FMA build: not compiled in or this CPU lacks AVX2/FMA");
+  }
+  if (cpu::gemm::avx512::compiled() && cpu::cpu_has_avx512()) {
+    check_build(static_cast<DoubleBmm>(cpu::gemm::avx512::bmm), static_cast<FloatBmm>(cpu::gemm::avx512::bmm));
+    if (std::getenv("MMS_CPU_GEMM") == nullptr) CHECK(isa == "avx512");  // the widest one runs
+  } else {
+    MESSAGE("SKIPPED the AVX-512 build: not compiled in or this CPU lacks AVX-512 F/DQ");
   }
 }
 

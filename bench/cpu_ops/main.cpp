@@ -55,7 +55,9 @@ Tensor filled(const Shape& shape, uint64_t seed) {
 }
 
 const char* gemm_isa_label() {
-  return std::strcmp(cpu::gemm::isa_in_use(), "avx2+fma") == 0 ? "AVX2+FMA" : "this build's flags";
+  const char* isa = cpu::gemm::isa_in_use();
+  if (std::strcmp(isa, "avx512") == 0) return "AVX-512";
+  return std::strcmp(isa, "avx2+fma") == 0 ? "AVX2+FMA" : "this build's flags";
 }
 
 }  // namespace

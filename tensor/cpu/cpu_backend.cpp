@@ -20,6 +20,10 @@ void unsupported_dtype(const char* op, DType dtype) {
 
 bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
+bool cpu_has_avx512() {
+  return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+}
+
 bool avx2_build_usable(bool compiled, const char* name, const char* off_value) {
   const char* value = std::getenv(name);
   if (value && std::strcmp(value, off_value) == 0) return false;

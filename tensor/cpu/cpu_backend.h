@@ -148,10 +148,13 @@ void parallel_rows(int64_t rows, int64_t elements, Body&& body) {
   }
 }
 
-// ---- the AVX2+FMA builds (gemm_avx2.cpp, activation_avx2.cpp) ----------------------------
+// ---- the SIMD builds (gemm_avx2.cpp, gemm_avx512.cpp, activation_avx2.cpp) -----------------
 // True when this CPU runs AVX2 and FMA. Defined in a baseline-ISA file, so it is safe to
 // call anywhere.
 bool cpu_has_avx2_fma();
+// True when this CPU runs the AVX-512 subsets the AVX-512 GEMM build uses (F and DQ,
+// plus AVX2 and FMA).
+bool cpu_has_avx512();
 // Whether to run an AVX2+FMA build: it was compiled in (`compiled`, the build's half),
 // the CPU has AVX2 and FMA, and the environment switch `name` is not set to `off_value`
 // (the A/B switches MMS_CPU_GEMM=baseline, MMS_CPU_ACTIVATION=scalar).

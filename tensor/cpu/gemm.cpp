@@ -1,12 +1,15 @@
 // Batched GEMM: out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b], through Eigen.
 // Also the mixed-precision forms (a, b bfloat16, out float32 or bfloat16), see bf16_operands.
 //
-// This file checks the operands, decides how to thread, and picks the Eigen build:
-// the AVX2+FMA one (gemm_avx2.cpp) when it was compiled and the CPU has AVX2 and FMA,
-// else the baseline one compiled here (MMS_CPU_GEMM=baseline forces the latter). The loop itself is tensor/cpu/gemm_eigen.inl.
+// This file checks the operands, decides how to thread, and picks the Eigen build: the
+// widest of AVX-512 (gemm_avx512.cpp), AVX2+FMA (gemm_avx2.cpp) and the baseline one
+// compiled here that was compiled in and that the CPU runs (MMS_CPU_GEMM=avx2 or
+// baseline caps it). The loop itself is tensor/cpu/gemm_eigen.inl.
 // Eigen never threads a GEMM itself: gemm_eigen.inl threads at the bmm level (see there).
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -25,11 +28,35 @@ namespace {
 // us of fork/join on an idle machine, up to a scheduler time slice on a loaded one.
 constexpr int64_t kThreadedGemmMacs = int64_t(1) << 21;
 
-// MMS_CPU_GEMM=baseline forces the baseline build (to compare like with like in
-// bench/cpu_ops, or to rule the AVX2 build out when chasing a numerical difference).
-bool use_avx2() {
-  static const bool yes = avx2_build_usable(gemm::avx2::compiled(), "MMS_CPU_GEMM", "baseline");
-  return yes;
+enum class GemmBuild { Baseline, Avx2, Avx512 };
+
+// The widest build that is compiled in and that this CPU runs, capped by MMS_CPU_GEMM
+// (baseline or avx2: to compare like with like in bench/cpu_ops, or to rule a build out
+// when chasing a numerical difference). Chosen once per process.
+GemmBuild choose_build() {
+  const char* cap = std::getenv("MMS_CPU_GEMM");
+  const bool only_baseline = cap && std::strcmp(cap, "baseline") == 0;
+  const bool at_most_avx2 = cap && std::strcmp(cap, "avx2") == 0;
+  MMS_CHECK(!cap || only_baseline || at_most_avx2 || *cap == '\0', "MMS_CPU_GEMM=", cap,
+            ": expected baseline or avx2 (or unset for the widest build this CPU runs)");
+  if (only_baseline) return GemmBuild::Baseline;
+  if (!at_most_avx2 && gemm::avx512::compiled() && cpu_has_avx512()) return GemmBuild::Avx512;
+  if (gemm::avx2::compiled() && cpu_has_avx2_fma()) return GemmBuild::Avx2;
+  return GemmBuild::Baseline;
+}
+
+GemmBuild build_in_use() {
+  static const GemmBuild build = choose_build();
+  return build;
+}
+
+template <typename T>
+void run_bmm(const T* a, const T* b, T* c, const gemm::GemmProblem& problem, T alpha, T beta) {
+  switch (build_in_use()) {
+    case GemmBuild::Avx512: gemm::avx512::bmm(a, b, c, problem, alpha, beta); break;
+    case GemmBuild::Avx2: gemm::avx2::bmm(a, b, c, problem, alpha, beta); break;
+    case GemmBuild::Baseline: gemm::portable::bmm(a, b, c, problem, alpha, beta); break;
+  }
 }
 
 // bf16 -> float32 of a whole contiguous operand: exact (a bf16 is the top half of a
@@ -53,7 +80,14 @@ std::vector<float> widen_bf16(const Tensor& t) {
 
 }  // namespace
 
-const char* gemm::isa_in_use() { return use_avx2() ? "avx2+fma" : "baseline"; }
+const char* gemm::isa_in_use() {
+  switch (build_in_use()) {
+    case GemmBuild::Avx512: return "avx512";
+    case GemmBuild::Avx2: return "avx2+fma";
+    case GemmBuild::Baseline: break;
+  }
+  return "baseline";
+}
 
 void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
                      double alpha, double beta) {
@@ -103,11 +137,7 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
     std::vector<float> wide_out;
     if (narrow_out) wide_out = beta != 0.0 ? widen_bf16(out) : std::vector<float>(static_cast<size_t>(out.numel()));
     float* pc = narrow_out ? wide_out.data() : out.data<float>();
-    if (use_avx2()) {
-      gemm::avx2::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
-    } else {
-      gemm::portable::bmm(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
-    }
+    run_bmm<float>(wide_a.data(), wide_b.data(), pc, problem, float(alpha), float(beta));
     if (narrow_out) {
       BFloat16* dst = out.data<BFloat16>();
       for (int64_t i = 0; i < out.numel(); ++i) dst[i] = BFloat16(wide_out[static_cast<size_t>(i)]);
@@ -119,11 +149,7 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* pc = out.data<T>();
-    if (use_avx2()) {
-      gemm::avx2::bmm(pa, pb, pc, problem, static_cast<T>(alpha), static_cast<T>(beta));
-    } else {
-      gemm::portable::bmm(pa, pb, pc, problem, static_cast<T>(alpha), static_cast<T>(beta));
-    }
+    run_bmm<T>(pa, pb, pc, problem, static_cast<T>(alpha), static_cast<T>(beta));
   });
 }
 

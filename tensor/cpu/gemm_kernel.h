@@ -1,12 +1,14 @@
-// The Eigen GEMM loop behind CpuBackend::bmm, compiled twice: once for the baseline
-// x86-64 ISA (gemm.cpp) and once with AVX2+FMA (gemm_avx2.cpp, when the build gives
-// that file -mavx2 -mfma), picked at run time by what the CPU supports. Eigen chooses
-// its SIMD kernels from compile-time macros only, so a second build of the same source
-// is the way to get 8-wide FMA GEMM (~2.5x) while the library still runs on any x86-64.
+// The Eigen GEMM loop behind CpuBackend::bmm, compiled three times: for the baseline
+// x86-64 ISA (gemm.cpp), with AVX2+FMA (gemm_avx2.cpp) and with AVX-512
+// (gemm_avx512.cpp), the last two only when the build gives those files their flags;
+// the widest one the CPU supports runs. Eigen chooses its SIMD kernels from compile-time
+// macros only, so another build of the same source is the way to get 8-wide FMA GEMM
+// (~2.5x over SSE2) or 16-wide (~1.5x over AVX2 on a CPU with two 512-bit FMA units)
+// while the library still runs on any x86-64.
 //
-// This header is plain C++ (no Eigen, no Tensor) so the AVX2 file compiles nothing but
+// This header is plain C++ (no Eigen, no Tensor) so the SIMD files compile nothing but
 // the kernel: inline code shared with the rest of the library must not be built with
-// AVX2, or the linker could hand the AVX2 copy to a CPU without it.
+// AVX2 or AVX-512, or the linker could hand that copy to a CPU without it.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +27,8 @@ struct GemmProblem {
   int threads;
 };
 
-// Which build bmm runs: "avx2+fma" or "baseline" (for benchmarks and logs).
+// Which build bmm runs: "avx512", "avx2+fma" or "baseline" (for benchmarks and logs).
+// MMS_CPU_GEMM=baseline|avx2 caps the choice (to compare builds like for like).
 const char* isa_in_use();
 
 namespace portable {
@@ -41,5 +44,13 @@ void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float a
 void bmm(const double* a, const double* b, double* c, const GemmProblem& p, double alpha,
          double beta);
 }  // namespace avx2
+
+namespace avx512 {
+// True when this build compiled the AVX-512 variant (the CPU check is separate).
+bool compiled();
+void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float alpha, float beta);
+void bmm(const double* a, const double* b, double* c, const GemmProblem& p, double alpha,
+         double beta);
+}  // namespace avx512
 
 }  // namespace mms::cpu::gemm
