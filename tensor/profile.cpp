@@ -1,8 +1,11 @@
-// The device-independent half of tensor/profile.h: the flag, the report's text, and the
-// CPU-only build's refusal. The recording itself is tensor/cuda_glue/cuda_profile.cpp.
+// tensor/profile.h: one profile at a time, on the host clock for the CPU or the CUDA
+// timeline (tensor/cuda_glue/cuda_profile.cpp), and the report's text.
 #include "tensor/profile.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <unordered_map>
 
 #include "tensor/error.h"
 
@@ -12,15 +15,99 @@ namespace detail {
 bool profile_open = false;
 }  // namespace detail
 
-#ifndef MMS_WITH_CUDA
-void profile_begin(Device device) {
-  fail("profile_begin(", device.str(), "): the profiler times CUDA streams, and this build of mmscale has no "
-       "CUDA support");
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The CPU profile: the clock at the last mark, and the time charged to each label.
+struct HostProfile {
+  bool active = false;  // the open profile is this one (not CUDA's)
+  Clock::time_point start, last;
+  std::vector<ProfileRow> rows;
+  std::unordered_map<std::string, size_t> row_of;
+
+  void begin() {
+    active = true;
+    rows.clear();
+    row_of.clear();
+    start = last = Clock::now();
+  }
+  void mark(const std::string& label) {
+    const Clock::time_point now = Clock::now();
+    auto [at, added] = row_of.try_emplace(label, rows.size());
+    if (added) rows.push_back({label, 0, 0.0});
+    ProfileRow& row = rows[at->second];
+    row.calls += 1;
+    row.ms += std::chrono::duration<double, std::milli>(now - last).count();
+    last = now;
+  }
+  ProfileReport end() {
+    active = false;
+    ProfileReport report;
+    report.total_ms = std::chrono::duration<double, std::milli>(last - start).count();
+    report.ops = std::move(rows);
+    std::stable_sort(report.ops.begin(), report.ops.end(),
+                     [](const ProfileRow& a, const ProfileRow& b) { return a.ms > b.ms; });
+    report.host_clock = true;
+    return report;
+  }
+};
+
+HostProfile& host_profile() {
+  static HostProfile profile;
+  return profile;
 }
-ProfileReport profile_end() { fail("profile_end: no profile is open (this build has no CUDA support)"); }
-void profile_discard() {}
-void detail::profile_mark_op_slow(const char*, const char*) {}
+
+#ifndef MMS_WITH_CUDA
+[[noreturn]] void no_cuda(const char* what) {
+  fail(what, ": this build of mmscale has no CUDA support; profile a CPU device instead");
+}
 #endif
+
+}  // namespace
+
+#ifndef MMS_WITH_CUDA
+void detail::cuda_profile_begin() { no_cuda("profile_begin(cuda)"); }
+ProfileReport detail::cuda_profile_end() { no_cuda("profile_end"); }
+void detail::cuda_profile_discard() {}
+void detail::cuda_profile_mark(const std::string&) {}
+#endif
+
+void profile_begin(Device device) {
+  MMS_CHECK(!detail::profile_open, "profile_begin: a profile is already open");
+  if (device.is_cuda()) {
+    detail::cuda_profile_begin();
+  } else {
+    host_profile().begin();
+  }
+  detail::profile_open = true;
+}
+
+ProfileReport profile_end() {
+  MMS_CHECK(detail::profile_open, "profile_end: no profile is open (call profile_begin first)");
+  detail::profile_open = false;
+  if (host_profile().active) return host_profile().end();
+  return detail::cuda_profile_end();
+}
+
+void profile_discard() {
+  if (!detail::profile_open) return;
+  detail::profile_open = false;
+  if (host_profile().active) {
+    host_profile().active = false;
+  } else {
+    detail::cuda_profile_discard();
+  }
+}
+
+void detail::profile_mark_op_slow(const char* op, const char* phase) {
+  const std::string label = phase == nullptr ? std::string(op) : std::string(op) + " " + phase;
+  if (host_profile().active) {
+    host_profile().mark(label);
+  } else {
+    cuda_profile_mark(label);
+  }
+}
 
 namespace {
 void append_table(std::string& out, const char* title, const std::vector<ProfileRow>& rows, double total_ms,
@@ -49,10 +136,13 @@ void append_table(std::string& out, const char* title, const std::vector<Profile
 std::string format_profile(const ProfileReport& report, size_t top) {
   std::string out;
   char line[128];
-  std::snprintf(line, sizeof line, "GPU time profiled: %.3f ms\n", report.total_ms);
+  std::snprintf(line, sizeof line, "%s time profiled: %.3f ms\n", report.host_clock ? "CPU wall" : "GPU",
+                report.total_ms);
   out += line;
   append_table(out, "op (forward, backward node, optimizer)", report.ops, report.total_ms, top);
-  append_table(out, "kernel launch site (function:line)", report.kernels, report.total_ms, top);
+  if (!report.kernels.empty()) {
+    append_table(out, "kernel launch site (function:line)", report.kernels, report.total_ms, top);
+  }
   return out;
 }
 

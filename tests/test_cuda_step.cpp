@@ -254,10 +254,7 @@ const ProfileRow* find_row(const std::vector<ProfileRow>& rows, const std::strin
 }
 }  // namespace
 
-TEST_CASE("profile: a clear error off CUDA, and the report's tables") {
-  if (!cuda_available()) {
-    CHECK_THROWS_WITH_AS(profile_begin(Device::cpu()), doctest::Contains("profile"), Error);
-  }
+TEST_CASE("profile: the report's tables") {
   ProfileReport report;
   report.total_ms = 4.0;
   report.ops = {{"linear", 3, 3.0}, {"layer_norm backward", 1, 0.75}, {"adamw", 1, 0.25}};
@@ -269,6 +266,47 @@ TEST_CASE("profile: a clear error off CUDA, and the report's tables") {
   CHECK(text.find("(1 more)") != std::string::npos);       // adamw folded into the rest
   CHECK(text.find("adamw") == std::string::npos);
   CHECK(text.find("gemm_f32:103") != std::string::npos);
+  // A CPU report has no kernel table and says whose clock it read.
+  report.kernels.clear();
+  report.host_clock = true;
+  const std::string cpu_text = format_profile(report, 5);
+  CHECK(cpu_text.find("CPU wall time profiled: 4.000 ms") != std::string::npos);
+  CHECK(cpu_text.find("kernel launch site") == std::string::npos);
+}
+
+TEST_CASE("profile: a CPU step's wall time is charged to its ops, one profile at a time") {
+  const Device cpu = Device::cpu();
+  TinySetup setup(cpu);
+  setup.step(0).read_values();
+  profile_begin(cpu);
+  CHECK_THROWS_WITH_AS(profile_begin(cpu), doctest::Contains("already open"), Error);
+  setup.step(1);
+  const ProfileReport report = profile_end();
+  CHECK_THROWS_AS(profile_end(), Error);
+  CHECK(report.host_clock);
+  CHECK(report.kernels.empty());
+  CHECK(report.total_ms > 0.0);
+  CHECK(sum_ms(report.ops) == doctest::Approx(report.total_ms).epsilon(1e-9));
+  for (size_t i = 1; i < report.ops.size(); ++i) CHECK(report.ops[i - 1].ms >= report.ops[i].ms);
+  for (const char* op : {"adamw", "layer_norm", "layer_norm backward", "linear", "linear backward"}) {
+    INFO("op row: " << op);
+    const ProfileRow* row = find_row(report.ops, op);
+    REQUIRE(row != nullptr);
+    CHECK(row->calls >= 1);
+  }
+  CHECK(find_row(report.ops, "adamw")->calls == 1);
+  // Closed: marks after the end record nothing, and a scope left by an exception
+  // discards its recording so the next profile opens.
+  setup.step(2).read_values();
+  CHECK_THROWS_AS(([&] {
+                    ProfileScope scope(cpu);
+                    fail("the profiled work failed");
+                  }()),
+                  Error);
+  ProfileScope again(cpu);
+  const ProfileReport empty_report = again.end();
+  CHECK(empty_report.ops.empty());
+  CHECK(empty_report.total_ms == 0.0);
 }
 
 TEST_CASE("cuda: the profile of a whole step charges all its GPU time to ops and to kernels") {

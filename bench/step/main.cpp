@@ -269,8 +269,8 @@ int main(int argc, char** argv) {
   app.add_flag("--graph", use_graph,
                "CUDA: capture one step as a CUDA graph after the warm-up and time its replays (cuda/graph.h)");
   app.add_flag("--profile", profile,
-               "CUDA: after the timings, profile one more step and print where its GPU time goes, by op and by "
-               "kernel (tensor/profile.h)");
+               "after the timings, profile one more step and print where its time goes, by op (CPU and CUDA) and "
+               "by kernel (CUDA) (tensor/profile.h)");
   app.add_option("--config", config_name,
                  "vitb32 (the peer's model), tiny, or default (the finetune program's default run: its model, "
                  "batch, K, L, lr, loss weights and clipping; --batch-lists/--list-size/--text-len/--seed ignored)");

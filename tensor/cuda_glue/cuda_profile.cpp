@@ -1,4 +1,5 @@
-// tensor/profile.h on the CUDA timeline profiler (cuda/profile.h).
+// tensor/profile.h's CUDA half, on the timeline profiler (cuda/profile.h); tensor/profile.cpp
+// dispatches here for a CUDA device.
 #include "cuda/profile.h"
 
 #include <string>
@@ -18,30 +19,18 @@ std::vector<ProfileRow> rows_of(const std::vector<cuda::profile::Row>& rows) {
 }
 }  // namespace
 
-void profile_begin(Device device) {
-  MMS_CHECK(device.is_cuda(), "profile_begin(", device.str(), "): the profiler times CUDA streams; "
-                              "profile a CUDA device");
-  MMS_CHECK(!detail::profile_open, "profile_begin: a profile is already open");
+void detail::cuda_profile_begin() {
   cuda_backend();  // the device exists, and CUDA errors become mms::Error
   cuda::profile::begin();
-  detail::profile_open = true;
 }
 
-ProfileReport profile_end() {
-  MMS_CHECK(detail::profile_open, "profile_end: no profile is open (call profile_begin first)");
-  detail::profile_open = false;
+ProfileReport detail::cuda_profile_end() {
   const cuda::profile::Report report = cuda::profile::end();
-  return {report.total_ms, rows_of(report.ops), rows_of(report.kernels)};
+  return {report.total_ms, rows_of(report.ops), rows_of(report.kernels), false};
 }
 
-void profile_discard() {
-  if (!detail::profile_open) return;
-  detail::profile_open = false;
-  cuda::profile::discard();
-}
+void detail::cuda_profile_discard() { cuda::profile::discard(); }
 
-void detail::profile_mark_op_slow(const char* op, const char* phase) {
-  cuda::profile::mark_op(phase == nullptr ? std::string(op) : std::string(op) + " " + phase);
-}
+void detail::cuda_profile_mark(const std::string& label) { cuda::profile::mark_op(label); }
 
 }  // namespace mms
