@@ -31,6 +31,14 @@ struct GemmProblem {
 // MMS_CPU_GEMM=baseline|avx2 caps the choice (to compare builds like for like).
 const char* isa_in_use();
 
+// One GEMM on this thread, c = alpha op(a) op(b) + beta c (row-major, shapes as in
+// GemmProblem with batches = 1), on the build bmm uses (gemm.cpp): for kernels that
+// run many small products inside their own parallel region (CPU attention's heads).
+void serial(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, float alpha, float beta);
+void serial(const double* a, const double* b, double* c, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, double alpha, double beta);
+
 namespace portable {
 void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float alpha, float beta);
 void bmm(const double* a, const double* b, double* c, const GemmProblem& p, double alpha,
