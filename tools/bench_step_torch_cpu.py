@@ -9,8 +9,9 @@ are those of ../shared/bench/torch_step.py (concat[i, t, i*t] -> Linear -> GELU
 w_modality CE), with AdamW (decay on weights only, as nn::decay_param_groups) and
 clip_grad_norm_ as the finetune trainer does.
 
-  python3 tools/bench_step_torch_cpu.py --step build-perf/bin/step --threads 2
-Prints one JSON line: median/min/max ms per step, pairs/s, peak RSS (MiB).
+  python3 tools/bench_step_torch_cpu.py --step build-perf/bin/step --threads 2 [--profile]
+Prints one JSON line: median/min/max ms per step, pairs/s, peak RSS (MiB); with --profile,
+first torch.profiler's table of one more step (self CPU time by op).
 """
 import argparse, json, resource, subprocess, time
 import torch
@@ -49,6 +50,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timings, print torch.profiler's table of one more step (self CPU time by op), "
+                         "to set beside `step --device cpu --config default --profile`")
     a = ap.parse_args()
     cfg_json = json.loads(subprocess.check_output([a.step, "--device", "cpu", "--config", a.config, "--print-config"]))
     torch.set_num_threads(a.threads)
@@ -93,6 +97,11 @@ def main():
     times.sort()
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
     print(json.dumps(dict(peer="pytorch", device="cpu", torch=torch.__version__, threads=torch.get_num_threads(),
                           config=a.config, batch_lists=B, list_size=K, text_len=L, median_ms=round(med, 3),
                           min_ms=round(times[0], 3), max_ms=round(times[-1], 3),
