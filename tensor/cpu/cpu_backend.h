@@ -157,7 +157,8 @@ bool cpu_has_avx2_fma();
 bool cpu_has_avx512();
 // Whether to run an AVX2+FMA build: it was compiled in (`compiled`, the build's half),
 // the CPU has AVX2 and FMA, and the environment switch `name` is not set to `off_value`
-// (the A/B switches MMS_CPU_GEMM=baseline, MMS_CPU_ACTIVATION=scalar).
+// (the A/B switch MMS_CPU_ACTIVATION=scalar; the GEMM picks among three builds itself,
+// gemm.cpp's choose_build, with MMS_CPU_GEMM=avx2|baseline as its cap).
 bool avx2_build_usable(bool compiled, const char* name, const char* off_value);
 
 // Requires a contiguous tensor (kernels that index with plain row-major arithmetic).
