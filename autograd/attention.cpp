@@ -6,8 +6,9 @@
 // q, k, v usually arrive as transposed head views of the projections ([B, L, H, D] seen
 // as [B, H, L, D]). They are made contiguous once, here, and those copies are saved, so
 // neither the forward nor the backward gathers the same view again (the projections'
-// own outputs are then free to go). The tensor-core tiles (MMS_ATTENTION=tiles) read the
-// views where they lie instead: those are saved as they are, and no copy is made.
+// own outputs are then free to go). The tensor-core tiles and the CPU's kernel read the
+// views where they lie instead (ops::attention_reads_views): those are saved as they
+// are, and no copy is made.
 //
 // Autocast (autograd/autocast.h): when attention takes its GEMM path (short sequences
 // on CUDA, tensor/ops/attention.cpp), the copies are made in bfloat16 instead -- the
@@ -31,7 +32,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const std::optional<DType> autocast = autocast_dtype();
   const bool mixed = autocast && q.dtype() == DType::Float32 && k.dtype() == DType::Float32 &&
                      v.dtype() == DType::Float32 && ops::attention_takes_bf16(q, k);
-  const bool views = !mixed && ops::attention_uses_tiles(q, k);  // the tiles read strided views
+  const bool views = !mixed && ops::attention_reads_views(q, k);  // the tiles and the CPU read strided views
   auto operand = [&](const Tensor& t) { return mixed ? ops::cast(t, *autocast) : views ? t : t.contiguous(); };
   const Tensor qs = saved(operand(q)), ks = saved(operand(k)), vs = saved(operand(v));
   // bf16 inputs (the bf16 projections under autocast) give a bf16 output, as torch's
@@ -60,10 +61,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // side as one linear with a [3D, D] weight makes them. The heads are views of it
 // ([B, L, 3, H, Dh] memory), so the projection is one GEMM forward and one input-gradient
 // GEMM backward (three GEMMs and two [B, L, D] gradient sums before), and the backward
-// writes the three gradients into one packed tensor: in place with the tensor-core tiles,
-// which also read the views where they lie and write an output whose head merge is a
-// view; the other paths gather each head view once (kept for the backward) and copy
-// their gradients in. Under autocast a float32 qkv's head views are gathered as bf16.
+// writes the three gradients into one packed tensor: in place with the tensor-core tiles
+// and the CPU's kernel, which also read the views where they lie and write an output
+// whose head merge is a view; the other paths gather each head view once (kept for the
+// backward) and copy their gradients in. Under autocast a float32 qkv's head views are gathered as bf16.
 Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key_keep, bool causal,
                              std::optional<double> scale) {
   MMS_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,
@@ -80,7 +81,7 @@ Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key
   Tensor q = head_view(packed, 0), k = head_view(packed, 1), v = head_view(packed, 2);
   if (mixed) {  // each head view gathered and cast in one pass (the tiles read contiguous heads too)
     q = ops::cast(q, *autocast), k = ops::cast(k, *autocast), v = ops::cast(v, *autocast);
-  } else if (!ops::attention_uses_tiles(q, k)) {
+  } else if (!ops::attention_reads_views(q, k)) {
     q = q.contiguous(), k = k.contiguous(), v = v.contiguous();
   }
   // bf16 qkv (autocast's bf16 projection) gives a bf16 output and takes bf16 gradients.

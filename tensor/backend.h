@@ -210,11 +210,15 @@ class Backend {
 
   // Scaled dot-product attention on contiguous q [B, H, Lq, D], k, v [B, H, Lk, D]:
   //   P = softmax(scale * q k^T + mask), out = P v.
+  // Where attention_reads_views() is true, every tensor of both calls (q, k, v, out,
+  // grad_out, the gradients; not lse) may instead be any view whose last dim is
+  // contiguous, read and written through its strides (the CPU's kernel does this).
   // key_keep (optional, [B, Lk], Bool/UInt8/Int64: nonzero = attend) masks padded keys;
   // causal masks key j > query i. A row with no key left gives out = 0 and lse = -inf.
   // lse [B, H, Lq] (float32 or the input dtype) is saved for the backward.
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
                          bool causal, double scale, Tensor& out, Tensor& lse) = 0;
+  virtual bool attention_reads_views() const { return false; }
   virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   const Tensor& key_keep, bool causal, double scale,

@@ -169,6 +169,10 @@ bool attention_uses_gemm(const Tensor& q, const Tensor& k);
 // them contiguous -- and lay out the output and the gradients as [B, L, H, D] memory
 // seen as [B, H, L, D] (so the heads merge back into [B, L, H * D] without a copy).
 bool attention_uses_tiles(const Tensor& q, const Tensor& k);
+// True when attention over these q and k reads its operands as views and lays out its
+// output and gradients heads-last, as the tiles do: the tiles, or a device's fused kernel
+// that reads views (the CPU's; Backend::attention_reads_views).
+bool attention_reads_views(const Tensor& q, const Tensor& k);
 // True when float32 q and k would be better cast to bfloat16 under autocast: attention
 // over them takes the GEMM path, or cuDNN's kernel (MMS_ATTENTION=cudnn on CUDA).
 bool attention_takes_bf16(const Tensor& q, const Tensor& k);

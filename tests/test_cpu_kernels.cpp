@@ -1104,6 +1104,50 @@ TEST_CASE("attention matches a naive reference at tiny and ViT-like head sizes")
   }
 }
 
+// The heads of a packed projection ([B, L, 3, H, D] memory, as one q/k/v linear writes
+// it) are read where they lie, and the output and gradients written through the strides
+// of heads-last views (what tensor/ops/attention.cpp hands the CPU kernel, so that
+// attention needs no gather or scatter): the same numbers as on contiguous copies.
+TEST_CASE("attention reads head views in place and writes through strided outputs") {
+  const int64_t B = 2, H = 3, L = 7, D = 4;
+  const Shape heads{B, H, L, D};
+  const Tensor packed = f64(ramp(B * L * 3 * H * D, 0.9, 0.1), {B, L, 3, H, D});
+  const Tensor packed_go = f64(ramp(B * L * H * D, 0.5, 0.3), {B, L, H, D});
+  auto head_view = [&](const Tensor& five, int64_t which) { return ops::transpose(ops::select(five, 2, which), 1, 2); };
+  auto heads_last = [&](const Tensor& memory) { return ops::transpose(memory, 1, 2); };  // [B, L, H, D] -> [B, H, L, D]
+  const Tensor q = head_view(packed, 0), k = head_view(packed, 1), v = head_view(packed, 2);
+  const Tensor go = heads_last(packed_go);
+  REQUIRE_FALSE(q.is_contiguous());
+  Tensor keep = from_vector<uint8_t>({1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1}, {B, L});
+  for (const bool causal : {false, true}) {
+    INFO("causal ", causal);
+    const double scale = 0.41;
+    // reference: contiguous copies in, contiguous out
+    Tensor out_c = empty(heads, DType::Float64), lse_c = empty({B, H, L}, DType::Float64);
+    kernels().attention(q.contiguous(), k.contiguous(), v.contiguous(), keep, causal, scale, out_c, lse_c);
+    Tensor gq_c = empty(heads, DType::Float64), gk_c = empty(heads, DType::Float64), gv_c = empty(heads, DType::Float64);
+    kernels().attention_backward(go.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out_c, lse_c, keep,
+                                 causal, scale, gq_c, gk_c, gv_c);
+    // views in, heads-last output, gradients into views of one packed gradient
+    Tensor out_v = heads_last(empty({B, L, H, D}, DType::Float64)), lse_v = empty({B, H, L}, DType::Float64);
+    kernels().attention(q, k, v, keep, causal, scale, out_v, lse_v);
+    check_close(out_v.contiguous(), values(out_c), 1e-14);
+    check_close(lse_v, values(lse_c), 1e-14);
+    Tensor grad = full({B, L, 3, H, D}, kNaN, DType::Float64);  // every element must be written
+    Tensor gq = head_view(grad, 0), gk = head_view(grad, 1), gv = head_view(grad, 2);
+    kernels().attention_backward(go, q, k, v, out_v, lse_v, keep, causal, scale, gq, gk, gv);
+    check_close(gq.contiguous(), values(gq_c), 1e-14);
+    check_close(gk.contiguous(), values(gk_c), 1e-14);
+    check_close(gv.contiguous(), values(gv_c), 1e-14);
+  }
+  // a view whose head_dim is strided is refused, by name (ops::attention copies it first)
+  const Tensor strided_d = make_view(packed, heads, {L * 3 * H * D, D, 3 * H * D, 2}, 0);
+  Tensor out = empty(heads, DType::Float64), lse = empty({B, H, L}, DType::Float64);
+  const std::string msg = error_of([&] { kernels().attention(strided_d, k, v, keep, false, 1.0, out, lse); });
+  CHECK(msg.find("attention: q [2, 3, 7, 4] with strides") != std::string::npos);
+  CHECK(msg.find("must have a contiguous last dim") != std::string::npos);
+}
+
 // ---- ListMLE -------------------------------------------------------------------------
 
 TEST_CASE("listmle matches the closed-form vectors") {

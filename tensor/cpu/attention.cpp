@@ -2,6 +2,12 @@
 //
 // Shapes: q [B, H, Lq, D], k and v [B, H, Lk, D], out [B, H, Lq, D], lse [B, H, Lq];
 // key_keep [B, Lk] (nonzero = attend), causal hides key j > query i.
+// q, k, v, out, and in the backward grad_out and the gradients, may be any views whose
+// last dim is contiguous: each head is an [L, D] block read and written through its row
+// stride. So the heads of a packed projection ([B, L, 3, H, D] memory) are read where
+// they lie, and an output laid out as [B, L, H, D] merges back into [B, L, H * D] as a
+// view: no gather before attention and no scatter after it, forward or backward
+// (tensor/ops/attention.cpp asks for this through Backend::attention_reads_views).
 // Forward, per (b, h):
 //   S = scale * Q K^T (masked entries -inf),  lse_i = log sum_j exp(S_ij),
 //   P = exp(S - lse),  O = P V.  A query with no visible key gets O = 0, lse = -inf.
@@ -36,20 +42,42 @@ namespace {
 
 template <typename T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMatrix<T>>;
 
 struct AttentionDims {
   int64_t batch, heads, lq, lk, d;
 };
 
+// A [B, H, L, D] tensor whose last dim is contiguous (size-1 dims may have any stride).
+void check_rows_contiguous(const char* op, const char* what, const Tensor& t) {
+  MMS_CHECK(t.dim() != 4 || t.size(3) <= 1 || t.stride(3) == 1, op, ": ", what, " ", shape_str(t.shape()),
+            " with strides ", shape_str(t.strides()), " must have a contiguous last dim (head_dim)");
+}
+
+// One (b, h) head of a [B, H, L, D] view: an [L, D] row-major block with row stride `rows`.
+template <typename T>
+struct Heads {
+  T* base;
+  int64_t batch_stride, head_stride, rows;
+  Heads(T* data, const Tensor& t) : base(data), batch_stride(t.stride(0)), head_stride(t.stride(1)), rows(t.stride(2)) {}
+  // the head of flat index bh = b * heads + h
+  gemm::RowsAt<T> at(int64_t bh, int64_t heads) const {
+    return {base + (bh / heads) * batch_stride + (bh % heads) * head_stride, rows};
+  }
+};
+template <typename T>
+Heads<const T> read_heads(const Tensor& t) { return Heads<const T>(t.data<T>(), t); }
+template <typename T>
+Heads<T> write_heads(Tensor& t) { return Heads<T>(t.data<T>(), t); }
+template <typename T>
+gemm::RowsAt<const T> as_const(gemm::RowsAt<T> m) { return {m.data, m.stride}; }
+
 AttentionDims check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& key_keep) {
   MMS_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be 4-D, got ",
             shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  check_contiguous(op, "q", q);
-  check_contiguous(op, "k", k);
-  check_contiguous(op, "v", v);
+  check_rows_contiguous(op, "q", q);
+  check_rows_contiguous(op, "k", k);
+  check_rows_contiguous(op, "v", v);
   const AttentionDims dims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
   MMS_CHECK(k.shape() == v.shape() && k.size(0) == dims.batch && k.size(1) == dims.heads &&
                 k.size(3) == dims.d,
@@ -133,10 +161,8 @@ void for_each_head(int64_t count, int64_t work, Scratch make_scratch, Body body)
 template <typename T, typename L>
 void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const uint8_t* keep_all,
                      bool causal, T scale, Tensor& out, Tensor& lse, const AttentionDims& n) {
-  const T* pq = q.data<T>();
-  const T* pk = k.data<T>();
-  const T* pv = v.data<T>();
-  T* po = out.data<T>();
+  const Heads<const T> qs = read_heads<T>(q), ks = read_heads<T>(k), vs = read_heads<T>(v);
+  const Heads<T> os = write_heads<T>(out);
   L* pl = lse.data<L>();
   struct Scratch {
     RowMatrix<T> s;
@@ -146,13 +172,12 @@ void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const ui
   const int64_t heads = n.batch * n.heads;
   for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
     const int64_t b = bh / n.heads;
-    const T* qh = pq + bh * n.lq * n.d;
-    const T* kh = pk + bh * n.lk * n.d;
-    const T* vh = pv + bh * n.lk * n.d;
-    T* oh = po + bh * n.lq * n.d;
-    gemm::serial(qh, kh, sc.s.data(), n.lq, n.lk, n.d, false, true, scale, T(0));  // S = scale Q K^T
+    const gemm::RowsAt<T> scores{sc.s.data(), n.lk};
+    gemm::serial(qs.at(bh, n.heads), ks.at(bh, n.heads), scores, n.lq, n.lk, n.d, false, true, scale,
+                 T(0));  // S = scale Q K^T
     masked_softmax_rows<T>(sc.s.data(), n.lq, n.lk, keep_all + b * n.lk, causal, sc.lse.data());
-    gemm::serial(sc.s.data(), vh, oh, n.lq, n.d, n.lk, false, false, T(1), T(0));  // O = P V
+    gemm::serial(as_const(scores), vs.at(bh, n.heads), os.at(bh, n.heads), n.lq, n.d, n.lk, false, false, T(1),
+                 T(0));  // O = P V
     for (int64_t i = 0; i < n.lq; ++i) pl[bh * n.lq + i] = static_cast<L>(sc.lse[i]);
   });
 }
@@ -162,14 +187,11 @@ void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Ten
                               const Tensor& v, const Tensor& out, const uint8_t* keep_all,
                               bool causal, T scale, Tensor& grad_q, Tensor& grad_k,
                               Tensor& grad_v, const AttentionDims& n) {
-  const T* pg = grad_out.data<T>();
-  const T* pq = q.data<T>();
-  const T* pk = k.data<T>();
-  const T* pv = v.data<T>();
-  const T* po = out.data<T>();
-  T* pgq = grad_q.data<T>();
-  T* pgk = grad_k.data<T>();
-  T* pgv = grad_v.data<T>();
+  const Heads<const T> gs = read_heads<T>(grad_out), qs = read_heads<T>(q), ks = read_heads<T>(k),
+                       vs = read_heads<T>(v), os = read_heads<T>(out);
+  const Heads<T> gqs = write_heads<T>(grad_q), gks = write_heads<T>(grad_k), gvs = write_heads<T>(grad_v);
+  using Stride = Eigen::OuterStride<>;
+  using HeadMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Stride>;
   struct Scratch {
     RowMatrix<T> p, dp;
     Eigen::Matrix<T, Eigen::Dynamic, 1> row_dot;
@@ -181,26 +203,28 @@ void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Ten
   const int64_t heads = n.batch * n.heads;
   for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
     const int64_t b = bh / n.heads;
-    const int64_t q_at = bh * n.lq * n.d, k_at = bh * n.lk * n.d;
-    const T *Q = pq + q_at, *dO = pg + q_at, *K = pk + k_at, *V = pv + k_at;
-    T* P = sc.p.data();
-    T* dP = sc.dp.data();
+    const gemm::RowsAt<const T> Q = qs.at(bh, n.heads), K = ks.at(bh, n.heads), V = vs.at(bh, n.heads),
+                                dO = gs.at(bh, n.heads), O = os.at(bh, n.heads);
+    const gemm::RowsAt<T> P{sc.p.data(), n.lk}, dP{sc.dp.data(), n.lk};
     gemm::serial(Q, K, P, n.lq, n.lk, n.d, false, true, scale, T(0));  // P, recomputed
-    masked_softmax_rows<T>(P, n.lq, n.lk, keep_all + b * n.lk, causal, nullptr);
-    gemm::serial(P, dO, pgv + k_at, n.lk, n.d, n.lq, true, false, T(1), T(0));  // dV = P^T dO
-    gemm::serial(dO, V, dP, n.lq, n.lk, n.d, false, true, T(1), T(0));          // dP = dO V^T
-    sc.row_dot = ConstMap<T>(dO, n.lq, n.d).cwiseProduct(ConstMap<T>(po + q_at, n.lq, n.d)).rowwise().sum();
+    masked_softmax_rows<T>(P.data, n.lq, n.lk, keep_all + b * n.lk, causal, nullptr);
+    gemm::serial(as_const(P), dO, gvs.at(bh, n.heads), n.lk, n.d, n.lq, true, false, T(1), T(0));  // dV = P^T dO
+    gemm::serial(dO, V, dP, n.lq, n.lk, n.d, false, true, T(1), T(0));                             // dP = dO V^T
+    sc.row_dot = HeadMap(dO.data, n.lq, n.d, Stride(dO.stride))
+                     .cwiseProduct(HeadMap(O.data, n.lq, n.d, Stride(O.stride)))
+                     .rowwise()
+                     .sum();
     // dS = P * (dP - D), in place in dp; hidden entries have P = 0 and stay 0
     sc.dp = sc.p.cwiseProduct(sc.dp.colwise() - sc.row_dot);
-    gemm::serial(dP, K, pgq + q_at, n.lq, n.d, n.lk, false, false, scale, T(0));  // dQ = scale dS K
-    gemm::serial(dP, Q, pgk + k_at, n.lk, n.d, n.lq, true, false, scale, T(0));   // dK = scale dS^T Q
+    gemm::serial(as_const(dP), K, gqs.at(bh, n.heads), n.lq, n.d, n.lk, false, false, scale, T(0));  // dQ = scale dS K
+    gemm::serial(as_const(dP), Q, gks.at(bh, n.heads), n.lk, n.d, n.lq, true, false, scale, T(0));   // dK = scale dS^T Q
   });
 }
 
 void check_output(const char* op, const char* what, const Tensor& t, const Shape& shape,
                   DType dtype) {
   MMS_CHECK(t.defined(), op, ": ", what, " is required");
-  check_contiguous(op, what, t);
+  check_rows_contiguous(op, what, t);
   MMS_CHECK(t.shape() == shape && t.dtype() == dtype, op, ": ", what, " must be ",
             dtype_name(dtype), " ", shape_str(shape), ", got ", dtype_name(t.dtype()), " ",
             shape_str(t.shape()));

@@ -66,6 +66,7 @@ class CpuBackend final : public Backend {
                             double beta1, double beta2, double eps, const Tensor& step) override;
   void sum_of_squares_into(const std::vector<Tensor>& tensors, Tensor& out) override;
 
+  bool attention_reads_views() const override { return true; }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
                  bool causal, double scale, Tensor& out, Tensor& lse) override;
   void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,

@@ -80,14 +80,16 @@ std::vector<float> widen_bf16(const Tensor& t) {
 
 }  // namespace
 
-void gemm::serial(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, bool trans_a,
-                  bool trans_b, float alpha, float beta) {
-  run_bmm<float>(a, b, c, {1, m, n, k, 0, 0, trans_a, trans_b, 1}, alpha, beta);
+void gemm::serial(RowsAt<const float> a, RowsAt<const float> b, RowsAt<float> c, int64_t m, int64_t n, int64_t k,
+                  bool trans_a, bool trans_b, float alpha, float beta) {
+  run_bmm<float>(a.data, b.data, c.data, {1, m, n, k, 0, 0, trans_a, trans_b, 1, a.stride, b.stride, c.stride},
+                 alpha, beta);
 }
 
-void gemm::serial(const double* a, const double* b, double* c, int64_t m, int64_t n, int64_t k, bool trans_a,
-                  bool trans_b, double alpha, double beta) {
-  run_bmm<double>(a, b, c, {1, m, n, k, 0, 0, trans_a, trans_b, 1}, alpha, beta);
+void gemm::serial(RowsAt<const double> a, RowsAt<const double> b, RowsAt<double> c, int64_t m, int64_t n,
+                  int64_t k, bool trans_a, bool trans_b, double alpha, double beta) {
+  run_bmm<double>(a.data, b.data, c.data, {1, m, n, k, 0, 0, trans_a, trans_b, 1, a.stride, b.stride, c.stride},
+                  alpha, beta);
 }
 
 const char* gemm::isa_in_use() {

@@ -33,9 +33,16 @@ void gemm_one(const OpA& a, const OpB& b, OutC&& c, T alpha, T beta) {
 template <typename T>
 void gemm_block(const T* pa, const T* pb, T* pc, const GemmProblem& p, T alpha, T beta, int64_t i,
                 int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
-  using ConstMap = Eigen::Map<const RowMatrix<T>>;
+  // Row-major maps with a run-time row stride (the packed row length when p's is 0):
+  // Eigen's GEMM reads every operand through a stride anyway, so a packed operand costs
+  // nothing extra this way.
+  using Stride = Eigen::OuterStride<>;
+  using ConstMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Stride>;
   const int64_t m = p.m, n = p.n, k = p.k;
-  Eigen::Map<RowMatrix<T>> whole(pc + i * m * n, m, n);
+  const int64_t lda = p.lda ? p.lda : (p.trans_a ? m : k);
+  const int64_t ldb = p.ldb ? p.ldb : (p.trans_b ? k : n);
+  const int64_t ldc = p.ldc ? p.ldc : n;
+  Eigen::Map<RowMatrix<T>, Eigen::Unaligned, Stride> whole(pc + i * m * ldc, m, n, Stride(ldc));
   auto c = whole.block(r0, c0, rows, cols);
   if (k == 0) {  // an empty inner dim: the product is zero
     if (beta == T(0)) c.setZero(); else c *= beta;
@@ -45,15 +52,17 @@ void gemm_block(const T* pa, const T* pb, T* pc, const GemmProblem& p, T alpha, 
   const T* bi = pb + i * p.b_step;
   // op(a) rows r0.. and op(b) columns c0.. as views of the stored operands (no copy)
   if (!p.trans_a && !p.trans_b) {
-    gemm_one<T>(ConstMap(ai + r0 * k, rows, k), ConstMap(bi, k, n).middleCols(c0, cols), c, alpha, beta);
+    gemm_one<T>(ConstMap(ai + r0 * lda, rows, k, Stride(lda)), ConstMap(bi, k, n, Stride(ldb)).middleCols(c0, cols),
+                c, alpha, beta);
   } else if (p.trans_a && !p.trans_b) {
-    gemm_one<T>(ConstMap(ai, k, m).middleCols(r0, rows).transpose(), ConstMap(bi, k, n).middleCols(c0, cols), c,
-                alpha, beta);
+    gemm_one<T>(ConstMap(ai, k, m, Stride(lda)).middleCols(r0, rows).transpose(),
+                ConstMap(bi, k, n, Stride(ldb)).middleCols(c0, cols), c, alpha, beta);
   } else if (!p.trans_a && p.trans_b) {
-    gemm_one<T>(ConstMap(ai + r0 * k, rows, k), ConstMap(bi + c0 * k, cols, k).transpose(), c, alpha, beta);
+    gemm_one<T>(ConstMap(ai + r0 * lda, rows, k, Stride(lda)),
+                ConstMap(bi + c0 * ldb, cols, k, Stride(ldb)).transpose(), c, alpha, beta);
   } else {
-    gemm_one<T>(ConstMap(ai, k, m).middleCols(r0, rows).transpose(), ConstMap(bi + c0 * k, cols, k).transpose(), c,
-                alpha, beta);
+    gemm_one<T>(ConstMap(ai, k, m, Stride(lda)).middleCols(r0, rows).transpose(),
+                ConstMap(bi + c0 * ldb, cols, k, Stride(ldb)).transpose(), c, alpha, beta);
   }
 }
 

@@ -21,23 +21,37 @@ namespace mms::cpu::gemm {
 // for each of `batches`; a_step / b_step are the element strides between batches (0
 // broadcasts a batch of 1). threads: how many OpenMP threads the call may use (1 =
 // serial); the kernel splits the batch, or each GEMM's rows or columns, among them.
+// lda / ldb / ldc: the element stride between stored rows of a, b and c (0: packed, i.e.
+// the stored row length), so that a GEMM can read and write blocks of wider matrices in
+// place (attention's heads inside the [B, L, H * D] projections); c's batch stride is
+// m * ldc.
 struct GemmProblem {
   int64_t batches, m, n, k, a_step, b_step;
   bool trans_a, trans_b;
   int threads;
+  int64_t lda = 0, ldb = 0, ldc = 0;
 };
 
 // Which build bmm runs: "avx512", "avx2+fma" or "baseline" (for benchmarks and logs).
 // MMS_CPU_GEMM=baseline|avx2 caps the choice (to compare builds like for like).
 const char* isa_in_use();
 
+// One row-major matrix operand of serial(): its first element and the element stride
+// between its stored rows (a block of a wider matrix has the wider row length).
+template <typename T>
+struct RowsAt {
+  T* data;
+  int64_t stride;
+};
+
 // One GEMM on this thread, c = alpha op(a) op(b) + beta c (row-major, shapes as in
-// GemmProblem with batches = 1), on the build bmm uses (gemm.cpp): for kernels that
-// run many small products inside their own parallel region (CPU attention's heads).
-void serial(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, bool trans_a,
-            bool trans_b, float alpha, float beta);
-void serial(const double* a, const double* b, double* c, int64_t m, int64_t n, int64_t k, bool trans_a,
-            bool trans_b, double alpha, double beta);
+// GemmProblem with batches = 1, each operand with its own row stride), on the build bmm
+// uses (gemm.cpp): for kernels that run many small products inside their own parallel
+// region (CPU attention's heads, read and written where they lie in the projections).
+void serial(RowsAt<const float> a, RowsAt<const float> b, RowsAt<float> c, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, float alpha, float beta);
+void serial(RowsAt<const double> a, RowsAt<const double> b, RowsAt<double> c, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, double alpha, double beta);
 
 namespace portable {
 void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float alpha, float beta);

@@ -1,7 +1,8 @@
 // Dispatch for scaled-dot-product attention, by one of four paths:
 //
 //  - Fused: the device's attention kernel (flash-style on CUDA: online softmax, the
-//    [Lq, Lk] score matrix never leaves the chip).
+//    [Lq, Lk] score matrix never leaves the chip; per-head GEMMs on the CPU, which read
+//    the head views in place and write heads-last, as the tiles below do).
 //  - Gemm: two batched GEMMs around a masked softmax (the backends' attention_softmax:
 //    one row kernel that applies the causal and key-padding masks itself).
 //    It materialises the scores, [B, H, Lq, Lk], so it only pays for short sequences;
@@ -98,6 +99,13 @@ bool use_gemm_path(const Tensor& q, const Tensor& k) {
   return gemm_path_for_float(q.device(), k.size(2));
 }
 
+// The device's fused kernel, on a device whose kernel reads strided head views
+// (Backend::attention_reads_views: the CPU's) -- then, as with the tiles, the operands are
+// not gathered and the output and gradients are laid out heads-last.
+bool fused_reads_views(const Tensor& q, const Tensor& k) {
+  return q.dtype() != DType::BFloat16 && !use_gemm_path(q, k) && backend_for(q.device()).attention_reads_views();
+}
+
 // The dtype of scores, outputs and gradients: float32 for bf16 operands, else theirs.
 DType result_dtype(const Tensor& q) { return q.dtype() == DType::BFloat16 ? DType::Float32 : q.dtype(); }
 
@@ -143,6 +151,7 @@ void set_attention_path(AttentionPath path) { configured_path() = path; }
 AttentionPath attention_path() { return configured_path(); }
 bool attention_uses_gemm(const Tensor& q, const Tensor& k) { return use_gemm_path(q, k); }
 bool attention_uses_tiles(const Tensor& q, const Tensor& k) { return use_tiles(q, k); }
+bool attention_reads_views(const Tensor& q, const Tensor& k) { return use_tiles(q, k) || fused_reads_views(q, k); }
 bool attention_takes_bf16(Device device, int64_t key_len) {
   return key_len > 0 && (cudnn_chosen(device, key_len) || gemm_path_for_float(device, key_len));
 }
@@ -164,15 +173,19 @@ DType requested_dtype(const char* what, const Tensor& q, const Tensor& k, DType 
   return dtype;
 }
 
-// An empty [B, H, L, D] tensor laid out as [B, L, H, D] memory: what the tiles write, so
-// that the heads' merge back into [B, L, H * D] (a transpose and a reshape) is a view.
+// An empty [B, H, L, D] tensor laid out as [B, L, H, D] memory: what the tiles (and a
+// fused kernel that reads views) write, so that the heads' merge back into [B, L, H * D]
+// (a transpose and a reshape) is a view.
 Tensor empty_heads_last(const Shape& shape, DType dtype, Device device) {
   Tensor memory = empty({shape[0], shape[2], shape[1], shape[3]}, dtype, device);
   return make_view(memory, shape, {memory.stride(0), memory.stride(2), memory.stride(1), memory.stride(3)}, 0);
 }
 
-// A tile operand: the view itself when its last dim is contiguous, else a copy.
-Tensor tiles_operand(const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1 ? t : t.contiguous(); }
+// An operand of a kernel that reads views (the tiles, the CPU's fused kernel): the view
+// itself when its last dim is contiguous, else a copy.
+Tensor view_operand(const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1 ? t : t.contiguous(); }
+// An operand of the device's fused kernel: as it reads them (views), else contiguous.
+Tensor fused_operand(const Tensor& t, bool views) { return views ? view_operand(t) : t.contiguous(); }
 
 // The tiles' backward into grads (views the kernel writes through their strides).
 void tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -181,10 +194,22 @@ void tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
                            "fixed between forward and backward");
   MMS_CHECK(out.dtype() == grads.grad_q.dtype(), "attention backward: the tiles write gradients in the output's "
             "dtype (", dtype_name(out.dtype()), "), not ", dtype_name(grads.grad_q.dtype()));
-  const Tensor dout = tiles_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()));
-  backend_for(q.device()).attention_tiles_backward(dout, tiles_operand(q), tiles_operand(k), tiles_operand(v),
-                                                   tiles_operand(out), lse, attention_key_mask(key_keep), causal,
+  const Tensor dout = view_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()));
+  backend_for(q.device()).attention_tiles_backward(dout, view_operand(q), view_operand(k), view_operand(v),
+                                                   view_operand(out), lse, attention_key_mask(key_keep), causal,
                                                    scale, grads.grad_q, grads.grad_k, grads.grad_v);
+}
+
+// The device's fused backward into grads: through views where the kernel reads them
+// (fused_reads_views: grads may then be any views with a contiguous last dim, e.g. of
+// one packed q/k/v gradient), else on contiguous copies into contiguous grads.
+void fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                    const Tensor& lse, const Tensor& key_keep, bool causal, double scale, AttentionGrads& grads) {
+  const bool views = fused_reads_views(q, k);
+  backend_for(q.device()).attention_backward(
+      fused_operand(grad_out.dtype() == out.dtype() ? grad_out : cast(grad_out, out.dtype()), views),
+      fused_operand(q, views), fused_operand(k, views), fused_operand(v, views), fused_operand(out, views), lse, key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale,
+      grads.grad_q, grads.grad_k, grads.grad_v);
 }
 
 void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep) {
@@ -224,11 +249,12 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   result.lse = empty({q.size(0), q.size(1), q.size(2)}, dtype, q.device());
   if (use_tiles(q, k)) {
     result.out = empty_heads_last(q.shape(), output_dtype, q.device());
-    backend_for(q.device()).attention_tiles(tiles_operand(q), tiles_operand(k), tiles_operand(v),
+    backend_for(q.device()).attention_tiles(view_operand(q), view_operand(k), view_operand(v),
                                             attention_key_mask(key_keep), causal, scale, result.out, result.lse);
     return result;
   }
-  result.out = empty(q.shape(), output_dtype, q.device());
+  const bool views = fused_reads_views(q, k);
+  result.out = views ? empty_heads_last(q.shape(), output_dtype, q.device()) : empty(q.shape(), output_dtype, q.device());
   if (q.numel() == 0) return result;
   if (use_gemm_path(q, k) && k.size(2) > 0) {
     // The probabilities come out in the operands' dtype (bf16 in the mixed form: PV's
@@ -239,7 +265,7 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
     return result;
   }
   MMS_CHECK(q.dtype() != DType::BFloat16 || cudnn, "attention: bf16 operands take the GEMM path or cuDNN's");
-  backend_for(q.device()).attention(q.contiguous(), k.contiguous(), v.contiguous(),
+  backend_for(q.device()).attention(fused_operand(q, views), fused_operand(k, views), fused_operand(v, views),
                                     key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale,
                                     result.out, result.lse);
   return result;
@@ -265,9 +291,13 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
     tiles_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, grads);
     return grads;
   }
-  grads.grad_q = empty(q.shape(), grad_dtype, q.device());
-  grads.grad_k = empty(k.shape(), grad_dtype, k.device());
-  grads.grad_v = empty(v.shape(), grad_dtype, v.device());
+  const bool views = fused_reads_views(q, k);
+  auto grad_like = [&](const Tensor& t) {
+    return views ? empty_heads_last(t.shape(), grad_dtype, t.device()) : empty(t.shape(), grad_dtype, t.device());
+  };
+  grads.grad_q = grad_like(q);
+  grads.grad_k = grad_like(k);
+  grads.grad_v = grad_like(v);
   if (q.numel() > 0 && k.numel() > 0 && use_gemm_path(q, k)) {
     // P = masked softmax(S) (hidden keys 0; the row kernel again, where exp(S - lse)
     // would take a broadcast subtraction and an exp pass);  dV = P^T dO;  dP = dO V^T;
@@ -291,10 +321,7 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q, const
               "attention backward: bf16 operands take the GEMM path or cuDNN's");
     MMS_CHECK(out.defined(), "attention backward: the fused kernel needs the forward's output, which a GEMM-path "
                              "forward does not keep; keep the attention path fixed between forward and backward");
-    backend_for(q.device()).attention_backward(
-        gemm_operand(grad_out, out.dtype()), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(), lse,
-        key_keep.defined() ? key_keep.contiguous() : key_keep, causal, scale, grads.grad_q,
-        grads.grad_k, grads.grad_v);
+    fused_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, grads);
   } else {
     fill_(grads.grad_q, 0.0);
     fill_(grads.grad_k, 0.0);
@@ -319,6 +346,13 @@ void attention_backward_into(const Tensor& grad_out, const Tensor& q, const Tens
   if (use_tiles(q, k)) {
     AttentionGrads into{grad_q, grad_k, grad_v};
     tiles_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, into);
+    return;
+  }
+  const auto rows_contiguous = [](const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1; };
+  if (fused_reads_views(q, k) && dtype == q.dtype() && q.numel() > 0 && k.numel() > 0 && out.defined() &&
+      rows_contiguous(grad_q) && rows_contiguous(grad_k) && rows_contiguous(grad_v)) {
+    AttentionGrads into{grad_q, grad_k, grad_v};  // written in place
+    fused_backward(grad_out, q, k, v, out, lse, key_keep, causal, scale, into);
     return;
   }
   // The GEMM path writes bf16 gradients itself when asked; otherwise copy_ converts.
