@@ -26,22 +26,27 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_keep, bool
   // moved (or read in place) as bf16. Where it runs our float32 kernel they stay float32.
   const AutocastOutput qkv_output =
       ops::attention_takes_bf16(x.device(), x.size(1)) ? AutocastOutput::BFloat16 : AutocastOutput::Float32;
-  // q, k and v packed side by side, [B, L, 3D]. Training: one GEMM, with the three
-  // weights stacked into [3D, D] (and the biases into [3D]) -- a copy of 3D^2 floats
-  // per call, against one GEMM instead of three forward and backward and no sum of three
-  // input gradients; the stacking's backward hands each parameter its rows. Inference
-  // (no graph to record): the three GEMMs and one cat of their outputs, which costs less
-  // than stacking the weights at small batches (ViT-B/32 image tower, CPU, batch 1:
-  // 0.080 against 0.102 s; batch 8: 0.44 s either way). The parameters stay HF's.
-  Tensor qkv;
+  // Training: q, k and v packed side by side, [B, L, 3D], by one GEMM, with the three
+  // weights stacked into [3D, D] (and the biases into [3D]) -- a copy of 3D^2 floats per
+  // call, against one GEMM instead of three forward and backward and no sum of three
+  // input gradients; the stacking's backward hands each parameter its rows.
+  // Inference (no graph to record): three GEMMs, whose outputs' head views go to
+  // attention as they are -- no stacking of the weights and no packing of the outputs
+  // (which cost ~1% of the ViT-B/32 image tower on the CPU, batch 8). The parameters stay
+  // HF's either way.
   if (grad_enabled()) {
     const Tensor weight = cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);
     const Tensor bias = cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0);
-    qkv = linear(x, weight, bias, qkv_output);
-  } else {
-    qkv = cat({q_proj->forward(x, qkv_output), k_proj->forward(x, qkv_output), v_proj->forward(x, qkv_output)}, -1);
+    const Tensor qkv = linear(x, weight, bias, qkv_output);
+    return out_proj->forward(packed_self_attention(qkv, num_heads, key_keep, causal));
   }
-  return out_proj->forward(packed_self_attention(qkv, num_heads, key_keep, causal));
+  const int64_t batch = x.size(0), length = x.size(1);
+  auto heads = [&](const std::shared_ptr<Linear>& proj) {  // [B, L, D] -> [B, H, L, Dh] view
+    return transpose(reshape(proj->forward(x, qkv_output), {batch, length, num_heads, head_dim}), 1, 2);
+  };
+  const Tensor attended = scaled_dot_product_attention(heads(q_proj), heads(k_proj), heads(v_proj), key_keep, causal);
+  // heads-last where the kernel writes so (the CPU's, the tiles): then no copy here
+  return out_proj->forward(reshape(contiguous(transpose(attended, 1, 2)), {batch, length, embed_dim}));
 }
 
 MLP::MLP(int64_t hidden, int64_t intermediate, Activation act, double init_std)
