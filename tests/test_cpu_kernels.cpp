@@ -720,6 +720,133 @@ TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naiv
   }
 }
 
+// tensor/cpu/sgemm_avx512.cpp, called directly: every transpose combination, row tails
+// (m not a multiple of the 8-row strip), column tails (n not a multiple of the 48-column
+// panel), depths across several 384-deep blocks, alpha and beta (beta = 0 never reads c),
+// row strides wider than the matrices (c's padding left untouched), batch broadcast, and
+// one or two threads split by columns or by rows.
+TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
+  if (!(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512())) {
+    MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
+    return;
+  }
+  struct Case {
+    int64_t batches, a_batches, m, n, k, pad;
+    int threads;
+  };
+  const float kSentinel = 12345.0f;
+  for (const Case cs : {Case{1, 1, 37, 100, 33, 0, 1}, Case{1, 1, 9, 145, 800, 3, 2}, Case{2, 1, 7, 96, 385, 0, 2},
+                        Case{3, 3, 130, 96, 40, 5, 2}, Case{1, 1, 200, 97, 64, 0, 2}, Case{1, 1, 1, 192, 32, 0, 1}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (const double beta : {0.0, 0.5}) {
+        INFO("batches ", cs.batches, " m ", cs.m, " n ", cs.n, " k ", cs.k, " pad ", cs.pad, " threads ", cs.threads,
+             " ta ", ta, " tb ", tb, " beta ", beta);
+        const int64_t m = cs.m, n = cs.n, k = cs.k, pad = cs.pad;
+        const auto av = ramp(cs.a_batches * m * k, 0.37, 0.1), bv = ramp(k * n, 0.53, 0.7);
+        const auto cv = ramp(cs.batches * m * n, 0.11, 0.3);
+        const auto want = naive_bmm(av, bv, cv, cs.batches, cs.a_batches, 1, m, n, k, ta, tb, 1.5, beta);
+        // stored rows padded by `pad` floats (the GEMM must read and write through lda/ldb/ldc)
+        const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+        const int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+        std::vector<float> a(cs.a_batches * a_rows * lda, kNaN), b(b_rows * ldb, kNaN);
+        std::vector<float> c(cs.batches * m * ldc, kSentinel);
+        for (int64_t z = 0; z < cs.a_batches; ++z)
+          for (int64_t r = 0; r < a_rows; ++r)
+            for (int64_t q = 0; q < a_cols; ++q) a[(z * a_rows + r) * lda + q] = float(av[(z * a_rows + r) * a_cols + q]);
+        for (int64_t r = 0; r < b_rows; ++r)
+          for (int64_t q = 0; q < b_cols; ++q) b[r * ldb + q] = float(bv[r * b_cols + q]);
+        for (int64_t z = 0; z < cs.batches; ++z)
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j)
+              c[(z * m + i) * ldc + j] = beta == 0.0 ? kNaN : float(cv[(z * m + i) * n + j]);
+        cpu::gemm::GemmProblem problem{cs.batches, m, n, k, cs.a_batches == 1 ? 0 : a_rows * lda, 0, ta, tb,
+                                       cs.threads};
+        problem.lda = lda, problem.ldb = ldb, problem.ldc = ldc;
+        REQUIRE(cpu::gemm::avx512_sgemm::takes(problem));
+        cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), c.data(), problem, 1.5f, float(beta));
+        std::vector<double> got;
+        bool padding_kept = true;
+        for (int64_t z = 0; z < cs.batches; ++z)
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+              const float v = c[(z * m + i) * ldc + j];
+              if (j < n) got.push_back(v); else padding_kept = padding_kept && v == kSentinel;
+            }
+        CHECK(padding_kept);
+        check_close(got, want, 1e-6 * double(k));  // float32 sums of k products of values in [-1, 1]
+      }
+    }
+  }
+  // Narrower than two panels or shallow products are left to Eigen.
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 95, 64, 0, 0, false, true, 1}));
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 768, 16, 0, 0, false, true, 1}));
+}
+
+// A row of C does not depend on the other rows computed with it: the first 9 rows of a
+// 40-row product, computed alone (one thread, then two), are bit-identical to the same
+// rows in the whole product. (What makes a text batch trimmed to its longest sequence
+// give the same linear outputs as the 77-token batch.)
+TEST_CASE("our AVX-512 float32 GEMM gives each row the same bits whatever rows come with it") {
+  if (!(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512())) {
+    MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
+    return;
+  }
+  const int64_t m = 40, n = 192, k = 900;
+  const auto av = ramp(m * k, 0.29, 0.5), bv = ramp(n * k, 0.31, 0.2);
+  const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end());
+  std::vector<float> whole(m * n), part(9 * n);
+  cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), whole.data(), {1, m, n, k, 0, 0, false, true, 2}, 1.0f, 0.0f);
+  for (const int threads : {1, 2}) {
+    cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), part.data(), {1, 9, n, k, 0, 0, false, true, threads}, 1.0f,
+                                 0.0f);
+    CHECK(std::memcmp(part.data(), whole.data(), part.size() * sizeof(float)) == 0);
+  }
+}
+
+// CpuBackend::linear_epilogue: with our AVX-512 kernel in use, the bias is added in the
+// kernel's stores (no separate pass) for float32 shapes it takes; everything else is
+// refused, having written nothing, and ops::linear then runs the unfused passes.
+TEST_CASE("linear's bias epilogue on the CPU adds the bias inside our AVX-512 kernel") {
+  const int64_t m = 37, k = 100, n = 130;
+  const auto xv = ramp(m * k, 0.21, 0.4), wv = ramp(n * k, 0.43, 0.9), bv = ramp(n, 1.7, 0.2);
+  const Tensor x = f64(xv, {m, k}).to(DType::Float32), w = f64(wv, {n, k}).to(DType::Float32);
+  const Tensor bias = f64(bv, {n}).to(DType::Float32);
+  std::vector<double> want(m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = bv[j];
+      for (int64_t p = 0; p < k; ++p) acc += xv[i * k + p] * wv[j * k + p];
+      want[i * n + j] = acc;
+    }
+  Tensor out = full({m, n}, kNaN, DType::Float32), none;
+  const bool ours = std::string(cpu::gemm::isa_in_use()) == "avx512" && cpu::cpu_has_avx512();
+  const bool fused = kernels().linear_epilogue(x, w, bias, LinearEpilogue::Bias, out, none);
+  CHECK(fused == ours);
+  if (fused) {
+    check_close(out, want, 1e-6 * double(k));
+    // ops::linear takes the same path: the same bits
+    const Tensor through_ops = ops::linear(x, w, bias);
+    CHECK(std::memcmp(through_ops.raw_data(), out.raw_data(), out.numel() * sizeof(float)) == 0);
+  } else {
+    MESSAGE("SKIPPED the fused path: our AVX-512 GEMM is not in use here (", cpu::gemm::isa_in_use(), ")");
+  }
+  check_close(ops::linear(x, w, bias), want, 1e-6 * double(k));  // fused or not, the same function
+  // refused, out untouched: a GELU epilogue, float64, a layer narrower than two panels
+  Tensor untouched = full({m, n}, 7.0, DType::Float32);
+  CHECK_FALSE(kernels().linear_epilogue(x, w, bias, LinearEpilogue::GeluTanhBias, untouched, none));
+  Tensor out64 = full({m, n}, 7.0, DType::Float64);
+  CHECK_FALSE(kernels().linear_epilogue(x.to(DType::Float64), w.to(DType::Float64), bias.to(DType::Float64),
+                                        LinearEpilogue::Bias, out64, none));
+  Tensor narrow_out = full({m, 64}, 7.0, DType::Float32);
+  CHECK_FALSE(kernels().linear_epilogue(x, ops::narrow(w, 0, 0, 64).contiguous(), ops::narrow(bias, 0, 0, 64).contiguous(),
+                                        LinearEpilogue::Bias, narrow_out, none));
+  for (const Tensor* t : {&untouched, &out64, &narrow_out}) {
+    const std::vector<double> v = values(*t);
+    CHECK(std::all_of(v.begin(), v.end(), [](double e) { return e == 7.0; }));
+  }
+}
+
 // tensor/cpu/activation_avx2.cpp: the 8-wide quick_gelu against float64 formulas over
 // -90..90 (both sigmoid tails, exp overflowing and underflowing), lengths with 8-wide
 // and 1024-block tails, and the special values; the backend (vector path when the CPU

@@ -51,6 +51,8 @@ class CpuBackend final : public Backend {
 
   void bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a, bool trans_b,
            double alpha, double beta) override;
+  bool linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearEpilogue epilogue,
+                       Tensor& out, Tensor& pre_activation) override;
 
   void index_select_rows(const Tensor& table, const Tensor& index, Tensor& out) override;
   void index_add_rows(const Tensor& grad, const Tensor& index, Tensor& table_grad) override;

@@ -1,15 +1,17 @@
 // Batched GEMM: out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b], through Eigen.
 // Also the mixed-precision forms (a, b bfloat16, out float32 or bfloat16), see bf16_operands.
 //
-// This file checks the operands, decides how to thread, and picks the Eigen build: the
-// widest of AVX-512 (gemm_avx512.cpp), AVX2+FMA (gemm_avx2.cpp) and the baseline one
-// compiled here that was compiled in and that the CPU runs (MMS_CPU_GEMM=avx2 or
-// baseline caps it). The loop itself is tensor/cpu/gemm_eigen.inl.
+// This file checks the operands, decides how to thread, and picks the build: the widest
+// of AVX-512 (float32: our kernel, sgemm_avx512.cpp, for the large products; else Eigen's
+// AVX-512 build, gemm_avx512.cpp), AVX2+FMA (gemm_avx2.cpp) and the baseline Eigen
+// compiled here that was compiled in and that the CPU runs (MMS_CPU_GEMM=avx512-eigen,
+// avx2 or baseline caps it). The Eigen loop itself is tensor/cpu/gemm_eigen.inl.
 // Eigen never threads a GEMM itself: gemm_eigen.inl threads at the bmm level (see there).
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -28,19 +30,24 @@ namespace {
 // us of fork/join on an idle machine, up to a scheduler time slice on a loaded one.
 constexpr int64_t kThreadedGemmMacs = int64_t(1) << 21;
 
-enum class GemmBuild { Baseline, Avx2, Avx512 };
+// Avx512: our float32 kernel where it takes the shape, Eigen's AVX-512 build otherwise
+// (and for float64); Avx512Eigen: Eigen's build only.
+enum class GemmBuild { Baseline, Avx2, Avx512Eigen, Avx512 };
 
 // The widest build that is compiled in and that this CPU runs, capped by MMS_CPU_GEMM
-// (baseline or avx2: to compare like with like in bench/cpu_ops, or to rule a build out
-// when chasing a numerical difference). Chosen once per process.
+// (baseline, avx2 or avx512-eigen: to compare like with like in bench/cpu_ops, or to
+// rule a build out when chasing a numerical difference). Chosen once per process.
 GemmBuild choose_build() {
   const char* cap = std::getenv("MMS_CPU_GEMM");
   const bool only_baseline = cap && std::strcmp(cap, "baseline") == 0;
   const bool at_most_avx2 = cap && std::strcmp(cap, "avx2") == 0;
-  MMS_CHECK(!cap || only_baseline || at_most_avx2 || *cap == '\0', "MMS_CPU_GEMM=", cap,
-            ": expected baseline or avx2 (or unset for the widest build this CPU runs)");
+  const bool only_eigen = cap && std::strcmp(cap, "avx512-eigen") == 0;
+  MMS_CHECK(!cap || only_baseline || at_most_avx2 || only_eigen || *cap == '\0', "MMS_CPU_GEMM=", cap,
+            ": expected baseline, avx2 or avx512-eigen (or unset for the widest build this CPU runs)");
   if (only_baseline) return GemmBuild::Baseline;
-  if (!at_most_avx2 && gemm::avx512::compiled() && cpu_has_avx512()) return GemmBuild::Avx512;
+  if (!at_most_avx2 && gemm::avx512::compiled() && cpu_has_avx512()) {
+    return !only_eigen && gemm::avx512_sgemm::compiled() ? GemmBuild::Avx512 : GemmBuild::Avx512Eigen;
+  }
   if (gemm::avx2::compiled() && cpu_has_avx2_fma()) return GemmBuild::Avx2;
   return GemmBuild::Baseline;
 }
@@ -50,10 +57,30 @@ GemmBuild build_in_use() {
   return build;
 }
 
+// How many threads a GEMM of `macs` multiply-adds gets: 1 below kThreadedGemmMacs, else
+// up to one per kThreadedGemmMacs (1 inside a pool part).
+int gemm_threads(int64_t macs) {
+  const int threads = parallel_threads();
+  if (macs < kThreadedGemmMacs || threads <= 1) return 1;
+  return static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, macs / kThreadedGemmMacs)));
+}
+
+// ours = false keeps a product on Eigen's build even where our kernel would take it:
+// gemm::serial's callers (attention's per-head products: 77 x 77 x 64 for the text
+// tower qualifies) are too small for whole-panel packing to pay.
 template <typename T>
-void run_bmm(const T* a, const T* b, T* c, const gemm::GemmProblem& problem, T alpha, T beta) {
+void run_bmm(const T* a, const T* b, T* c, const gemm::GemmProblem& problem, T alpha, T beta, bool ours = true) {
   switch (build_in_use()) {
-    case GemmBuild::Avx512: gemm::avx512::bmm(a, b, c, problem, alpha, beta); break;
+    case GemmBuild::Avx512:
+      if constexpr (std::is_same_v<T, float>) {
+        if (ours && gemm::avx512_sgemm::takes(problem)) {
+          gemm::avx512_sgemm::bmm(a, b, c, problem, alpha, beta);
+          break;
+        }
+      }
+      gemm::avx512::bmm(a, b, c, problem, alpha, beta);
+      break;
+    case GemmBuild::Avx512Eigen: gemm::avx512::bmm(a, b, c, problem, alpha, beta); break;
     case GemmBuild::Avx2: gemm::avx2::bmm(a, b, c, problem, alpha, beta); break;
     case GemmBuild::Baseline: gemm::portable::bmm(a, b, c, problem, alpha, beta); break;
   }
@@ -83,7 +110,7 @@ std::vector<float> widen_bf16(const Tensor& t) {
 void gemm::serial(RowsAt<const float> a, RowsAt<const float> b, RowsAt<float> c, int64_t m, int64_t n, int64_t k,
                   bool trans_a, bool trans_b, float alpha, float beta) {
   run_bmm<float>(a.data, b.data, c.data, {1, m, n, k, 0, 0, trans_a, trans_b, 1, a.stride, b.stride, c.stride},
-                 alpha, beta);
+                 alpha, beta, /*ours=*/false);
 }
 
 void gemm::serial(RowsAt<const double> a, RowsAt<const double> b, RowsAt<double> c, int64_t m, int64_t n,
@@ -95,6 +122,7 @@ void gemm::serial(RowsAt<const double> a, RowsAt<const double> b, RowsAt<double>
 const char* gemm::isa_in_use() {
   switch (build_in_use()) {
     case GemmBuild::Avx512: return "avx512";
+    case GemmBuild::Avx512Eigen: return "avx512-eigen";
     case GemmBuild::Avx2: return "avx2+fma";
     case GemmBuild::Baseline: break;
   }
@@ -131,10 +159,7 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
   gemm::GemmProblem problem{batches, m, n, k,
                             a.size(0) == 1 ? 0 : m * k,  // a batch of 1 broadcasts
                             b.size(0) == 1 ? 0 : k * n, trans_a, trans_b, 1};
-  const int64_t macs = batches * m * n * k;
-  const int threads = parallel_threads();  // 1 inside a pool part
-  if (macs >= kThreadedGemmMacs && threads > 1)
-    problem.threads = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, macs / kThreadedGemmMacs)));
+  problem.threads = gemm_threads(batches * m * n * k);
   if (bf16_operands) {
     // The CPU has no bf16 multiply worth using, so the operands are widened to float32
     // (exactly) and the float32 GEMM runs on them: the result is the float32 GEMM of the
@@ -163,6 +188,28 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, Tensor& out, bool trans_a
     T* pc = out.data<T>();
     run_bmm<T>(pa, pb, pc, problem, static_cast<T>(alpha), static_cast<T>(beta));
   });
+}
+
+// The bias epilogue in our AVX-512 kernel: the bias goes into the first depth block's
+// stores, where the unfused path (tensor/ops/linalg.cpp) copies it into out in a pass of
+// its own and the GEMM then reads it back (beta = 1). float32, where the kernel takes the
+// shape; GELU epilogues and every other case return false (the caller's passes run).
+bool CpuBackend::linear_epilogue(const Tensor& x, const Tensor& weight, const Tensor& bias, LinearEpilogue epilogue,
+                                 Tensor& out, Tensor& pre_activation) {
+  (void)pre_activation;
+  if (epilogue != LinearEpilogue::Bias || build_in_use() != GemmBuild::Avx512) return false;
+  for (const Tensor* t : {&x, &weight, &bias, static_cast<const Tensor*>(&out)})
+    if (t->dtype() != DType::Float32 || !t->is_contiguous()) return false;
+  MMS_CHECK(x.dim() == 2 && weight.dim() == 2 && out.dim() == 2 && bias.dim() == 1 && x.size(1) == weight.size(1) &&
+                out.size(0) == x.size(0) && out.size(1) == weight.size(0) && bias.size(0) == weight.size(0),
+            "linear_epilogue: x ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()), ", bias ",
+            shape_str(bias.shape()), " -> out ", shape_str(out.shape()), " do not make a linear layer");
+  const int64_t m = x.size(0), n = weight.size(0), k = x.size(1);
+  gemm::GemmProblem problem{1, m, n, k, 0, 0, false, true, gemm_threads(m * n * k)};
+  if (!gemm::avx512_sgemm::takes(problem)) return false;
+  gemm::avx512_sgemm::bmm(x.data<float>(), weight.data<float>(), out.data<float>(), problem, 1.0f, 0.0f,
+                          bias.data<float>());
+  return true;
 }
 
 }  // namespace mms::cpu

@@ -32,8 +32,10 @@ struct GemmProblem {
   int64_t lda = 0, ldb = 0, ldc = 0;
 };
 
-// Which build bmm runs: "avx512", "avx2+fma" or "baseline" (for benchmarks and logs).
-// MMS_CPU_GEMM=baseline|avx2 caps the choice (to compare builds like for like).
+// Which build bmm runs: "avx512" (float32: our kernel, sgemm_avx512.cpp, where it takes
+// the shape, else Eigen's AVX-512 build), "avx512-eigen" (Eigen's only), "avx2+fma" or
+// "baseline" (for benchmarks and logs). MMS_CPU_GEMM=baseline|avx2|avx512-eigen caps the
+// choice (to compare builds like for like).
 const char* isa_in_use();
 
 // One row-major matrix operand of serial(): its first element and the element stride
@@ -74,5 +76,16 @@ void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float a
 void bmm(const double* a, const double* b, double* c, const GemmProblem& p, double alpha,
          double beta);
 }  // namespace avx512
+
+// Our float32 AVX-512 GEMM (sgemm_avx512.cpp): 48 x 8 register tiles, for the large
+// products (takes: whether it takes this shape; the rest stay with Eigen's build).
+// bias (optional, [N]): added to every row of c in the same pass, c = alpha op(a) op(b)
+// + beta c + bias (a linear layer's forward without a separate bias pass).
+namespace avx512_sgemm {
+bool compiled();
+bool takes(const GemmProblem& p);
+void bmm(const float* a, const float* b, float* c, const GemmProblem& p, float alpha, float beta,
+         const float* bias = nullptr);
+}  // namespace avx512_sgemm
 
 }  // namespace mms::cpu::gemm
