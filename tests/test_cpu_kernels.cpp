@@ -724,7 +724,8 @@ TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naiv
 // (m not a multiple of the 8-row strip), column tails (n not a multiple of the 48-column
 // panel), depths across several 384-deep blocks, alpha and beta (beta = 0 never reads c),
 // row strides wider than the matrices (c's padding left untouched), batch broadcast, and
-// one or two threads split by columns or by rows.
+// one or two threads split over the batch, by rows, or by columns (the strips then packed
+// by both threads together).
 TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
   if (!(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512())) {
     MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
@@ -736,7 +737,8 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
   };
   const float kSentinel = 12345.0f;
   for (const Case cs : {Case{1, 1, 37, 100, 33, 0, 1}, Case{1, 1, 9, 145, 800, 3, 2}, Case{2, 1, 7, 96, 385, 0, 2},
-                        Case{3, 3, 130, 96, 40, 5, 2}, Case{1, 1, 200, 97, 64, 0, 2}, Case{1, 1, 1, 192, 32, 0, 1}}) {
+                        Case{3, 3, 130, 96, 40, 5, 2}, Case{1, 1, 200, 97, 64, 0, 2}, Case{1, 1, 1, 192, 32, 0, 1},
+                        Case{1, 1, 45, 300, 400, 2, 2}}) {
     for (int t = 0; t < 4; ++t) {
       const bool ta = t & 1, tb = t & 2;
       for (const double beta : {0.0, 0.5}) {

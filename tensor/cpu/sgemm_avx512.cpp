@@ -22,7 +22,9 @@
 //         C tile = alpha acc + beta C  (first block)  or  C tile += alpha acc  (later)
 //
 // Threads split the columns of C (whole panels) when C has at least as many columns as
-// rows, else its rows (whole strips); each thread packs what its part needs.
+// rows, and then pack the strips, which all of them read, together once per depth
+// block; else they split its rows (whole strips), each packing its own strips and every
+// panel.
 //
 // Only this file is compiled with AVX-512 (CMakeLists.txt). Everything in it but the
 // two entry points has internal linkage and it uses no inline library template (no
@@ -220,24 +222,29 @@ void micro_kernel(const float* panel, const float* strip, int64_t depth, float* 
   }
 }
 
+// One depth block [k0, k0 + depth) of C[m0:m1, n0:n1]: its panels packed here, its
+// strips (rows m0..m1 of op(a), packed by pack_strips) given.
+void depth_block(const float* strips, const Operand& b, float* c, int64_t ldc, int64_t k0, int64_t depth, int64_t m0,
+                 int64_t m1, int64_t n0, int64_t n1, float alpha, float beta, const float* bias) {
+  float* panel = panel_scratch.get(kPanel * depth);
+  for (int64_t n = n0; n < n1; n += kPanel) {
+    const int64_t cols = smaller(kPanel, n1 - n);
+    pack_panel(b, k0, n, depth, cols, panel);
+    for (int64_t m = m0; m < m1; m += kStrip) {
+      micro_kernel(panel, strips + (m - m0) * depth, depth, c + m * ldc + n, ldc, smaller(kStrip, m1 - m), cols,
+                   alpha, beta, bias ? bias + n : nullptr, k0 == 0);
+    }
+  }
+}
+
 // C[m0:m1, n0:n1] of one GEMM (a, b, c already offset to its batch), on this thread.
 void gemm_block(const Operand& a, const Operand& b, float* c, int64_t ldc, int64_t k, int64_t m0, int64_t m1,
                 int64_t n0, int64_t n1, float alpha, float beta, const float* bias) {
-  const int64_t rows = m1 - m0;
   for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
     const int64_t depth = smaller(kDepth, k - k0);
-    float* strips = strip_scratch.get(round_up(rows, kStrip) * depth);
-    float* panel = panel_scratch.get(kPanel * depth);
-    pack_strips(a, m0, k0, rows, depth, strips);
-    for (int64_t n = n0; n < n1; n += kPanel) {
-      const int64_t cols = smaller(kPanel, n1 - n);
-      pack_panel(b, k0, n, depth, cols, panel);
-      for (int64_t s = 0; s * kStrip < rows; ++s) {
-        const int64_t m = m0 + s * kStrip;
-        micro_kernel(panel, strips + s * depth * kStrip, depth, c + m * ldc + n, ldc, smaller(kStrip, m1 - m), cols,
-                     alpha, beta, bias ? bias + n : nullptr, k0 == 0);
-      }
-    }
+    float* strips = strip_scratch.get(round_up(m1 - m0, kStrip) * depth);
+    pack_strips(a, m0, k0, m1 - m0, depth, strips);
+    depth_block(strips, b, c, ldc, k0, depth, m0, m1, n0, n1, alpha, beta, bias);
   }
 }
 
@@ -263,10 +270,14 @@ void bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, floa
   const int64_t lda = p.lda ? p.lda : (p.trans_a ? m : k);
   const int64_t ldb = p.ldb ? p.ldb : (p.trans_b ? k : n);
   const int64_t ldc = p.ldc ? p.ldc : n;
+  auto operand_a = [&](int64_t i) {  // batch i's op(a) and op(b)
+    return p.trans_a ? Operand{pa + i * p.a_step, 1, lda} : Operand{pa + i * p.a_step, lda, 1};
+  };
+  auto operand_b = [&](int64_t i) {
+    return p.trans_b ? Operand{pb + i * p.b_step, 1, ldb} : Operand{pb + i * p.b_step, ldb, 1};
+  };
   auto run = [&](int64_t i, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    const Operand a = p.trans_a ? Operand{pa + i * p.a_step, 1, lda} : Operand{pa + i * p.a_step, lda, 1};
-    const Operand b = p.trans_b ? Operand{pb + i * p.b_step, 1, ldb} : Operand{pb + i * p.b_step, ldb, 1};
-    gemm_block(a, b, pc + i * m * ldc, ldc, k, m0, m1, n0, n1, alpha, beta, bias);
+    gemm_block(operand_a(i), operand_b(i), pc + i * m * ldc, ldc, k, m0, m1, n0, n1, alpha, beta, bias);
   };
   if (p.threads <= 1 || p.batches >= p.threads) {
     if (p.threads <= 1) {
@@ -278,23 +289,46 @@ void bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, floa
     }
     return;
   }
-  // Split each GEMM along C's longer side, in whole panels or strips: splitting the
-  // columns repeats the strip packing in every thread, splitting the rows the panels'.
+  // Split each GEMM along C's longer side, in whole panels or strips.
   const bool by_columns = n >= m;
   const int64_t unit = by_columns ? kPanel : kStrip, extent = by_columns ? n : m;
   const int64_t units = (extent + unit - 1) / unit;
   const int64_t parts = smaller(p.threads, units);
-  parallel_parts(p.batches * parts, [&](int64_t job) {
-    const int64_t i = job / parts, part = job % parts;
-    const int64_t begin = smaller(extent, units * part / parts * unit);
-    const int64_t end = smaller(extent, units * (part + 1) / parts * unit);
-    if (begin >= end) return;
-    if (by_columns) {
-      run(i, 0, m, begin, end);
-    } else {
-      run(i, begin, end, 0, n);
+  // Part `part`'s share [begin, end) of `count` units of `size` (capped at `limit`).
+  auto share = [parts](int64_t part, int64_t count, int64_t size, int64_t limit, int64_t& begin, int64_t& end) {
+    begin = smaller(limit, count * part / parts * size);
+    end = smaller(limit, count * (part + 1) / parts * size);
+  };
+  if (!by_columns) {  // each thread packs its own rows' strips and every panel
+    parallel_parts(p.batches * parts, [&](int64_t job) {
+      int64_t begin, end;
+      share(job % parts, units, kStrip, m, begin, end);
+      if (begin < end) run(job / parts, begin, end, 0, n);
+    });
+    return;
+  }
+  // Split by columns, every thread needs all the strips: they are packed once, by all
+  // threads together, per depth block, into the calling thread's buffer, and then read
+  // by all (two pool jobs per block; the first returns when every strip is packed).
+  const int64_t strip_count = (m + kStrip - 1) / kStrip;
+  for (int64_t i = 0; i < p.batches; ++i) {
+    const Operand a = operand_a(i), b = operand_b(i);
+    float* c = pc + i * m * ldc;
+    for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
+      const int64_t depth = smaller(kDepth, k - k0);
+      float* strips = strip_scratch.get(strip_count * kStrip * depth);
+      parallel_parts(parts, [&](int64_t part) {
+        int64_t begin, end;
+        share(part, strip_count, kStrip, m, begin, end);
+        if (begin < end) pack_strips(a, begin, k0, end - begin, depth, strips + begin * depth);
+      });
+      parallel_parts(parts, [&](int64_t part) {
+        int64_t begin, end;
+        share(part, units, kPanel, n, begin, end);
+        if (begin < end) depth_block(strips, b, c, ldc, k0, depth, 0, m, begin, end, alpha, beta, bias);
+      });
     }
-  });
+  }
 }
 
 }  // namespace mms::cpu::gemm::avx512_sgemm
