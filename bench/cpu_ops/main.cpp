@@ -19,6 +19,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/cpu/gemm_kernel.h"
+#include "tensor/ops.h"
 #include "tensor/tensor.h"
 
 using namespace mms;
@@ -56,7 +57,8 @@ Tensor filled(const Shape& shape, uint64_t seed) {
 
 const char* gemm_isa_label() {
   const char* isa = cpu::gemm::isa_in_use();
-  if (std::strcmp(isa, "avx512") == 0) return "AVX-512";
+  if (std::strcmp(isa, "avx512") == 0) return "AVX-512 (float32: our kernel where it takes the shape)";
+  if (std::strcmp(isa, "avx512-eigen") == 0) return "AVX-512 (Eigen's kernels only)";
   return std::strcmp(isa, "avx2+fma") == 0 ? "AVX2+FMA" : "this build's flags";
 }
 
@@ -74,7 +76,7 @@ int main(int argc, char** argv) {
 
   // bmm may run an AVX2+FMA build of Eigen (tensor/cpu/gemm_avx2.cpp) while the Eigen
   // column is this program's own build; say which, so the ratio is read correctly.
-  std::printf("bmm runs Eigen built for: %s; the Eigen column uses: %s\n\n",
+  std::printf("bmm runs the GEMM built for: %s; the Eigen column uses: %s\n\n",
               gemm_isa_label(), Eigen::SimdInstructionSetsInUse());
   std::printf("%-28s %12s %14s %8s\n", "GEMM (M = N = K)", "bmm GFLOP/s", "Eigen GFLOP/s", "ratio");
   for (int64_t n : {512, 1024, 2048}) {
@@ -101,6 +103,30 @@ int main(int argc, char** argv) {
                                       min_reps);
     std::printf("%-28s %12.1f\n", "linear 1024x768 @ W^T", flops / fwd * 1e-9);
     std::printf("%-28s %12.1f\n", "weight grad dY^T X", flops / wgrad * 1e-9);
+  }
+  // The ViT-B/32 image tower's linear layers at batch 8 (400 token rows), each over 12
+  // different weights in turn as the tower's 12 layers are (so the weights come from
+  // memory, not cache): tools/bench_linear_torch.py times the same with PyTorch.
+  {
+    struct LinearCase {
+      const char* name;
+      int64_t in, out;
+    };
+    const int64_t rows = 400, layers = 12;
+    for (LinearCase lc : {LinearCase{"ViT b8 qkv 400x768x768", 768, 768},
+                          LinearCase{"ViT b8 fc1 400x768x3072", 768, 3072},
+                          LinearCase{"ViT b8 fc2 400x3072x768", 3072, 768}}) {
+      Tensor x = filled({rows, lc.in}, 13), bias = filled({lc.out}, 14);
+      std::vector<Tensor> weights;
+      for (int64_t l = 0; l < layers; ++l) weights.push_back(filled({lc.out, lc.in}, 15 + static_cast<uint64_t>(l)));
+      Tensor y = empty({rows, lc.out});
+      const double t = best_seconds(
+          [&] {
+            for (const Tensor& w : weights) y = ops::linear(x, w, bias);
+          },
+          budget, min_reps);
+      std::printf("%-28s %12.1f\n", lc.name, 2.0 * rows * lc.in * lc.out * layers / t * 1e-9);
+    }
   }
   // A batch of attention-sized products (batch-parallel path).
   {
