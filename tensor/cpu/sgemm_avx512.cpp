@@ -1,10 +1,11 @@
 // A float32 GEMM for AVX-512, written out: c = alpha op(a) op(b) + beta c, row-major.
 //
-// Why not Eigen's: on the ViT-B/32 linear shapes (400 x 768 x 2304 and the like, 2
-// threads of a Xeon with two 512-bit FMA units) Eigen 3.4's AVX-512 build reaches
-// 285-325 GFLOP/s, 60-67% of the measured FMA peak (481), and the image tower spends
-// 88% of its time there. This kernel reaches 330-365 on the same shapes, in the same
-// run (docs/performance_cpu.md). The difference is not the inner loop (Eigen's is
+// Why not Eigen's: on the ViT-B/32 linear shapes (400 rows x 768 -> 768 or 3072 and
+// back, 12 weights in turn; bench/cpu_ops) on a 2-core Xeon with two 512-bit FMA units
+// (measured peak 481 GFLOP/s), Eigen 3.4's AVX-512 build ran at 152-176 GFLOP/s on one
+// thread and 294-346 on two, and the image tower spends ~88% of its time in GEMMs. This
+// kernel ran at 187-197 and 306-381 in the same sitting (MKL: 347-378 on two;
+// docs/performance_cpu.md). The difference is not the inner loop (Eigen's is
 // fine) but the shape of the work around it: Eigen's 48 x 4 register tile reads 7
 // values per 12 FMAs and its row-major weight packing gathers one float from each of 48
 // rows at a time; here the tile is 48 x 8 (24 accumulators, 11 loads per 24 FMAs) and
