@@ -64,7 +64,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // writes the three gradients into one packed tensor: in place with the tensor-core tiles
 // and the CPU's kernel, which also read the views where they lie and write an output
 // whose head merge is a view; the other paths gather each head view once (kept for the
-// backward) and copy their gradients in. Under autocast a float32 qkv's head views are gathered as bf16.
+// backward) and copy their gradients in. Under autocast a float32 qkv's head views are
+// gathered as bf16.
 Tensor packed_self_attention(const Tensor& qkv, int64_t heads, const Tensor& key_keep, bool causal,
                              std::optional<double> scale) {
   MMS_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,

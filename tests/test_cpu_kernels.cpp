@@ -720,6 +720,16 @@ TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naiv
   }
 }
 
+// Whether this build and CPU run our AVX-512 float32 GEMM (the tests of it skip, saying
+// so, where not).
+namespace {
+bool our_avx512_gemm_runs_here() {
+  const bool runs = cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512();
+  if (!runs) MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
+  return runs;
+}
+}  // namespace
+
 // tensor/cpu/sgemm_avx512.cpp, called directly: every transpose combination, row tails
 // (m not a multiple of the 8-row strip), column tails (n not a multiple of the 48-column
 // panel), depths across several 384-deep blocks, alpha and beta (beta = 0 never reads c),
@@ -727,10 +737,7 @@ TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naiv
 // one or two threads split over the batch, by rows, or by columns (the strips then packed
 // by both threads together).
 TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
-  if (!(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512())) {
-    MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
-    return;
-  }
+  if (!our_avx512_gemm_runs_here()) return;
   struct Case {
     int64_t batches, a_batches, m, n, k, pad;
     int threads;
@@ -790,10 +797,7 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
 // rows in the whole product. (What makes a text batch trimmed to its longest sequence
 // give the same linear outputs as the 77-token batch.)
 TEST_CASE("our AVX-512 float32 GEMM gives each row the same bits whatever rows come with it") {
-  if (!(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512())) {
-    MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
-    return;
-  }
+  if (!our_avx512_gemm_runs_here()) return;
   const int64_t m = 40, n = 192, k = 900;
   const auto av = ramp(m * k, 0.29, 0.5), bv = ramp(n * k, 0.31, 0.2);
   const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end());

@@ -280,14 +280,14 @@ void bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, floa
   auto run = [&](int64_t i, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     gemm_block(operand_a(i), operand_b(i), pc + i * m * ldc, ldc, k, m0, m1, n0, n1, alpha, beta, bias);
   };
-  if (p.threads <= 1 || p.batches >= p.threads) {
-    if (p.threads <= 1) {
-      for (int64_t i = 0; i < p.batches; ++i) run(i, 0, m, 0, n);
-    } else {
-      parallel_ranges(p.batches, p.threads, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) run(i, 0, m, 0, n);
-      });
-    }
+  if (p.threads <= 1) {
+    for (int64_t i = 0; i < p.batches; ++i) run(i, 0, m, 0, n);
+    return;
+  }
+  if (p.batches >= p.threads) {  // whole GEMMs per thread
+    parallel_ranges(p.batches, p.threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) run(i, 0, m, 0, n);
+    });
     return;
   }
   // Split each GEMM along C's longer side, in whole panels or strips.
