@@ -1,10 +1,10 @@
 #include "tensor/storage.h"
 
-#include <cstdlib>
 #include <string>
 
 #include "tensor/backend.h"
 #include "tensor/error.h"
+#include "tensor/host_cache.h"
 
 namespace mms {
 
@@ -30,11 +30,10 @@ Storage::~Storage() {
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device.is_cpu()) {
-    // aligned_alloc needs a size that is a multiple of the alignment; never ask for 0.
-    const size_t rounded = ((nbytes + 63) / 64) * 64 + 64 * (nbytes == 0);
-    void* data = std::aligned_alloc(64, rounded);
-    MMS_CHECK(data != nullptr, "allocate: out of host memory asking for ", nbytes, " bytes");
-    return std::make_shared<Storage>(data, nbytes, device, [](void* p) { std::free(p); });
+    size_t capacity = 0;
+    void* data = host_allocate(nbytes, &capacity);  // large blocks are reused (host_cache.h)
+    return std::make_shared<Storage>(data, nbytes, device,
+                                     [capacity](void* p) { host_release(p, capacity); });
   }
   void* data = nbytes == 0 ? nullptr : device_allocate(nbytes, device);
   return std::make_shared<Storage>(data, nbytes, device,
