@@ -96,6 +96,13 @@ class Backend {
 
   // x contiguous [M, R] -> out [M] (ArgMax: Int64, first maximum wins).
   virtual void reduce_last(ReduceOp op, const Tensor& x, Tensor& out) = 0;
+  // The column sums of contiguous x [M, N] into out [N] (x's dtype): the bias gradient's
+  // shape. False when the device has no such kernel for x's dtype; ops::sum then runs a
+  // ones-row GEMV.
+  virtual bool sum_rows(const Tensor& x, Tensor& out) {
+    (void)x, (void)out;
+    return false;
+  }
 
   // Row-wise over the last dim of contiguous [M, N].
   virtual void softmax_last(const Tensor& x, Tensor& out, bool log) = 0;

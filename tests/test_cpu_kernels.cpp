@@ -491,6 +491,42 @@ TEST_CASE("reduce_last: sums in double, first argmax, stable logsumexp") {
   CHECK(all);
 }
 
+TEST_CASE("sum_rows: column sums in double, every column width, float32 and float64") {
+  // A column of 1e8 and sixteen 1s: float32 accumulation would lose every 1.
+  std::vector<float> column_case(17 * 3, 0.5f);
+  for (int64_t m = 0; m < 17; ++m) column_case[m * 3 + 1] = m == 0 ? 1e8f : 1.0f;
+  Tensor s = empty({3}, DType::Float32);
+  REQUIRE(kernels().sum_rows(f32(column_case, {17, 3}), s));
+  check_close(s, {8.5, 100000016.0, 8.5}, 0);
+
+  // Widths around the 32-column block, rows that are not a multiple of anything.
+  for (int64_t cols : {1, 31, 32, 33, 70, 200}) {
+    CAPTURE(cols);
+    const int64_t rows = 37;
+    std::vector<double> x(rows * cols), want(cols, 0.0);
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t j = 0; j < cols; ++j) {
+        x[m * cols + j] = std::ldexp(static_cast<double>((m * 131 + j * 17) % 97) - 48.0, -5);
+        want[j] += x[m * cols + j];  // exact: multiples of 2^-5 far from 2^53
+      }
+    Tensor out64 = empty({cols}, DType::Float64);
+    REQUIRE(kernels().sum_rows(f64(x, {rows, cols}), out64));
+    check_close(out64, want, 0);
+    Tensor out32 = empty({cols}, DType::Float32);
+    REQUIRE(kernels().sum_rows(f64(x, {rows, cols}).to(DType::Float32), out32));
+    check_close(out32, want, 0);
+  }
+  // bf16 has no column-sum kernel here: the caller falls back to the GEMV.
+  Tensor half_out = empty({3}, DType::BFloat16);
+  CHECK_FALSE(kernels().sum_rows(f32(column_case, {17, 3}).to(DType::BFloat16), half_out));
+  Tensor wrong = empty({4}, DType::Float32);
+  CHECK_THROWS_WITH_AS(kernels().sum_rows(f32(column_case, {17, 3}), wrong),
+                       doctest::Contains("column sums of [17, 3]"), Error);
+  // And through ops::sum over the leading dims of a 3-d tensor.
+  Tensor x3 = f64({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {2, 3, 2});
+  check_close(ops::sum(x3, {0, 1}), {36, 42}, 0);
+}
+
 // ---- softmax and layer norm ----------------------------------------------------------
 
 TEST_CASE("softmax and log_softmax forward and backward") {
@@ -1428,11 +1464,14 @@ TEST_CASE("cpu row kernels on the pool: threaded results equal single-threaded o
     kernels().listmle(scores, ranks, kept, loss, grad);
     Tensor probs = nan_filled(att_scores.shape()), lse = nan_filled({4, 3, 40});
     kernels().attention_softmax(att_scores, key_keep, true, probs, lse);
-    return std::vector<Tensor>{sm, lsm, back, sums, selected, table_grad, gathered, scattered, loss, grad, probs, lse};
+    Tensor column_sums = nan_filled({128});
+    kernels().sum_rows(grad_rows, column_sums);
+    return std::vector<Tensor>{sm, lsm, back, sums, selected, table_grad, gathered, scattered, loss, grad, probs, lse,
+                               column_sums};
   };
   const char* names[] = {"softmax", "log_softmax", "softmax_backward", "logsumexp", "index_select_rows",
                          "index_add_rows", "gather_last", "scatter_add_last", "listmle loss", "listmle grad",
-                         "attention_softmax probs", "attention_softmax lse"};
+                         "attention_softmax probs", "attention_softmax lse", "sum_rows"};
   omp_set_num_threads(1);
   const std::vector<Tensor> serial = run_all();
   omp_set_num_threads(3);

@@ -36,6 +36,7 @@ class CpuBackend final : public Backend {
   void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) override;
 
   void reduce_last(ReduceOp op, const Tensor& x, Tensor& out) override;
+  bool sum_rows(const Tensor& x, Tensor& out) override;
 
   void softmax_last(const Tensor& x, Tensor& out, bool log) override;
   void softmax_last_backward(const Tensor& grad_out, const Tensor& y, Tensor& grad_in,

@@ -1,10 +1,12 @@
 // Reductions over the last dim of a contiguous [M, R] tensor: sum, max, min, argmax,
 // logsumexp. One row per output element; rows run in parallel when there are enough.
+// And the column sums of a contiguous [M, N] tensor (sum_rows: every bias gradient).
 //
 // Sums accumulate in double for float32 (a 4096-wide row of float32 loses ~3 digits
 // otherwise). Max/min propagate NaN; argmax returns the first maximum (the first NaN
 // if any). logsumexp subtracts the row max first, and a row that is all -inf (an
 // empty or fully masked row) gives -inf rather than NaN.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -88,7 +90,45 @@ void for_rows(const T* x, Out* out, int64_t rows, int64_t width, RowFn fn) {
   });
 }
 
+// Column sums, out[j] = sum over m of x[m, j], each accumulated in double row after row.
+// The columns are cut into blocks of kColumnBlock (two cache lines of float32), a block's
+// accumulators stay in registers or L1 while its rows stream past, and blocks run in
+// parallel: every column's sum is the same whatever the thread count. (Through the
+// ones-row GEMV this was a one-row product: the whole [M, N] operand packed for a tile
+// that used one row in eight, on one thread.)
+template <typename T>
+void column_sums(const T* x, T* out, int64_t rows, int64_t cols) {
+  constexpr int64_t kColumnBlock = 32;
+  const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
+  parallel_rows(blocks, rows * cols, [&](int64_t first, int64_t last) {
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t begin = block * kColumnBlock, width = std::min(kColumnBlock, cols - begin);
+      double total[kColumnBlock] = {};
+      for (int64_t m = 0; m < rows; ++m) {
+        const T* row = x + m * cols + begin;
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) total[j] += static_cast<double>(row[j]);
+      }
+      for (int64_t j = 0; j < width; ++j) out[begin + j] = static_cast<T>(total[j]);
+    }
+  });
+}
+
 }  // namespace
+
+bool CpuBackend::sum_rows(const Tensor& x, Tensor& out) {
+  const char* name = "sum";
+  if (x.dtype() != DType::Float32 && x.dtype() != DType::Float64) return false;
+  check_contiguous(name, "input", x);
+  check_contiguous(name, "output", out);
+  MMS_CHECK(x.dim() == 2 && out.numel() == x.size(1) && out.dtype() == x.dtype(), name, ": column sums of ",
+            shape_str(x.shape()), " cannot go to ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  dispatch_floating(x.dtype(), name, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    column_sums(x.data<T>(), out.data<T>(), x.size(0), x.size(1));
+  });
+  return true;
+}
 
 void CpuBackend::reduce_last(ReduceOp op, const Tensor& x, Tensor& out) {
   const char* name = reduce_op_name(op);

@@ -46,10 +46,11 @@ ReductionPlan plan_reduction(const Tensor& x, std::vector<int64_t> dims, const c
 }  // namespace
 
 namespace {
-// Sum over the leading `lead` dims of a contiguous tensor as one GEMV:
-// [1, M] ones @ [M, N] -> [1, N]. The generic path would first transpose x so the
-// reduced dims come last (a full copy); this reads x once, and it is the shape of
-// every bias gradient (sum of dy over all rows) and of most broadcast gradients.
+// Sum over the leading `lead` dims of a contiguous tensor as column sums of [M, N]: the
+// device's own kernel (Backend::sum_rows) or one GEMV, [1, M] ones @ [M, N] -> [1, N].
+// The generic path would first transpose x so the reduced dims come last (a full copy);
+// this reads x once, and it is the shape of every bias gradient (sum of dy over all
+// rows) and of most broadcast gradients.
 bool sums_leading_dims(const Tensor& x, const std::vector<int64_t>& dims, int64_t& lead) {
   if (dims.empty() || !x.is_contiguous()) return false;
   std::vector<bool> reduced(x.dim(), false);
@@ -69,8 +70,12 @@ Tensor sum_leading_dims(const Tensor& x, int64_t lead, bool keepdim) {
   if (m == 0) {
     fill_(out, 0.0);
   } else {
-    Tensor ones_row = full({1, 1, m}, 1.0, x.dtype(), x.device());
-    backend_for(x.device()).bmm(ones_row, reshape(x, {1, m, n}), out, false, false, 1.0, 0.0);
+    Backend& backend = backend_for(x.device());
+    Tensor out_row = reshape(out, {n});
+    if (!backend.sum_rows(reshape(x, {m, n}), out_row)) {
+      Tensor ones_row = full({1, 1, m}, 1.0, x.dtype(), x.device());
+      backend.bmm(ones_row, reshape(x, {1, m, n}), out, false, false, 1.0, 0.0);
+    }
   }
   Shape shape;
   for (int64_t d = 0; d < x.dim(); ++d)
