@@ -18,6 +18,11 @@
 // saved lse: one extra pass over S, small beside the four GEMMs, and it keeps float64
 // gradients exact even when lse was saved in float32.
 //
+// float32 heads whose head_dim is a multiple of 16 run attention_avx512.cpp's kernels
+// instead where the CPU has AVX-512 (attention_kernel.h: broadcast FMAs, one register per
+// 16 head dims: the default fine-tune step's attention, forward and backward, went
+// from 2.4 to 1.4 ms on the 2-core AVX-512 Xeon, bench/step --profile).
+//
 // (b, h) pairs run in parallel with per-thread [Lq, Lk] scratch; inside a parallel
 // region each GEMM is single-threaded (gemm::serial: the SIMD build bmm uses, AVX-512 or
 // AVX2 where the CPU has it; the baseline Eigen compiled into this file would run SSE2:
@@ -26,12 +31,15 @@
 // still, 7.8 ms). Eigen's own GEMM threading is off in every file of the library
 // (EIGEN_DONT_PARALLELIZE; why: tensor/cpu/gemm_eigen.inl).
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 
+#include "tensor/cpu/attention_kernel.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/gemm_kernel.h"
 #include "tensor/cpu/parallel.h"
@@ -158,6 +166,24 @@ void for_each_head(int64_t count, int64_t work, Scratch make_scratch, Body body)
   }
 }
 
+// True when attention_avx512.cpp's kernels run these heads: float32, a head_dim they
+// take, a CPU with AVX-512, and our AVX-512 kernels in use (MMS_CPU_GEMM=avx512-eigen
+// turns them off with our GEMM, for like-for-like comparisons).
+template <typename T>
+bool avx512_heads(const AttentionDims& n) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    return attention_avx512::compiled() && attention_avx512::takes(n.d, n.lk) &&
+           std::strcmp(gemm::isa_in_use(), "avx512") == 0;
+  }
+}
+
+template <typename T>
+attention_avx512::HeadRows head_rows(gemm::RowsAt<const T> m) { return {m.data, m.stride}; }
+template <typename T>
+attention_avx512::HeadRowsOut head_rows_out(gemm::RowsAt<T> m) { return {m.data, m.stride}; }
+
 template <typename T, typename L>
 void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const uint8_t* keep_all,
                      bool causal, T scale, Tensor& out, Tensor& lse, const AttentionDims& n) {
@@ -168,8 +194,27 @@ void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const ui
     RowMatrix<T> s;
     std::vector<double> lse;
   };
-  auto make = [&] { return Scratch{RowMatrix<T>(n.lq, n.lk), std::vector<double>(n.lq)}; };
   const int64_t heads = n.batch * n.heads;
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx512_heads<T>(n)) {
+      struct Floats {
+        std::vector<float> scratch;
+        std::vector<double> lse;
+      };
+      auto make_floats = [&] {
+        return Floats{std::vector<float>(attention_avx512::scratch_floats(n.lq, n.lk, n.d)), std::vector<double>(n.lq)};
+      };
+      for_each_head(heads, heads * n.lq * n.lk * n.d, make_floats, [&](int64_t bh, Floats& sc) {
+        const attention_avx512::HeadShape shape{n.lq, n.lk, n.d, keep_all + (bh / n.heads) * n.lk, causal, scale};
+        attention_avx512::forward(shape, head_rows(qs.at(bh, n.heads)), head_rows(ks.at(bh, n.heads)),
+                                  head_rows(vs.at(bh, n.heads)), head_rows_out(os.at(bh, n.heads)), sc.lse.data(),
+                                  sc.scratch.data());
+        for (int64_t i = 0; i < n.lq; ++i) pl[bh * n.lq + i] = static_cast<L>(sc.lse[i]);
+      });
+      return;
+    }
+  }
+  auto make = [&] { return Scratch{RowMatrix<T>(n.lq, n.lk), std::vector<double>(n.lq)}; };
   for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
     const int64_t b = bh / n.heads;
     const gemm::RowsAt<T> scores{sc.s.data(), n.lk};
@@ -196,11 +241,25 @@ void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Ten
     RowMatrix<T> p, dp;
     Eigen::Matrix<T, Eigen::Dynamic, 1> row_dot;
   };
+  const int64_t heads = n.batch * n.heads;
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx512_heads<T>(n)) {
+      auto make_floats = [&] { return std::vector<float>(attention_avx512::scratch_floats(n.lq, n.lk, n.d)); };
+      for_each_head(heads, heads * n.lq * n.lk * n.d, make_floats, [&](int64_t bh, std::vector<float>& scratch) {
+        const attention_avx512::HeadShape shape{n.lq, n.lk, n.d, keep_all + (bh / n.heads) * n.lk, causal, scale};
+        attention_avx512::backward(shape, head_rows(gs.at(bh, n.heads)), head_rows(qs.at(bh, n.heads)),
+                                   head_rows(ks.at(bh, n.heads)), head_rows(vs.at(bh, n.heads)),
+                                   head_rows(os.at(bh, n.heads)), head_rows_out(gqs.at(bh, n.heads)),
+                                   head_rows_out(gks.at(bh, n.heads)), head_rows_out(gvs.at(bh, n.heads)),
+                                   scratch.data());
+      });
+      return;
+    }
+  }
   auto make = [&] {
     return Scratch{RowMatrix<T>(n.lq, n.lk), RowMatrix<T>(n.lq, n.lk),
                    Eigen::Matrix<T, Eigen::Dynamic, 1>(n.lq)};
   };
-  const int64_t heads = n.batch * n.heads;
   for_each_head(heads, heads * n.lq * n.lk * n.d, make, [&](int64_t bh, Scratch& sc) {
     const int64_t b = bh / n.heads;
     const gemm::RowsAt<const T> Q = qs.at(bh, n.heads), K = ks.at(bh, n.heads), V = vs.at(bh, n.heads),
