@@ -93,29 +93,55 @@ void layer_norm_backward_typed(const Tensor& grad_y, const Tensor& x, const Tens
       const T* g = pg + m * width;
       const T* row = px + m * width;
       const double mu = pmean[m], r = prstd[m];
-      if (acc_w || acc_b) {
+      // Every branch is outside its loop, so each loop vectorises (with the tests
+      // inside, GCC ran all of this one double at a time: 9% of a default step).
+      if (acc_w && acc_b) {
+#pragma omp simd
         for (int64_t j = 0; j < width; ++j) {
-          if (acc_w) acc_w[j] += static_cast<double>(g[j]) * ((row[j] - mu) * r);
-          if (acc_b) acc_b[j] += g[j];
+          acc_w[j] += static_cast<double>(g[j]) * ((row[j] - mu) * r);
+          acc_b[j] += g[j];
         }
+      } else if (acc_w) {
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) acc_w[j] += static_cast<double>(g[j]) * ((row[j] - mu) * r);
+      } else if (acc_b) {
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) acc_b[j] += g[j];
       }
       if (!pgx) continue;
       // mean(h) and mean(h * xhat) over the row, h = grad_y * weight
       double sum_h = 0.0, sum_h_xhat = 0.0;
+      if (pw) {
 #pragma omp simd reduction(+ : sum_h, sum_h_xhat)
-      for (int64_t j = 0; j < width; ++j) {
-        const double h = pw ? static_cast<double>(g[j]) * pw[j] : static_cast<double>(g[j]);
-        sum_h += h;
-        sum_h_xhat += h * ((row[j] - mu) * r);
+        for (int64_t j = 0; j < width; ++j) {
+          const double h = static_cast<double>(g[j]) * pw[j];
+          sum_h += h;
+          sum_h_xhat += h * ((row[j] - mu) * r);
+        }
+      } else {
+#pragma omp simd reduction(+ : sum_h, sum_h_xhat)
+        for (int64_t j = 0; j < width; ++j) {
+          const double h = g[j];
+          sum_h += h;
+          sum_h_xhat += h * ((row[j] - mu) * r);
+        }
       }
       const T mean_h = static_cast<T>(sum_h / width);
       const T mean_h_xhat = static_cast<T>(sum_h_xhat / width);
       const T mu_t = static_cast<T>(mu), r_t = static_cast<T>(r);
       T* gx = pgx + m * width;
-      for (int64_t j = 0; j < width; ++j) {
-        const T h = pw ? g[j] * pw[j] : g[j];
-        const T xhat = (row[j] - mu_t) * r_t;
-        gx[j] = r_t * (h - mean_h - xhat * mean_h_xhat);
+      if (pw) {
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) {
+          const T xhat = (row[j] - mu_t) * r_t;
+          gx[j] = r_t * (g[j] * pw[j] - mean_h - xhat * mean_h_xhat);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) {
+          const T xhat = (row[j] - mu_t) * r_t;
+          gx[j] = r_t * (g[j] - mean_h - xhat * mean_h_xhat);
+        }
       }
       // The folded addend in a pass of its own, after the row is stored: the same
       // rounding as the separate add it replaces (no multiply-add contraction across it).
