@@ -772,7 +772,9 @@ bool our_avx512_gemm_runs_here() {
 // panel), depths across several 384-deep blocks, alpha and beta (beta = 0 never reads c),
 // row strides wider than the matrices (c's padding left untouched), batch broadcast, and
 // one or two threads split over the batch, by rows, or by columns (the strips then packed
-// by both threads together).
+// by both threads together). And the narrow path (n = 16..64, a multiple of 16): 6-row
+// tile tails, a transposed op(b) with a depth that is not a multiple of 16, batches per
+// thread and rows split.
 TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
   if (!our_avx512_gemm_runs_here()) return;
   struct Case {
@@ -782,7 +784,8 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
   const float kSentinel = 12345.0f;
   for (const Case cs : {Case{1, 1, 37, 100, 33, 0, 1}, Case{1, 1, 9, 145, 800, 3, 2}, Case{2, 1, 7, 96, 385, 0, 2},
                         Case{3, 3, 130, 96, 40, 5, 2}, Case{1, 1, 200, 97, 64, 0, 2}, Case{1, 1, 1, 192, 32, 0, 1},
-                        Case{1, 1, 45, 300, 400, 2, 2}}) {
+                        Case{1, 1, 45, 300, 400, 2, 2}, Case{1, 1, 37, 64, 64, 0, 1}, Case{1, 1, 13, 16, 17, 3, 2},
+                        Case{3, 3, 50, 48, 40, 2, 2}, Case{2, 1, 9, 32, 300, 0, 2}, Case{1, 1, 200, 64, 130, 1, 2}}) {
     for (int t = 0; t < 4; ++t) {
       const bool ta = t & 1, tb = t & 2;
       for (const double beta : {0.0, 0.5}) {
@@ -824,9 +827,13 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
       }
     }
   }
-  // Narrower than two panels or shallow products are left to Eigen.
+  // Between the narrow path and two panels, or shallow: left to Eigen.
   CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 95, 64, 0, 0, false, true, 1}));
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 80, 64, 0, 0, false, true, 1}));
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 50, 64, 0, 0, false, true, 1}));
   CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 768, 16, 0, 0, false, true, 1}));
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 400, 64, 15, 0, 0, false, true, 1}));
+  CHECK(cpu::gemm::avx512_sgemm::takes({1, 400, 64, 16, 0, 0, false, true, 1}));
 }
 
 // A row of C does not depend on the other rows computed with it: the first 9 rows of a
@@ -835,15 +842,18 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
 // give the same linear outputs as the 77-token batch.)
 TEST_CASE("our AVX-512 float32 GEMM gives each row the same bits whatever rows come with it") {
   if (!our_avx512_gemm_runs_here()) return;
-  const int64_t m = 40, n = 192, k = 900;
-  const auto av = ramp(m * k, 0.29, 0.5), bv = ramp(n * k, 0.31, 0.2);
-  const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end());
-  std::vector<float> whole(m * n), part(9 * n);
-  cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), whole.data(), {1, m, n, k, 0, 0, false, true, 2}, 1.0f, 0.0f);
-  for (const int threads : {1, 2}) {
-    cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), part.data(), {1, 9, n, k, 0, 0, false, true, threads}, 1.0f,
-                                 0.0f);
-    CHECK(std::memcmp(part.data(), whole.data(), part.size() * sizeof(float)) == 0);
+  for (const int64_t n : {192, 64}) {  // the panel path and the narrow one
+    INFO("n ", n);
+    const int64_t m = 40, k = 900;
+    const auto av = ramp(m * k, 0.29, 0.5), bv = ramp(n * k, 0.31, 0.2);
+    const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end());
+    std::vector<float> whole(m * n), part(9 * n);
+    cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), whole.data(), {1, m, n, k, 0, 0, false, true, 2}, 1.0f, 0.0f);
+    for (const int threads : {1, 2}) {
+      cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), part.data(), {1, 9, n, k, 0, 0, false, true, threads}, 1.0f,
+                                   0.0f);
+      CHECK(std::memcmp(part.data(), whole.data(), part.size() * sizeof(float)) == 0);
+    }
   }
 }
 
@@ -875,14 +885,26 @@ TEST_CASE("linear's bias epilogue on the CPU adds the bias inside our AVX-512 ke
     MESSAGE("SKIPPED the fused path: our AVX-512 GEMM is not in use here (", cpu::gemm::isa_in_use(), ")");
   }
   check_close(ops::linear(x, w, bias), want, 1e-6 * double(k));  // fused or not, the same function
-  // refused, out untouched: a GELU epilogue, float64, a layer narrower than two panels
+  // a 64-wide layer takes the narrow path, bias and all
+  if (ours) {
+    const int64_t narrow_n = 64;
+    Tensor out64wide = full({m, narrow_n}, kNaN, DType::Float32);
+    CHECK(kernels().linear_epilogue(x, ops::narrow(w, 0, 0, narrow_n).contiguous(),
+                                    ops::narrow(bias, 0, 0, narrow_n).contiguous(), LinearEpilogue::Bias, out64wide,
+                                    none));
+    std::vector<double> want64(m * narrow_n);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < narrow_n; ++j) want64[i * narrow_n + j] = want[i * n + j];
+    check_close(out64wide, want64, 1e-6 * double(k));
+  }
+  // refused, out untouched: a GELU epilogue, float64, a 50-wide layer (neither path)
   Tensor untouched = full({m, n}, 7.0, DType::Float32);
   CHECK_FALSE(kernels().linear_epilogue(x, w, bias, LinearEpilogue::GeluTanhBias, untouched, none));
   Tensor out64 = full({m, n}, 7.0, DType::Float64);
   CHECK_FALSE(kernels().linear_epilogue(x.to(DType::Float64), w.to(DType::Float64), bias.to(DType::Float64),
                                         LinearEpilogue::Bias, out64, none));
-  Tensor narrow_out = full({m, 64}, 7.0, DType::Float32);
-  CHECK_FALSE(kernels().linear_epilogue(x, ops::narrow(w, 0, 0, 64).contiguous(), ops::narrow(bias, 0, 0, 64).contiguous(),
+  Tensor narrow_out = full({m, 50}, 7.0, DType::Float32);
+  CHECK_FALSE(kernels().linear_epilogue(x, ops::narrow(w, 0, 0, 50).contiguous(), ops::narrow(bias, 0, 0, 50).contiguous(),
                                         LinearEpilogue::Bias, narrow_out, none));
   for (const Tensor* t : {&untouched, &out64, &narrow_out}) {
     const std::vector<double> v = values(*t);

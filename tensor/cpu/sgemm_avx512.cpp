@@ -27,6 +27,9 @@
 // block; else they split its rows (whole strips), each packing its own strips and every
 // panel.
 //
+// C at most 64 columns wide (16, 32, 48, 64) takes a narrow path without packing: see
+// "narrow products" below.
+//
 // Only this file is compiled with AVX-512 (CMakeLists.txt). Everything in it but the
 // two entry points has internal linkage and it uses no inline library template (no
 // std::vector, no std::min), so no AVX-512 instance of shared code can be picked by the
@@ -222,20 +225,160 @@ void gemm_block(const Operand& a, const Operand& b, float* c, int64_t ldc, int64
   }
 }
 
+// ---- narrow products: C at most 64 columns wide ------------------------------------
+//
+// A 48-wide panel fits 64 columns badly (a second panel one-third full), and the tiny
+// default model's layers are 64 wide, forward and backward. With N <= 64, op(b) is
+// small ([K][N]: at most 64 KiB for K = 256) and C's rows are at most four vectors, so
+// nothing needs packing but op(b) when it is transposed (a weight W^T, transposed once
+// per call through 16 x 16 blocks): the tile is 6 rows x N, 6 x 4 = 24 accumulators, and
+// op(a)'s values are broadcast straight from memory, each read once.
+//
+//   for each 6-row tile of C:  acc[6][N/16] += op(a)[row][k] * B[k][0:N]   for k < K
+//
+// Each row is summed over k in order, in one pass, whatever rows share its batch.
+constexpr int64_t kNarrowRows = 6;
+constexpr int64_t kNarrowMax = 64;
+
+// out[k][0:n] = op(b)[k][0:n] for op(b) = b^T (b stored [n][K] with row stride ldb), n a
+// multiple of 16: 16 x 16 blocks transposed in registers, the last K % 16 rows one by one.
+void transpose_narrow(const float* b, int64_t ldb, int64_t k, int64_t n, float* out) {
+  int64_t kk = 0;
+  for (; kk + 16 <= k; kk += 16) {
+    for (int64_t g = 0; g < n; g += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(b + (g + i) * ldb + kk);
+      transpose16x16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + (kk + i) * n + g, r[i]);
+    }
+  }
+  for (; kk < k; ++kk)
+    for (int64_t j = 0; j < n; ++j) out[kk * n + j] = b[j * ldb + kk];
+}
+
+// Rows [m0, m0 + R) of C = alpha op(a) B + beta C + bias, B [k][16 V] with row stride ldb.
+// The epilogue is the micro-kernel's: alpha acc + bias, then + beta C when beta != 0.
+template <int R, int V>
+void narrow_tile(const Operand& a, int64_t m0, const float* b, int64_t ldb, int64_t k, float* c, int64_t ldc,
+                 float alpha, float beta, const float* bias) {
+  __m512 acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  const float* a_rows[R];
+  for (int r = 0; r < R; ++r) a_rows[r] = a.data + (m0 + r) * a.row_step;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    __m512 row[V];
+    for (int v = 0; v < V; ++v) row[v] = _mm512_loadu_ps(b + kk * ldb + 16 * v);
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(a_rows[r][kk * a.col_step]);
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < R; ++r) {
+    float* out = c + (m0 + r) * ldc;
+    for (int v = 0; v < V; ++v) {
+      __m512 value = _mm512_fmadd_ps(va, acc[r][v], bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps());
+      if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out + 16 * v), value);
+      _mm512_storeu_ps(out + 16 * v, value);
+    }
+  }
+}
+
+template <int V>
+void narrow_rows(const Operand& a, int64_t m0, int64_t m1, const float* b, int64_t ldb, int64_t k, float* c,
+                 int64_t ldc, float alpha, float beta, const float* bias) {
+  int64_t m = m0;
+  for (; m + kNarrowRows <= m1; m += kNarrowRows)
+    narrow_tile<kNarrowRows, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+  switch (m1 - m) {
+    case 5: return narrow_tile<5, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 4: return narrow_tile<4, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 3: return narrow_tile<3, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 2: return narrow_tile<2, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 1: return narrow_tile<1, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
+    default: return;
+  }
+}
+
+// Rows [m0, m1) of one narrow GEMM on this thread (n = 16, 32, 48 or 64).
+void narrow_block(const Operand& a, int64_t m0, int64_t m1, const float* b, int64_t ldb, int64_t k, int64_t n,
+                  float* c, int64_t ldc, float alpha, float beta, const float* bias) {
+  switch (n / 16) {
+    case 4: return narrow_rows<4>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 3: return narrow_rows<3>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
+    case 2: return narrow_rows<2>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
+    default: return narrow_rows<1>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
+  }
+}
+
+bool narrow(const GemmProblem& p) { return p.n % 16 == 0 && p.n <= kNarrowMax && p.n > 0 && p.k >= 16; }
+
+// The whole call on the narrow path: op(b) transposed once per batch when it is b^T
+// (per thread when threads take whole batches), the rows of C split among threads.
+void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, int64_t lda, int64_t ldb,
+                int64_t ldc, float alpha, float beta, const float* bias) {
+  const int64_t m = p.m, n = p.n, k = p.k;
+  auto operand_a = [&](int64_t i) {
+    return p.trans_a ? Operand{pa + i * p.a_step, 1, lda} : Operand{pa + i * p.a_step, lda, 1};
+  };
+  // op(b) as [k][n] rows: b itself, or its transpose in this thread's panel scratch.
+  auto rows_of_b = [&](int64_t i, int64_t& stride) {
+    const float* b = pb + i * p.b_step;
+    if (!p.trans_b) {
+      stride = ldb;
+      return b;
+    }
+    float* out = panel_scratch.get(k * n);
+    transpose_narrow(b, ldb, k, n, out);
+    stride = n;
+    return static_cast<const float*>(out);
+  };
+  auto whole = [&](int64_t i) {
+    int64_t stride = 0;
+    const float* b = rows_of_b(i, stride);
+    narrow_block(operand_a(i), 0, m, b, stride, k, n, pc + i * m * ldc, ldc, alpha, beta, bias);
+  };
+  const int64_t tiles = (m + kNarrowRows - 1) / kNarrowRows;
+  if (p.threads <= 1 || (p.batches < p.threads && tiles < 2)) {
+    for (int64_t i = 0; i < p.batches; ++i) whole(i);
+    return;
+  }
+  if (p.batches >= p.threads) {
+    parallel_ranges(p.batches, p.threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) whole(i);
+    });
+    return;
+  }
+  const int64_t parts = smaller(p.threads, tiles);
+  for (int64_t i = 0; i < p.batches; ++i) {
+    int64_t stride = 0;
+    const float* b = rows_of_b(i, stride);  // read by every part
+    const Operand a = operand_a(i);
+    float* c = pc + i * m * ldc;
+    parallel_parts(parts, [&](int64_t part) {
+      const int64_t begin = smaller(m, tiles * part / parts * kNarrowRows);
+      const int64_t end = smaller(m, tiles * (part + 1) / parts * kNarrowRows);
+      if (begin < end) narrow_block(a, begin, end, b, stride, k, n, c, ldc, alpha, beta, bias);
+    });
+  }
+}
+
 }  // namespace
 
 bool compiled() { return true; }
 
 bool takes(const GemmProblem& p) {
   // At least two panels wide and a little depth: CLIP's linear layers (and the tiny
-  // default model's 128- and 192-wide ones). Narrower products stay with Eigen: on the
-  // tiny model's 64-wide layers a second, one-third-full panel made the default
-  // fine-tuning step slower (11.8-12.2 ms against 11.1-11.3, 2-core Xeon). Attention's
-  // per-head products are kept on Eigen by gemm.cpp (too small for whole panels). The
-  // rule does not look at m: each element of C is summed over k in the same order
-  // whatever the number of rows (depth blocks of kDepth, in order), so a row's result
-  // does not depend on which other rows share its batch.
-  return p.n >= 2 * kPanel && p.k >= 32;
+  // default model's 192- and 256-wide ones); or 16 to 64 wide in whole vectors, on the
+  // narrow path (the tiny model's 64-wide layers, forward and backward: the default
+  // step went from 11.2 to 10.4 ms, median of 8 A/B rounds on the 2-core Xeon; with the
+  // panels, a second, one-third-full one had made it slower). Widths in between stay
+  // with Eigen, and so do attention's per-head products (gemm.cpp). The rule does not
+  // look at m: each element of C is summed over k in the same order whatever the number
+  // of rows (depth blocks of kDepth in order, or one pass on the narrow path), so a
+  // row's result does not depend on which other rows share its batch.
+  return (p.n >= 2 * kPanel && p.k >= 32) || narrow(p);
 }
 
 void bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, float alpha, float beta,
@@ -244,6 +387,7 @@ void bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, floa
   const int64_t lda = p.lda ? p.lda : (p.trans_a ? m : k);
   const int64_t ldb = p.ldb ? p.ldb : (p.trans_b ? k : n);
   const int64_t ldc = p.ldc ? p.ldc : n;
+  if (narrow(p)) return narrow_bmm(pa, pb, pc, p, lda, ldb, ldc, alpha, beta, bias);
   auto operand_a = [&](int64_t i) {  // batch i's op(a) and op(b)
     return p.trans_a ? Operand{pa + i * p.a_step, 1, lda} : Operand{pa + i * p.a_step, lda, 1};
   };
