@@ -60,13 +60,20 @@ class BlockCache {
     return data;
   }
 
-  // False when the block does not fit under the limit (the caller frees it).
+  // False when the block does not fit under the limit (the caller frees it), or when the
+  // bookkeeping cannot grow: this runs in ~Storage, where nothing may throw.
   bool keep(void* data, size_t capacity) {
     std::lock_guard<std::mutex> lock(mutex_);
     ensure_limit();
     if (capacity > limit_) return false;
-    age_.push_back({capacity, data});
-    by_size_[capacity].push_back(std::prev(age_.end()));
+    try {
+      std::vector<Entry>& same = by_size_[capacity];
+      same.reserve(same.size() + 1);           // so that the push_back below cannot throw
+      age_.push_back({capacity, data});        // if this throws, nothing has changed
+      same.push_back(std::prev(age_.end()));
+    } catch (...) {
+      return false;
+    }
     cached_bytes_ += capacity;
     MMS_POISON(data, capacity);
     trim_to(limit_);

@@ -836,6 +836,37 @@ TEST_CASE("our AVX-512 float32 GEMM matches the naive loop at every edge") {
   CHECK(cpu::gemm::avx512_sgemm::takes({1, 400, 64, 16, 0, 0, false, true, 1}));
 }
 
+// The narrow path's remaining corners: a batch of different b's (b_step != 0; b^T
+// transposed per batch, by whichever thread runs it), two batches on three threads (the
+// rows of each batch split), a bias together with beta != 0, and a b too deep for L2
+// going to Eigen instead.
+TEST_CASE("our AVX-512 GEMM's narrow path: batched b, rows split per batch, bias with beta") {
+  if (!our_avx512_gemm_runs_here()) return;
+  const int64_t m = 31, n = 48, k = 70;
+  for (const int threads : {1, 2, 3}) {
+    for (const int64_t batches : {2, 4}) {
+      for (const bool tb : {false, true}) {
+        INFO("threads ", threads, " batches ", batches, " tb ", tb);
+        const auto av = ramp(batches * m * k, 0.37, 0.1), bv = ramp(batches * k * n, 0.53, 0.7);
+        const auto cv = ramp(batches * m * n, 0.11, 0.3), biasv = ramp(n, 0.9, 0.2);
+        auto want = naive_bmm(av, bv, cv, batches, batches, batches, m, n, k, false, tb, 0.5, 2.0);
+        for (int64_t z = 0; z < batches; ++z)
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) want[(z * m + i) * n + j] += biasv[j];
+        const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end()), bias(biasv.begin(), biasv.end());
+        std::vector<float> c(cv.begin(), cv.end());
+        const cpu::gemm::GemmProblem problem{batches, m, n, k, m * k, k * n, false, tb, threads};
+        REQUIRE(cpu::gemm::avx512_sgemm::takes(problem));
+        cpu::gemm::avx512_sgemm::bmm(a.data(), b.data(), c.data(), problem, 0.5f, 2.0f, bias.data());
+        check_close(std::vector<double>(c.begin(), c.end()), want, 1e-6 * double(k));
+      }
+    }
+  }
+  // op(b) past 1 MiB (k * n > 2^18 floats): re-read for every 6-row tile it would not stay in L2.
+  CHECK_FALSE(cpu::gemm::avx512_sgemm::takes({1, 64, 64, 4097, 0, 0, true, false, 1}));
+  CHECK(cpu::gemm::avx512_sgemm::takes({1, 64, 64, 4096, 0, 0, true, false, 1}));
+}
+
 // A row of C does not depend on the other rows computed with it: the first 9 rows of a
 // 40-row product, computed alone (one thread, then two), are bit-identical to the same
 // rows in the whole product. (What makes a text batch trimmed to its longest sequence
@@ -1314,7 +1345,7 @@ TEST_CASE("attention matches a naive reference at tiny and ViT-like head sizes")
 }
 
 // attention_avx512.cpp's heads (float32, head_dim a multiple of 16; the GEMM path above
-// takes the rest): against the float64 reference, forward and backward, at the default
+// takes the rest) against the float64 reference, forward and backward, at the default
 // fine-tune's sizes (L = 17-20, D = 16), CLIP's (L = 77, D = 64), one key, and key counts
 // that leave 1 or 15 lanes of the last 16 in use; and through strided head views, where
 // the numbers must not change at all.
@@ -1373,6 +1404,69 @@ TEST_CASE("attention's AVX-512 heads match the float64 reference and read views 
       CHECK(values(gk_view.contiguous()) == values(gk));
       CHECK(values(gv_view.contiguous()) == values(gv));
     }
+  }
+}
+
+// The same kernels against the float64 path (Eigen's GEMMs, checked against the naive
+// reference above to 1e-12) where the naive reference does not reach: fewer queries than
+// keys and more, lse, and query rows that see no key at all (out 0, lse -inf, no
+// gradient); and a NaN score, which makes every row that sees it NaN, as on that path.
+TEST_CASE("attention's AVX-512 heads agree with the float64 path on lse, empty rows, Lq != Lk and NaN") {
+  if (!(mms::cpu::attention_avx512::compiled() && std::string(mms::cpu::gemm::isa_in_use()) == "avx512")) {
+    MESSAGE("skipped: this CPU or build runs attention through Eigen's GEMMs");
+    return;
+  }
+  const int64_t B = 2, H = 2, D = 32;
+  for (const auto [lq, lk] : {std::pair<int64_t, int64_t>{5, 21}, {21, 5}, {18, 18}}) {
+    for (const bool causal : {false, true}) {
+      INFO("Lq = ", lq, ", Lk = ", lk, ", causal ", causal);
+      const Tensor q = f64(ramp(B * H * lq * D, 0.9, 0.1), {B, H, lq, D});
+      const Tensor k = f64(ramp(B * H * lk * D, 0.7, 0.4), {B, H, lk, D});
+      const Tensor v = f64(ramp(B * H * lk * D, 1.1, 0.8), {B, H, lk, D});
+      const Tensor go = f64(ramp(B * H * lq * D, 0.5, 0.3), {B, H, lq, D});
+      std::vector<uint8_t> keep(B * lk, 1);
+      keep[lk + 0] = 0;  // batch 1 hides key 0: causal, its query 0 sees nothing
+      keep[lk - 1] = 0;
+      const Tensor keep_t = from_vector<uint8_t>(keep, {B, lk});
+      auto run = [&](DType dtype) {
+        Tensor o = empty(q.shape(), dtype), lse = empty({B, H, lq}, dtype);
+        kernels().attention(q.to(dtype), k.to(dtype), v.to(dtype), keep_t, causal, 0.37, o, lse);
+        Tensor gq = empty(q.shape(), dtype), gk = empty(k.shape(), dtype), gv = empty(v.shape(), dtype);
+        kernels().attention_backward(go.to(dtype), q.to(dtype), k.to(dtype), v.to(dtype), o, lse, keep_t, causal, 0.37,
+                                     gq, gk, gv);
+        return std::vector<Tensor>{o, lse, gq, gk, gv};
+      };
+      const std::vector<Tensor> wide = run(DType::Float64), ours = run(DType::Float32);
+      const char* names[] = {"out", "lse", "grad_q", "grad_k", "grad_v"};
+      for (size_t i = 0; i < wide.size(); ++i) {
+        INFO(names[i]);
+        check_close(ours[i], values(wide[i]), 2e-6);
+      }
+      if (causal) {  // batch 1's query 0 (every head): no visible key
+        for (int64_t h = 0; h < H; ++h) {
+          CHECK(values(ours[1])[(H + h) * lq] == -kInf);
+          for (int64_t d = 0; d < D; ++d) CHECK(values(ours[0])[((H + h) * lq) * D + d] == 0.0);
+        }
+      }
+    }
+  }
+  // A NaN in key 3 of batch 0, head 0, causal: queries 0-2 do not see it and stay
+  // finite, queries 3 and later see it and are all NaN, as in float64; the other heads
+  // and batch 1 stay finite.
+  const int64_t L = 9;
+  std::vector<double> kv = ramp(B * H * L * D, 0.7, 0.4);
+  kv[3 * D + 5] = kNaN;
+  const Tensor qn = f64(ramp(B * H * L * D, 0.9, 0.1), {B, H, L, D}), kn = f64(kv, {B, H, L, D});
+  const Tensor vn = f64(ramp(B * H * L * D, 1.1, 0.8), {B, H, L, D});
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    Tensor o = empty({B, H, L, D}, dtype), lse = empty({B, H, L}, dtype);
+    kernels().attention(qn.to(dtype), kn.to(dtype), vn.to(dtype), Tensor(), true, 0.37, o, lse);
+    const std::vector<double> out = values(o);
+    auto nan = [](double x) { return std::isnan(x); };
+    CHECK(std::none_of(out.begin(), out.begin() + 3 * D, nan));
+    CHECK(std::all_of(out.begin() + 3 * D, out.begin() + L * D, nan));
+    CHECK(std::none_of(out.begin() + L * D, out.end(), nan));
   }
 }
 

@@ -97,6 +97,26 @@ TEST_CASE("the cache stays under its limit, freeing the blocks cached longest ag
   CHECK(host_cache_stats().cached_blocks == 0);
 }
 
+TEST_CASE("eviction goes by age across sizes, not by size") {
+  FreshCache fresh(3 * kMiB);
+  size_t small_capacity = 0, large_capacity = 0, newest_capacity = 0;
+  void* oldest = host_allocate(kMiB, &small_capacity);
+  void* large = host_allocate(2 * kMiB, &large_capacity);
+  void* newest = host_allocate(kMiB, &newest_capacity);
+  host_release(oldest, small_capacity);   // cached: 1 MiB
+  host_release(large, large_capacity);    // cached: 3 MiB
+  host_release(newest, newest_capacity);  // 4 MiB > 3: the oldest block goes, not the largest
+  HostCacheStats stats = host_cache_stats();
+  CHECK(stats.cached_bytes == 3 * kMiB);
+  CHECK(stats.cached_blocks == 2);
+  size_t capacity = 0;
+  CHECK(host_allocate(kMiB, &capacity) == newest);       // the 1 MiB left is the newest one
+  CHECK(host_cache_stats().cached_blocks == 1);
+  CHECK(host_allocate(2 * kMiB, &capacity) == large);
+  host_release(newest, kMiB);
+  host_release(large, 2 * kMiB);
+}
+
 TEST_CASE("MMS_HOST_CACHE_MIB takes a whole number of MiB and names itself when it is not one") {
   CHECK(detail::parse_host_cache_mib("0") == 0);
   CHECK(detail::parse_host_cache_mib("512") == 512 * kMiB);

@@ -46,10 +46,11 @@ int64_t smaller(int64_t x, int64_t y) { return x < y ? x : y; }
 // exp(x) for the softmax's x = s - max <= 0, 16 at a time (Cephes' expf): x = n ln2 + r
 // with |r| <= ln2 / 2 (ln2 split in two so n ln2 is exact to float precision), exp(r) by
 // a degree-7 polynomial, and 2^n applied by vscalefps, which is exact and goes through
-// the subnormals to 0. Within 2 ulp of expf; x is clamped at -103 (exp is 0 in float
-// there) so that n stays finite.
+// the subnormals to 0. Within 2 ulp of expf. x is clamped at -104, where the result
+// rounds to exactly 0 (so does -inf), so that n stays finite; the clamp's operand order
+// lets a NaN through (max returns its second operand when either is NaN), as expf would.
 inline __m512 exp_ps(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -155,10 +156,12 @@ void softmax_rows(float* s, int64_t width, const HeadShape& h, const uint16_t* b
   for (int64_t i = 0; i < h.queries; ++i) {
     float* row = s + i * width;
     const int64_t visible = h.causal ? smaller(i + 1, h.keys) : h.keys;
+    // The max skips NaN scores (max returns its second operand, top, when one is NaN),
+    // as the Eigen path's `>` does; their exp is NaN, so a NaN score still makes the row NaN.
     __m512 top = _mm512_set1_ps(-INFINITY);
     for (int64_t j0 = 0; j0 < width; j0 += kLanes) {
       const __mmask16 shown = bits[j0 / kLanes] & first_lanes(visible - j0);
-      top = _mm512_mask_max_ps(top, shown, top, _mm512_loadu_ps(row + j0));
+      top = _mm512_mask_max_ps(top, shown, _mm512_loadu_ps(row + j0), top);
     }
     const float row_max = _mm512_reduce_max_ps(top);
     if (row_max == -INFINITY) {

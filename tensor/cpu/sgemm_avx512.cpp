@@ -312,26 +312,39 @@ void narrow_block(const Operand& a, int64_t m0, int64_t m1, const float* b, int6
   }
 }
 
-bool narrow(const GemmProblem& p) { return p.n % 16 == 0 && p.n <= kNarrowMax && p.n > 0 && p.k >= 16; }
+// op(b) is re-read for every 6-row tile, so it must stay in L2: at most 1 MiB (k <= 4096
+// at n = 64); deeper ones (a weight gradient over many thousand tokens) go to Eigen.
+constexpr int64_t kNarrowMaxB = int64_t(1) << 18;  // floats
+bool narrow(const GemmProblem& p) {
+  return p.n % 16 == 0 && p.n <= kNarrowMax && p.n > 0 && p.k >= 16 && p.k * p.n <= kNarrowMaxB;
+}
 
-// The whole call on the narrow path: op(b) transposed once per batch when it is b^T
-// (per thread when threads take whole batches), the rows of C split among threads.
+// The whole call on the narrow path: op(b) transposed when it is b^T, once per call when
+// every batch shares b (b_step 0), else once per batch (by the thread that runs it when
+// threads take whole batches); the rows of C split among threads.
 void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& p, int64_t lda, int64_t ldb,
                 int64_t ldc, float alpha, float beta, const float* bias) {
   const int64_t m = p.m, n = p.n, k = p.k;
   auto operand_a = [&](int64_t i) {
     return p.trans_a ? Operand{pa + i * p.a_step, 1, lda} : Operand{pa + i * p.a_step, lda, 1};
   };
-  // op(b) as [k][n] rows: b itself, or its transpose in this thread's panel scratch.
+  const float* shared_b = nullptr;  // b^T of a b shared by all batches, in this thread's scratch
+  if (p.trans_b && p.b_step == 0) {
+    float* out = panel_scratch.get(k * n);
+    transpose_narrow(pb, ldb, k, n, out);
+    shared_b = out;
+  }
+  // op(b) as [k][n] rows: b itself, or its transpose (shared, or in this thread's scratch).
   auto rows_of_b = [&](int64_t i, int64_t& stride) {
     const float* b = pb + i * p.b_step;
     if (!p.trans_b) {
       stride = ldb;
       return b;
     }
+    stride = n;
+    if (shared_b) return shared_b;
     float* out = panel_scratch.get(k * n);
     transpose_narrow(b, ldb, k, n, out);
-    stride = n;
     return static_cast<const float*>(out);
   };
   auto whole = [&](int64_t i) {
