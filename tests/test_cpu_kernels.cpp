@@ -1022,6 +1022,46 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
   CHECK(std::memcmp(dxt.raw_data(), dx.data(), n * sizeof(float)) == 0);
 }
 
+// The AVX-512 build of quick_gelu (activation_avx512.cpp) runs the same operations 16 at
+// a time: every element's bits equal the AVX2 build's (so which one the CPU runs does not
+// change a result), over a sweep of -100..100, a million float bit patterns of every
+// exponent, and the special values; lengths with 16- and 8-wide tails.
+TEST_CASE("quick_gelu's AVX-512 kernels give the AVX2 kernels' bits") {
+  if (!(cpu::activation::avx512::compiled() && cpu::cpu_has_avx512() && cpu::activation::avx2::compiled())) {
+    MESSAGE("SKIPPED: the AVX-512 quick_gelu is not compiled in or this CPU lacks AVX-512");
+    return;
+  }
+  std::vector<float> x;
+  for (int64_t i = 0; i <= 200000; ++i) x.push_back(static_cast<float>(-100.0 + 200.0 * double(i) / 200000.0));
+  uint32_t state = 12345u;
+  for (int64_t i = 0; i < 1000000; ++i) {
+    state = state * 1664525u + 1013904223u;  // every exponent, both signs, NaN and inf included
+    float v;
+    std::memcpy(&v, &state, sizeof v);
+    x.push_back(v);
+  }
+  for (float v : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                  std::numeric_limits<float>::quiet_NaN(), 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f})
+    x.push_back(v);
+  x.resize(x.size() - x.size() % 16 + 13);  // a tail that is neither 16- nor 8-wide
+  const int64_t n = int64_t(x.size());
+  std::vector<float> dy(n);
+  for (int64_t i = 0; i < n; ++i) dy[i] = static_cast<float>(std::sin(0.37 * double(i)) + 0.1);
+  std::vector<float> y8(n), y16(n), dx8(n), dx16(n);
+  cpu::activation::avx2::quick_gelu(x.data(), y8.data(), n);
+  cpu::activation::avx512::quick_gelu(x.data(), y16.data(), n);
+  cpu::activation::avx2::quick_gelu_backward(dy.data(), x.data(), dx8.data(), n);
+  cpu::activation::avx512::quick_gelu_backward(dy.data(), x.data(), dx16.data(), n);
+  auto same_bits = [](float a, float b) { return std::isnan(a) ? std::isnan(b) : std::memcmp(&a, &b, sizeof a) == 0; };
+  int64_t y_differ = 0, dx_differ = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    y_differ += !same_bits(y8[i], y16[i]);
+    dx_differ += !same_bits(dx8[i], dx16[i]);
+  }
+  CHECK(y_differ == 0);
+  CHECK(dx_differ == 0);
+}
+
 // ---- indexing ------------------------------------------------------------------------
 
 TEST_CASE("index_select_rows / index_add_rows with repeats and bounds checks") {

@@ -5,6 +5,8 @@
 // the run is contiguous in every operand. The op switch sits outside the loop, so each
 // op compiles to its own tight loop.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "tensor/cpu/activation_kernel.h"
@@ -67,11 +69,28 @@ void map_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   });
 }
 
-// The AVX2+FMA quick_gelu kernels (activation_kernel.h) when compiled in and the CPU has
-// AVX2 and FMA; MMS_CPU_ACTIVATION=scalar forces the scalar loop (to compare the two).
-bool vector_quick_gelu() {
-  static const bool yes = avx2_build_usable(activation::avx2::compiled(), "MMS_CPU_ACTIVATION", "scalar");
-  return yes;
+// The widest quick_gelu kernels (activation_kernel.h) compiled in that the CPU runs:
+// AVX-512, else AVX2+FMA, else none (the scalar loop). MMS_CPU_ACTIVATION=scalar forces
+// the scalar loop and =avx2 caps the width (to compare them); the two SIMD builds give
+// the same bits.
+struct QuickGeluKernels {
+  void (*forward)(const float*, float*, int64_t) = nullptr;
+  void (*backward)(const float*, const float*, float*, int64_t) = nullptr;
+};
+const QuickGeluKernels& vector_quick_gelu() {
+  static const QuickGeluKernels kernels = [] {
+    const char* cap = std::getenv("MMS_CPU_ACTIVATION");
+    const bool at_most_avx2 = cap && std::strcmp(cap, "avx2") == 0;
+    if (!at_most_avx2 && activation::avx512::compiled() && cpu_has_avx512() &&
+        avx2_build_usable(true, "MMS_CPU_ACTIVATION", "scalar")) {
+      return QuickGeluKernels{activation::avx512::quick_gelu, activation::avx512::quick_gelu_backward};
+    }
+    if (avx2_build_usable(activation::avx2::compiled(), "MMS_CPU_ACTIVATION", "scalar")) {
+      return QuickGeluKernels{activation::avx2::quick_gelu, activation::avx2::quick_gelu_backward};
+    }
+    return QuickGeluKernels{};
+  }();
+  return kernels;
 }
 
 // sigmoid without overflow: exp is only ever taken of a non-positive number
@@ -125,7 +144,7 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, T alpha, T beta) {
     case UnaryOp::QuickGelu: {
       const auto f = [](T v) { return v * stable_sigmoid(kQuickGelu<T> * v); };
       if constexpr (std::is_same_v<T, float>) {
-        if (vector_quick_gelu()) return map_unary_runs<T, T>(x, out, f, activation::avx2::quick_gelu);
+        if (const auto kernel = vector_quick_gelu().forward) return map_unary_runs<T, T>(x, out, f, kernel);
       }
       return run(f);
     }
@@ -210,7 +229,7 @@ void unary_backward_typed(UnaryOp op, const Tensor& g, const Tensor& x, Tensor& 
         return dy * (s + kQuickGelu<T> * v * s * (T(1) - s));
       };
       if constexpr (std::is_same_v<T, float>) {
-        if (vector_quick_gelu()) return map_binary_runs<T, T, T>(g, x, grad_in, f, activation::avx2::quick_gelu_backward);
+        if (const auto kernel = vector_quick_gelu().backward) return map_binary_runs<T, T, T>(g, x, grad_in, f, kernel);
       }
       return run(f);
     }
