@@ -179,11 +179,6 @@ bool avx512_heads(const AttentionDims& n) {
   }
 }
 
-template <typename T>
-attention_avx512::HeadRows head_rows(gemm::RowsAt<const T> m) { return {m.data, m.stride}; }
-template <typename T>
-attention_avx512::HeadRowsOut head_rows_out(gemm::RowsAt<T> m) { return {m.data, m.stride}; }
-
 template <typename T, typename L>
 void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const uint8_t* keep_all,
                      bool causal, T scale, Tensor& out, Tensor& lse, const AttentionDims& n) {
@@ -206,9 +201,8 @@ void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const ui
       };
       for_each_head(heads, heads * n.lq * n.lk * n.d, make_floats, [&](int64_t bh, Floats& sc) {
         const attention_avx512::HeadShape shape{n.lq, n.lk, n.d, keep_all + (bh / n.heads) * n.lk, causal, scale};
-        attention_avx512::forward(shape, head_rows(qs.at(bh, n.heads)), head_rows(ks.at(bh, n.heads)),
-                                  head_rows(vs.at(bh, n.heads)), head_rows_out(os.at(bh, n.heads)), sc.lse.data(),
-                                  sc.scratch.data());
+        attention_avx512::forward(shape, qs.at(bh, n.heads), ks.at(bh, n.heads), vs.at(bh, n.heads),
+                                  os.at(bh, n.heads), sc.lse.data(), sc.scratch.data());
         for (int64_t i = 0; i < n.lq; ++i) pl[bh * n.lq + i] = static_cast<L>(sc.lse[i]);
       });
       return;
@@ -247,11 +241,9 @@ void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Ten
       auto make_floats = [&] { return std::vector<float>(attention_avx512::scratch_floats(n.lq, n.lk, n.d)); };
       for_each_head(heads, heads * n.lq * n.lk * n.d, make_floats, [&](int64_t bh, std::vector<float>& scratch) {
         const attention_avx512::HeadShape shape{n.lq, n.lk, n.d, keep_all + (bh / n.heads) * n.lk, causal, scale};
-        attention_avx512::backward(shape, head_rows(gs.at(bh, n.heads)), head_rows(qs.at(bh, n.heads)),
-                                   head_rows(ks.at(bh, n.heads)), head_rows(vs.at(bh, n.heads)),
-                                   head_rows(os.at(bh, n.heads)), head_rows_out(gqs.at(bh, n.heads)),
-                                   head_rows_out(gks.at(bh, n.heads)), head_rows_out(gvs.at(bh, n.heads)),
-                                   scratch.data());
+        attention_avx512::backward(shape, gs.at(bh, n.heads), qs.at(bh, n.heads), ks.at(bh, n.heads),
+                                   vs.at(bh, n.heads), os.at(bh, n.heads), gqs.at(bh, n.heads),
+                                   gks.at(bh, n.heads), gvs.at(bh, n.heads), scratch.data());
       });
       return;
     }

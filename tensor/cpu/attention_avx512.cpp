@@ -1,6 +1,7 @@
 // One attention head, float32, AVX-512: the kernels behind attention_kernel.h.
 //
-// Every product of a head is written as "broadcast one scalar of A, multiply a row of B":
+// Every product of a head is simd512.h's broadcast product, "broadcast one scalar of A,
+// multiply a row of B":
 //
 //   C[r][0:n] = alpha * sum_k A(r, k) * B[k][0:n]        (n a multiple of 16)
 //
@@ -8,8 +9,7 @@
 // head (head_dim = 16 floats is one register), and A is P or dS read along rows or down
 // columns. For the scores S = Q K^T and dP = dO V^T, K and V are first transposed into
 // [head_dim][keys padded to 16] (16 x 16 blocks through registers), and then the same
-// product runs with B = K^T. A register tile is 4 rows x up to 4 vectors: 16
-// accumulators, each B vector loaded once per k and used by 4 FMAs.
+// product runs with B = K^T.
 //
 // Forward, per head:  K^T;  S = scale Q K^T;  P = masked softmax of S's rows (lse kept);
 //                     O = P V.
@@ -33,8 +33,8 @@ namespace mms::cpu::attention_avx512 {
 
 namespace {
 
+using simd512::broadcast_product;
 using simd512::first_lanes;
-using simd512::transpose16x16;
 
 constexpr int64_t kLanes = 16;
 constexpr int64_t kMaxKeys = 1024;
@@ -63,80 +63,6 @@ inline __m512 exp_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));  // 1 + r + r^2 p(r)
   return _mm512_scalef_ps(p, n);
-}
-
-// bt[d][j] = b[j][d] for j < rows; the columns from rows up to padded(rows) are 0.
-void transpose_head(HeadRows b, int64_t rows, int64_t dim, float* bt) {
-  const int64_t width = padded(rows);
-  for (int64_t j0 = 0; j0 < width; j0 += kLanes) {
-    for (int64_t d0 = 0; d0 < dim; d0 += kLanes) {
-      __m512 r[kLanes];
-      for (int64_t i = 0; i < kLanes; ++i)
-        r[i] = j0 + i < rows ? _mm512_loadu_ps(b.data + (j0 + i) * b.stride + d0) : _mm512_setzero_ps();
-      transpose16x16(r);
-      for (int64_t i = 0; i < kLanes; ++i) _mm512_storeu_ps(bt + (d0 + i) * width + j0, r[i]);
-    }
-  }
-}
-
-// The broadcast operand A: A(r, k) = data[r * row_step + k * k_step].
-struct Scalars {
-  const float* data;
-  int64_t row_step, k_step;
-};
-// B, read by rows, and C, written by rows.
-struct Rows {
-  const float* data;
-  int64_t stride;
-};
-struct RowsOut {
-  float* data;
-  int64_t stride;
-};
-
-// C[r0 + r][c0 : c0 + 16 V] = alpha * sum_k A(r0 + r, k) B[k][c0 : c0 + 16 V], r < R.
-template <int R, int V>
-void tile(Scalars a, int64_t r0, Rows b, int64_t c0, int64_t depth, RowsOut c, float alpha) {
-  __m512 acc[R][V];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < depth; ++k) {
-    __m512 row[V];
-    for (int v = 0; v < V; ++v) row[v] = _mm512_loadu_ps(b.data + k * b.stride + c0 + kLanes * v);
-    for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(a.data[(r0 + r) * a.row_step + k * a.k_step]);
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
-    }
-  }
-  const __m512 scale = _mm512_set1_ps(alpha);
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v)
-      _mm512_storeu_ps(c.data + (r0 + r) * c.stride + c0 + kLanes * v, _mm512_mul_ps(acc[r][v], scale));
-}
-
-// R rows of C, all `cols` columns: tiles of 4 vectors, then the 1-3 left.
-template <int R>
-void row_block(Scalars a, int64_t r0, Rows b, int64_t cols, int64_t depth, RowsOut c, float alpha) {
-  int64_t c0 = 0;
-  for (; c0 + 4 * kLanes <= cols; c0 += 4 * kLanes) tile<R, 4>(a, r0, b, c0, depth, c, alpha);
-  switch ((cols - c0) / kLanes) {
-    case 3: return tile<R, 3>(a, r0, b, c0, depth, c, alpha);
-    case 2: return tile<R, 2>(a, r0, b, c0, depth, c, alpha);
-    case 1: return tile<R, 1>(a, r0, b, c0, depth, c, alpha);
-    default: return;
-  }
-}
-
-// C[rows][cols] = alpha * A B, A(r, k) broadcast, B [depth][cols]; cols a multiple of 16.
-void broadcast_product(int64_t rows, int64_t cols, int64_t depth, Scalars a, Rows b, RowsOut c, float alpha) {
-  int64_t r0 = 0;
-  for (; r0 + 4 <= rows; r0 += 4) row_block<4>(a, r0, b, cols, depth, c, alpha);
-  switch (rows - r0) {
-    case 3: return row_block<3>(a, r0, b, cols, depth, c, alpha);
-    case 2: return row_block<2>(a, r0, b, cols, depth, c, alpha);
-    case 1: return row_block<1>(a, r0, b, cols, depth, c, alpha);
-    default: return;
-  }
 }
 
 // bits[c] lane l set when key 16 c + l exists and key_keep keeps it.
@@ -205,20 +131,20 @@ int64_t scratch_floats(int64_t queries, int64_t keys, int64_t head_dim) {
   return 2 * (head_dim + queries) * padded(keys);
 }
 
-void forward(const HeadShape& h, HeadRows q, HeadRows k, HeadRows v, HeadRowsOut out, double* lse, float* scratch) {
+void forward(const HeadShape& h, ConstRows q, ConstRows k, ConstRows v, Rows out, double* lse, float* scratch) {
   const int64_t width = padded(h.keys), dim = h.head_dim;
   uint16_t bits[kMaxKeys / kLanes];
   visible_key_bits(h, bits);
   float* kt = scratch;               // [dim][width]
   float* s = scratch + dim * width;  // [queries][width]: S, then P
-  transpose_head(k, h.keys, dim, kt);
-  broadcast_product(h.queries, width, dim, {q.data, q.stride, 1}, {kt, width}, {s, width}, h.scale);
+  simd512::transpose_padded(k.data, k.stride, h.keys, dim, kt, width);
+  broadcast_product(h.queries, width, dim, {q.data, q.stride, 1}, kt, width, s, width, h.scale);
   softmax_rows(s, width, h, bits, lse);
-  broadcast_product(h.queries, dim, h.keys, {s, width, 1}, {v.data, v.stride}, {out.data, out.stride}, 1.0f);
+  broadcast_product(h.queries, dim, h.keys, {s, width, 1}, v.data, v.stride, out.data, out.stride, 1.0f);
 }
 
-void backward(const HeadShape& h, HeadRows grad_out, HeadRows q, HeadRows k, HeadRows v, HeadRows out,
-              HeadRowsOut grad_q, HeadRowsOut grad_k, HeadRowsOut grad_v, float* scratch) {
+void backward(const HeadShape& h, ConstRows grad_out, ConstRows q, ConstRows k, ConstRows v, ConstRows out,
+              Rows grad_q, Rows grad_k, Rows grad_v, float* scratch) {
   const int64_t width = padded(h.keys), dim = h.head_dim;
   uint16_t bits[kMaxKeys / kLanes];
   visible_key_bits(h, bits);
@@ -226,11 +152,11 @@ void backward(const HeadShape& h, HeadRows grad_out, HeadRows q, HeadRows k, Hea
   float* vt = kt + dim * width;          // [dim][width]
   float* p = vt + dim * width;           // [queries][width]
   float* ds = p + h.queries * width;     // [queries][width]: dP, then dS
-  transpose_head(k, h.keys, dim, kt);
-  transpose_head(v, h.keys, dim, vt);
-  broadcast_product(h.queries, width, dim, {q.data, q.stride, 1}, {kt, width}, {p, width}, h.scale);
+  simd512::transpose_padded(k.data, k.stride, h.keys, dim, kt, width);
+  simd512::transpose_padded(v.data, v.stride, h.keys, dim, vt, width);
+  broadcast_product(h.queries, width, dim, {q.data, q.stride, 1}, kt, width, p, width, h.scale);
   softmax_rows(p, width, h, bits, nullptr);
-  broadcast_product(h.queries, width, dim, {grad_out.data, grad_out.stride, 1}, {vt, width}, {ds, width}, 1.0f);
+  broadcast_product(h.queries, width, dim, {grad_out.data, grad_out.stride, 1}, vt, width, ds, width, 1.0f);
   for (int64_t i = 0; i < h.queries; ++i) {
     // dS = P * (dP - D_i), D_i = dO_i . O_i; P's zeros keep hidden entries at 0
     const __m512 row_dot = _mm512_set1_ps(dot(grad_out.data + i * grad_out.stride, out.data + i * out.stride, dim));
@@ -240,11 +166,12 @@ void backward(const HeadShape& h, HeadRows grad_out, HeadRows q, HeadRows k, Hea
     }
   }
   // dV = P^T dO: A(j, i) = P[i][j]
-  broadcast_product(h.keys, dim, h.queries, {p, 1, width}, {grad_out.data, grad_out.stride}, {grad_v.data, grad_v.stride}, 1.0f);
+  broadcast_product(h.keys, dim, h.queries, {p, 1, width}, grad_out.data, grad_out.stride, grad_v.data, grad_v.stride,
+                    1.0f);
   // dQ = scale dS K
-  broadcast_product(h.queries, dim, h.keys, {ds, width, 1}, {k.data, k.stride}, {grad_q.data, grad_q.stride}, h.scale);
+  broadcast_product(h.queries, dim, h.keys, {ds, width, 1}, k.data, k.stride, grad_q.data, grad_q.stride, h.scale);
   // dK = scale dS^T Q: A(j, i) = dS[i][j]
-  broadcast_product(h.keys, dim, h.queries, {ds, 1, width}, {q.data, q.stride}, {grad_k.data, grad_k.stride}, h.scale);
+  broadcast_product(h.keys, dim, h.queries, {ds, 1, width}, q.data, q.stride, grad_k.data, grad_k.stride, h.scale);
 }
 
 }  // namespace mms::cpu::attention_avx512
@@ -258,9 +185,9 @@ bool compiled() { return false; }
 bool takes(int64_t, int64_t) { return false; }
 int64_t scratch_floats(int64_t, int64_t, int64_t) { return 0; }
 // Never called: the caller checks compiled() first.
-void forward(const HeadShape&, HeadRows, HeadRows, HeadRows, HeadRowsOut, double*, float*) { std::abort(); }
-void backward(const HeadShape&, HeadRows, HeadRows, HeadRows, HeadRows, HeadRows, HeadRowsOut, HeadRowsOut,
-              HeadRowsOut, float*) {
+void forward(const HeadShape&, ConstRows, ConstRows, ConstRows, Rows, double*, float*) { std::abort(); }
+void backward(const HeadShape&, ConstRows, ConstRows, ConstRows, ConstRows, ConstRows, Rows, Rows,
+              Rows, float*) {
   std::abort();
 }
 }  // namespace mms::cpu::attention_avx512

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "tensor/cpu/gemm_kernel.h"  // RowsAt (plain C++)
+
 namespace mms::cpu::attention_avx512 {
 
 // True when the build compiled the kernels (the CPU check is the caller's).
@@ -24,14 +26,8 @@ bool takes(int64_t head_dim, int64_t keys);
 int64_t scratch_floats(int64_t queries, int64_t keys, int64_t head_dim);
 
 // An [L, D] head inside a wider matrix: row i starts at data + i * stride.
-struct HeadRows {
-  const float* data;
-  int64_t stride;
-};
-struct HeadRowsOut {
-  float* data;
-  int64_t stride;
-};
+using ConstRows = gemm::RowsAt<const float>;
+using Rows = gemm::RowsAt<float>;
 
 struct HeadShape {
   int64_t queries, keys, head_dim;
@@ -42,10 +38,10 @@ struct HeadShape {
 
 // out = softmax(scale q k^T, masked) v; lse[i] = log sum_j exp(scale q_i . k_j) over the
 // visible keys (-inf, with a zero row of out, when there is none).
-void forward(const HeadShape& shape, HeadRows q, HeadRows k, HeadRows v, HeadRowsOut out, double* lse,
+void forward(const HeadShape& shape, ConstRows q, ConstRows k, ConstRows v, Rows out, double* lse,
              float* scratch);
 // dq, dk, dv of sum(grad_out * out), P recomputed from q and k (as the Eigen path does).
-void backward(const HeadShape& shape, HeadRows grad_out, HeadRows q, HeadRows k, HeadRows v, HeadRows out,
-              HeadRowsOut grad_q, HeadRowsOut grad_k, HeadRowsOut grad_v, float* scratch);
+void backward(const HeadShape& shape, ConstRows grad_out, ConstRows q, ConstRows k, ConstRows v, ConstRows out,
+              Rows grad_q, Rows grad_k, Rows grad_v, float* scratch);
 
 }  // namespace mms::cpu::attention_avx512

@@ -231,85 +231,19 @@ void gemm_block(const Operand& a, const Operand& b, float* c, int64_t ldc, int64
 // default model's layers are 64 wide, forward and backward. With N <= 64, op(b) is
 // small ([K][N]: at most 64 KiB for K = 256) and C's rows are at most four vectors, so
 // nothing needs packing but op(b) when it is transposed (a weight W^T, transposed once
-// per call through 16 x 16 blocks): the tile is 6 rows x N, 6 x 4 = 24 accumulators, and
-// op(a)'s values are broadcast straight from memory, each read once.
+// per call through 16 x 16 blocks): simd512.h's broadcast product, 6 rows x N tiles,
+// op(a)'s values broadcast straight from memory, each read once.
 //
 //   for each 6-row tile of C:  acc[6][N/16] += op(a)[row][k] * B[k][0:N]   for k < K
 //
 // Each row is summed over k in order, in one pass, whatever rows share its batch.
-constexpr int64_t kNarrowRows = 6;
 constexpr int64_t kNarrowMax = 64;
 
-// out[k][0:n] = op(b)[k][0:n] for op(b) = b^T (b stored [n][K] with row stride ldb), n a
-// multiple of 16: 16 x 16 blocks transposed in registers, the last K % 16 rows one by one.
-void transpose_narrow(const float* b, int64_t ldb, int64_t k, int64_t n, float* out) {
-  int64_t kk = 0;
-  for (; kk + 16 <= k; kk += 16) {
-    for (int64_t g = 0; g < n; g += 16) {
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(b + (g + i) * ldb + kk);
-      transpose16x16(r);
-      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + (kk + i) * n + g, r[i]);
-    }
-  }
-  for (; kk < k; ++kk)
-    for (int64_t j = 0; j < n; ++j) out[kk * n + j] = b[j * ldb + kk];
-}
-
-// Rows [m0, m0 + R) of C = alpha op(a) B + beta C + bias, B [k][16 V] with row stride ldb.
-// The epilogue is the micro-kernel's: alpha acc + bias, then + beta C when beta != 0.
-template <int R, int V>
-void narrow_tile(const Operand& a, int64_t m0, const float* b, int64_t ldb, int64_t k, float* c, int64_t ldc,
-                 float alpha, float beta, const float* bias) {
-  __m512 acc[R][V];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  const float* a_rows[R];
-  for (int r = 0; r < R; ++r) a_rows[r] = a.data + (m0 + r) * a.row_step;
-  for (int64_t kk = 0; kk < k; ++kk) {
-    __m512 row[V];
-    for (int v = 0; v < V; ++v) row[v] = _mm512_loadu_ps(b + kk * ldb + 16 * v);
-    for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(a_rows[r][kk * a.col_step]);
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(x, row[v], acc[r][v]);
-    }
-  }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int r = 0; r < R; ++r) {
-    float* out = c + (m0 + r) * ldc;
-    for (int v = 0; v < V; ++v) {
-      __m512 value = _mm512_fmadd_ps(va, acc[r][v], bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps());
-      if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_loadu_ps(out + 16 * v), value);
-      _mm512_storeu_ps(out + 16 * v, value);
-    }
-  }
-}
-
-template <int V>
-void narrow_rows(const Operand& a, int64_t m0, int64_t m1, const float* b, int64_t ldb, int64_t k, float* c,
-                 int64_t ldc, float alpha, float beta, const float* bias) {
-  int64_t m = m0;
-  for (; m + kNarrowRows <= m1; m += kNarrowRows)
-    narrow_tile<kNarrowRows, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-  switch (m1 - m) {
-    case 5: return narrow_tile<5, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 4: return narrow_tile<4, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 3: return narrow_tile<3, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 2: return narrow_tile<2, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 1: return narrow_tile<1, V>(a, m, b, ldb, k, c, ldc, alpha, beta, bias);
-    default: return;
-  }
-}
-
-// Rows [m0, m1) of one narrow GEMM on this thread (n = 16, 32, 48 or 64).
+// Rows [m0, m1) of one narrow GEMM on this thread, B = op(b) as [k][n] rows.
 void narrow_block(const Operand& a, int64_t m0, int64_t m1, const float* b, int64_t ldb, int64_t k, int64_t n,
                   float* c, int64_t ldc, float alpha, float beta, const float* bias) {
-  switch (n / 16) {
-    case 4: return narrow_rows<4>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 3: return narrow_rows<3>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
-    case 2: return narrow_rows<2>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
-    default: return narrow_rows<1>(a, m0, m1, b, ldb, k, c, ldc, alpha, beta, bias);
-  }
+  simd512::broadcast_product(m1 - m0, n, k, {a.data + m0 * a.row_step, a.row_step, a.col_step}, b, ldb,
+                             c + m0 * ldc, ldc, alpha, beta, bias);
 }
 
 // op(b) is re-read for every 6-row tile, so it must stay in L2: at most 1 MiB (k <= 4096
@@ -331,7 +265,7 @@ void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& 
   const float* shared_b = nullptr;  // b^T of a b shared by all batches, in this thread's scratch
   if (p.trans_b && p.b_step == 0) {
     float* out = panel_scratch.get(k * n);
-    transpose_narrow(pb, ldb, k, n, out);
+    simd512::transpose_padded(pb, ldb, n, k, out, n);
     shared_b = out;
   }
   // op(b) as [k][n] rows: b itself, or its transpose (shared, or in this thread's scratch).
@@ -344,7 +278,7 @@ void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& 
     stride = n;
     if (shared_b) return shared_b;
     float* out = panel_scratch.get(k * n);
-    transpose_narrow(b, ldb, k, n, out);
+    simd512::transpose_padded(b, ldb, n, k, out, n);
     return static_cast<const float*>(out);
   };
   auto whole = [&](int64_t i) {
@@ -352,7 +286,7 @@ void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& 
     const float* b = rows_of_b(i, stride);
     narrow_block(operand_a(i), 0, m, b, stride, k, n, pc + i * m * ldc, ldc, alpha, beta, bias);
   };
-  const int64_t tiles = (m + kNarrowRows - 1) / kNarrowRows;
+  const int64_t tiles = (m + simd512::kBroadcastRows - 1) / simd512::kBroadcastRows;
   if (p.threads <= 1 || (p.batches < p.threads && tiles < 2)) {
     for (int64_t i = 0; i < p.batches; ++i) whole(i);
     return;
@@ -370,8 +304,8 @@ void narrow_bmm(const float* pa, const float* pb, float* pc, const GemmProblem& 
     const Operand a = operand_a(i);
     float* c = pc + i * m * ldc;
     parallel_parts(parts, [&](int64_t part) {
-      const int64_t begin = smaller(m, tiles * part / parts * kNarrowRows);
-      const int64_t end = smaller(m, tiles * (part + 1) / parts * kNarrowRows);
+      const int64_t begin = smaller(m, tiles * part / parts * simd512::kBroadcastRows);
+      const int64_t end = smaller(m, tiles * (part + 1) / parts * simd512::kBroadcastRows);
       if (begin < end) narrow_block(a, begin, end, b, stride, k, n, c, ldc, alpha, beta, bias);
     });
   }
