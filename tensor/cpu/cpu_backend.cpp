@@ -1,9 +1,6 @@
 // The CPU backend's single instance and the helpers shared by its kernel files.
 #include "tensor/cpu/cpu_backend.h"
 
-#include <cstdlib>
-#include <cstring>
-
 namespace mms {
 
 // The registry (tensor/backend.cpp) hands this object out for Device::cpu().
@@ -22,12 +19,6 @@ bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu
 
 bool cpu_has_avx512() {
   return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-}
-
-bool avx2_build_usable(bool compiled, const char* name, const char* off_value) {
-  const char* value = std::getenv(name);
-  if (value && std::strcmp(value, off_value) == 0) return false;
-  return compiled && cpu_has_avx2_fma();
 }
 
 bool parallel_worth_it(int64_t rows, int64_t elements) {

@@ -159,11 +159,6 @@ bool cpu_has_avx2_fma();
 // True when this CPU runs the AVX-512 subsets the AVX-512 GEMM build uses (F and DQ,
 // plus AVX2 and FMA).
 bool cpu_has_avx512();
-// Whether to run an AVX2+FMA build: it was compiled in (`compiled`, the build's half),
-// the CPU has AVX2 and FMA, and the environment switch `name` is not set to `off_value`
-// (the A/B switch MMS_CPU_ACTIVATION=scalar; the GEMM picks among three builds itself,
-// gemm.cpp's choose_build, with MMS_CPU_GEMM=avx2|baseline as its cap).
-bool avx2_build_usable(bool compiled, const char* name, const char* off_value);
 
 // Requires a contiguous tensor (kernels that index with plain row-major arithmetic).
 void check_contiguous(const char* op, const char* what, const Tensor& t);

@@ -80,12 +80,12 @@ struct QuickGeluKernels {
 const QuickGeluKernels& vector_quick_gelu() {
   static const QuickGeluKernels kernels = [] {
     const char* cap = std::getenv("MMS_CPU_ACTIVATION");
+    const bool scalar = cap && std::strcmp(cap, "scalar") == 0;
     const bool at_most_avx2 = cap && std::strcmp(cap, "avx2") == 0;
-    if (!at_most_avx2 && activation::avx512::compiled() && cpu_has_avx512() &&
-        avx2_build_usable(true, "MMS_CPU_ACTIVATION", "scalar")) {
+    if (!scalar && !at_most_avx2 && activation::avx512::compiled() && cpu_has_avx512()) {
       return QuickGeluKernels{activation::avx512::quick_gelu, activation::avx512::quick_gelu_backward};
     }
-    if (avx2_build_usable(activation::avx2::compiled(), "MMS_CPU_ACTIVATION", "scalar")) {
+    if (!scalar && activation::avx2::compiled() && cpu_has_avx2_fma()) {
       return QuickGeluKernels{activation::avx2::quick_gelu, activation::avx2::quick_gelu_backward};
     }
     return QuickGeluKernels{};
