@@ -1384,16 +1384,22 @@ TEST_CASE("attention matches a naive reference at tiny and ViT-like head sizes")
   }
 }
 
+namespace {
+// Whether CpuBackend::attention runs attention_avx512.cpp's heads here (and says so, where not).
+bool avx512_attention_runs_here() {
+  const bool runs = cpu::attention_avx512::compiled() && std::string(cpu::gemm::isa_in_use()) == "avx512";
+  if (!runs) MESSAGE("SKIPPED: this CPU or build runs attention through Eigen's GEMMs");
+  return runs;
+}
+}  // namespace
+
 // attention_avx512.cpp's heads (float32, head_dim a multiple of 16; the GEMM path above
 // takes the rest) against the float64 reference, forward and backward, at the default
 // fine-tune's sizes (L = 17-20, D = 16), CLIP's (L = 77, D = 64), one key, and key counts
 // that leave 1 or 15 lanes of the last 16 in use; and through strided head views, where
 // the numbers must not change at all.
 TEST_CASE("attention's AVX-512 heads match the float64 reference and read views in place") {
-  if (!(mms::cpu::attention_avx512::compiled() && std::string(mms::cpu::gemm::isa_in_use()) == "avx512")) {
-    MESSAGE("skipped: this CPU or build runs attention through Eigen's GEMMs");
-    return;
-  }
+  if (!avx512_attention_runs_here()) return;
   struct Shape4 {
     int64_t batch, heads, len, dim;
   };
@@ -1452,10 +1458,7 @@ TEST_CASE("attention's AVX-512 heads match the float64 reference and read views 
 // keys and more, lse, and query rows that see no key at all (out 0, lse -inf, no
 // gradient); and a NaN score, which makes every row that sees it NaN, as on that path.
 TEST_CASE("attention's AVX-512 heads agree with the float64 path on lse, empty rows, Lq != Lk and NaN") {
-  if (!(mms::cpu::attention_avx512::compiled() && std::string(mms::cpu::gemm::isa_in_use()) == "avx512")) {
-    MESSAGE("skipped: this CPU or build runs attention through Eigen's GEMMs");
-    return;
-  }
+  if (!avx512_attention_runs_here()) return;
   const int64_t B = 2, H = 2, D = 32;
   for (const auto [lq, lk] : {std::pair<int64_t, int64_t>{5, 21}, {21, 5}, {18, 18}}) {
     for (const bool causal : {false, true}) {
