@@ -26,7 +26,8 @@
 //   2. S = Q K^T, tile by tile into float32 shared memory (causal: tiles wholly above
 //      the diagonal are skipped; no query sees them).
 //   3. One warp per row: masks, max, sum, lse = m + log(sum), P = exp(scale*S - lse),
-//      rounded to bf16 as PV's operand (as the GEMM path and torch's bf16 SDPA do).
+//      rounded to bf16 as PV's operand (as the GEMM path and torch's bf16 SDPA do) and
+//      written over the row of S it came from (the warp has read that row by then).
 //   4. O = P V, each tile staged through the warp's 1 KB of shared memory and written
 //      to out through its strides (float32 or rounded to bf16).
 // Backward, per block: Q, K, V and dO -> shared, delta_i = dO_i . O_i (the softmax
@@ -40,6 +41,11 @@
 // peak. The bytes are Q, K, V and O once (40 KB per block, 39 MB for the texts: ~12 us at
 // 3.3 TB/s), so the kernel is bound by memory and by its own latency (shared-memory
 // traffic and the softmax's serial row work), not by FLOPs.
+//
+// Occupancy is set by shared memory. Nsight Compute on an H200 (bf16 step, B = 32):
+// with P in its own array the text forward took 84 KB per block, so 2 blocks (16 warps)
+// per SM, and in 56% of cycles no warp was ready to issue; P over S makes it 70 KB, 3
+// blocks. The backward (110 KB, 2 blocks) keeps P twice: float32 for dS, bf16 for dV.
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -71,7 +77,7 @@ struct SharedLayout {
   int lq = 0, lk = 0, d = 0;
   int ld_rows = 0;    // bf16 row stride of Q, K, V, dO: d + 8 (16 bytes of skew)
   int ld_scores = 0;  // float row stride of S (and P in float32): lk + 4
-  int ld_probs = 0;   // bf16 row stride of P and dS: lk + 8
+  int ld_probs = 0;   // bf16 row stride of P and dS: lk + 8 (backward); 2 * ld_scores (forward: P over S)
   int q = 0, k = 0, v = 0, grad_out = 0, scores = 0, probs = 0, grad_scores = 0, delta = 0, row_lse = 0;
   int staging = 0, bytes = 0;
 };
@@ -85,7 +91,6 @@ __host__ __device__ inline SharedLayout shared_layout(int query_len, int key_len
   s.d = head_dim;
   s.ld_rows = head_dim + 8;
   s.ld_scores = s.lk + 4;
-  s.ld_probs = s.lk + 8;
   int at = 0;
   auto place = [&at](int bytes) {  // 128-byte aligned pieces
     const int offset = at;
@@ -95,8 +100,17 @@ __host__ __device__ inline SharedLayout shared_layout(int query_len, int key_len
   s.q = place(s.lq * s.ld_rows * 2);
   s.k = place(s.lk * s.ld_rows * 2);
   s.v = place(s.lk * s.ld_rows * 2);
-  s.scores = place(s.lq * s.ld_scores * 4);
-  s.probs = place(s.lq * s.ld_probs * 2);
+  // The backward first stages O's rows (bf16, for delta) where S will go: room for both.
+  const int score_row_bytes = s.ld_scores * 4, staged_out_row_bytes = backward ? s.ld_rows * 2 : 0;
+  s.scores = place(s.lq * (score_row_bytes > staged_out_row_bytes ? score_row_bytes : staged_out_row_bytes));
+  if (backward) {  // P is needed twice, in float32 (dS) and in bf16 (dV): two arrays
+    s.ld_probs = s.lk + 8;
+    s.probs = place(s.lq * s.ld_probs * 2);
+  } else {  // each warp turns its own rows of S into bf16 P in place: row r of P starts where
+            // row r of S does (a row of P is half as many bytes), so no other warp's row moves
+    s.ld_probs = 2 * s.ld_scores;
+    s.probs = s.scores;
+  }
   s.staging = place(kWarps * kTileElements * 4);
   if (backward) {
     s.grad_out = place(s.lq * s.ld_rows * 2);
@@ -150,7 +164,6 @@ struct BackwardArgs {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // bf16 WMMA: Ampere and later
 
 __device__ __forceinline__ float load_float(const float* p) { return *p; }
-__device__ __forceinline__ float load_float(const uint16_t* p) { return bf16_bits_to_float(*p); }
 __device__ __forceinline__ uint16_t load_bits(const uint16_t* p) { return *p; }
 __device__ __forceinline__ uint16_t load_bits(const float* p) { return float_to_bf16_bits(*p); }
 __device__ __forceinline__ void store_float(float* p, float value) { *p = value; }
@@ -374,12 +387,27 @@ __global__ void __launch_bounds__(kThreads) tiles_backward_kernel(BackwardArgs a
   const Rows<const OutT> dout = rows_of(static_cast<const OutT*>(a.grad_out), a.grad_out_strides, b, h);
   const Rows<const OutT> out = rows_of(static_cast<const OutT*>(a.out), a.out_strides, b, h);
   load_rows(grad_out, s.ld_rows, dout, a.p.query_len, s.lq, s.d);
-  // delta_i = dO_i . O_i (= sum_j P_ij dP_ij), in float32 from the stored values.
+  // delta_i = dO_i . O_i (= sum_j P_ij dP_ij), in float32 from the stored values. bf16
+  // outputs: O's rows are staged in S's space with the same 16-byte loads as Q, K, V, all
+  // issued at once, and the dot products read shared memory (Nsight Compute had the
+  // backward waiting on global loads in 37% of its cycles when each warp read its rows'
+  // dO and O from memory, two bytes per lane, a row at a time). float32 outputs are read
+  // from memory as they are: staging them in bf16 would round them.
+  constexpr bool stage_out = std::is_same_v<OutT, uint16_t>;
+  const uint16_t* staged_out = reinterpret_cast<const uint16_t*>(scores);
+  if constexpr (stage_out) {
+    load_rows(reinterpret_cast<uint16_t*>(scores), s.ld_rows, out, a.p.query_len, s.lq, s.d);
+    __syncthreads();
+  }
   for (int r = warp; r < s.lq; r += kWarps) {
     float dot = 0.0f;
     if (r < a.p.query_len)
-      for (int c = lane; c < s.d; c += kWarpSize)
-        dot += load_float(dout.data + r * dout.token_stride + c) * load_float(out.data + r * out.token_stride + c);
+      for (int c = lane; c < s.d; c += kWarpSize) {
+        if constexpr (stage_out)
+          dot += bf16_bits_to_float(grad_out[r * s.ld_rows + c]) * bf16_bits_to_float(staged_out[r * s.ld_rows + c]);
+        else
+          dot += load_float(dout.data + r * dout.token_stride + c) * load_float(out.data + r * out.token_stride + c);
+      }
     dot = warp_sum(dot);
     if (lane == 0) {
       delta[r] = dot;
@@ -485,10 +513,14 @@ DeviceLimits device_limits() {
   return cached[device];
 }
 
-// Lets `kernel` take `bytes` of dynamic shared memory (above the default 48 KB).
+// Lets `kernel` take `bytes` of dynamic shared memory (above the default 48 KB), and asks
+// for the SM's largest shared-memory carve-out (L1 gets the rest), so that as many blocks
+// fit on an SM as their shared memory allows: the kernels keep everything in shared memory.
 template <typename Kernel>
 void allow_shared(Kernel kernel, int bytes) {
   MMS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  MMS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      int(cudaSharedmemCarveoutMaxShared)));
 }
 
 void require_supported(const AttentionShape& shape) {
