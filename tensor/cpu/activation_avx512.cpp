@@ -5,29 +5,11 @@
 #include "tensor/cpu/activation_kernel.h"
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-
-// Eigen under a name of its own: its AVX-512 instances must not be merged with the
-// baseline or AVX2 ones.
-#define Eigen mms_eigen_avx512_activation
-#include <Eigen/Core>
-
+#define MMS_ACTIVATION_COMPILED 1
+#else
+#define MMS_ACTIVATION_COMPILED 0
+#endif
 #define MMS_ACTIVATION_NAMESPACE mms::cpu::activation::avx512
 #define MMS_ACTIVATION_PACKET Eigen::internal::Packet16f
+#define Eigen mms_eigen_avx512_activation
 #include "tensor/cpu/activation_packet.inl"
-#undef MMS_ACTIVATION_PACKET
-#undef MMS_ACTIVATION_NAMESPACE
-
-#undef Eigen
-
-#else
-
-#include <cstdlib>
-
-namespace mms::cpu::activation::avx512 {
-bool compiled() { return false; }
-// Never called: the caller checks compiled() first.
-void quick_gelu(const float*, float*, int64_t) { std::abort(); }
-void quick_gelu_backward(const float*, const float*, float*, int64_t) { std::abort(); }
-}  // namespace mms::cpu::activation::avx512
-
-#endif

@@ -1,6 +1,10 @@
 // The body of the SIMD quick_gelu kernels, compiled twice: activation_avx2.cpp (8 floats,
-// Packet8f) and activation_avx512.cpp (16 floats, Packet16f). The includer renames Eigen,
-// includes <Eigen/Core>, and defines MMS_ACTIVATION_NAMESPACE and MMS_ACTIVATION_PACKET.
+// Packet8f) and activation_avx512.cpp (16 floats, Packet16f). The includer defines
+// MMS_ACTIVATION_COMPILED (1 when the compiler targets that instruction set, else 0: then
+// this file gives compiled() = false and stubs), MMS_ACTIVATION_NAMESPACE,
+// MMS_ACTIVATION_PACKET, and Eigen as a name of its own (so that each build's Eigen
+// template instances are not merged by the linker with the baseline ones used everywhere
+// else). This file undefines all four at its end.
 //
 // sigmoid(z) = 1 / (1 + exp(-z)) needs no branch here: for z >> 0, exp(-z) is 0 and the
 // quotient 1; for z << 0, exp(-z) overflows to +inf and the quotient is 0 (the scalar
@@ -18,6 +22,10 @@
 // after the last full packet with std::exp, which rounds differently from the packet exp,
 // so a value would depend on where its run starts (the thread cut, a view's offset).
 // Here every element goes through pexp_float: the last n % width in a zero-padded packet.
+#if MMS_ACTIVATION_COMPILED
+
+#include <Eigen/Core>
+
 namespace MMS_ACTIVATION_NAMESPACE {
 
 namespace {
@@ -82,3 +90,20 @@ void quick_gelu_backward(const float* grad_y, const float* x, float* grad_x, int
 }
 
 }  // namespace MMS_ACTIVATION_NAMESPACE
+
+#else  // not this instruction set: CpuBackend checks compiled() before calling the kernels
+
+#include <cstdlib>
+
+namespace MMS_ACTIVATION_NAMESPACE {
+bool compiled() { return false; }
+void quick_gelu(const float*, float*, int64_t) { std::abort(); }
+void quick_gelu_backward(const float*, const float*, float*, int64_t) { std::abort(); }
+}  // namespace MMS_ACTIVATION_NAMESPACE
+
+#endif
+
+#undef MMS_ACTIVATION_COMPILED
+#undef MMS_ACTIVATION_NAMESPACE
+#undef MMS_ACTIVATION_PACKET
+#undef Eigen
