@@ -757,13 +757,18 @@ TEST_CASE("every Eigen GEMM build (baseline, AVX2+FMA, AVX-512) matches the naiv
   }
 }
 
-// Whether this build and CPU run our AVX-512 float32 GEMM (the tests of it skip, saying
-// so, where not).
 namespace {
-bool our_avx512_gemm_runs_here() {
-  const bool runs = cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512();
-  if (!runs) MESSAGE("SKIPPED: the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
+// `runs`, and where it is false, a line saying why the test skips: a kernel that this build
+// or CPU lacks shows up as a skip in the output rather than as a silent pass.
+bool runs_here(bool runs, const char* why_not) {
+  if (!runs) MESSAGE("SKIPPED: ", why_not);
   return runs;
+}
+
+// Whether this build and CPU run our AVX-512 float32 GEMM.
+bool our_avx512_gemm_runs_here() {
+  return runs_here(cpu::gemm::avx512_sgemm::compiled() && cpu::cpu_has_avx512(),
+                   "the AVX-512 float32 GEMM is not compiled in or this CPU lacks AVX-512 F/DQ");
 }
 }  // namespace
 
@@ -948,10 +953,9 @@ TEST_CASE("linear's bias epilogue on the CPU adds the bias inside our AVX-512 ke
 // and 1024-block tails, and the special values; the backend (vector path when the CPU
 // has AVX2) gives the same values.
 TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
-  if (!(cpu::activation::avx2::compiled() && cpu::cpu_has_avx2_fma())) {
-    MESSAGE("SKIPPED: the AVX2 quick_gelu is not compiled in or this CPU lacks AVX2/FMA");
+  if (!runs_here(cpu::activation::avx2::compiled() && cpu::cpu_has_avx2_fma(),
+                 "the AVX2 quick_gelu is not compiled in or this CPU lacks AVX2/FMA"))
     return;
-  }
   const int64_t n = 2 * 1024 + 13;
   std::vector<float> x(n), dy(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -1027,10 +1031,9 @@ TEST_CASE("quick_gelu's AVX2 kernels match float64 within float32 rounding") {
 // change a result), over a sweep of -100..100, a million float bit patterns of every
 // exponent, and the special values; lengths with 16- and 8-wide tails.
 TEST_CASE("quick_gelu's AVX-512 kernels give the AVX2 kernels' bits") {
-  if (!(cpu::activation::avx512::compiled() && cpu::cpu_has_avx512() && cpu::activation::avx2::compiled())) {
-    MESSAGE("SKIPPED: the AVX-512 quick_gelu is not compiled in or this CPU lacks AVX-512");
+  if (!runs_here(cpu::activation::avx512::compiled() && cpu::cpu_has_avx512() && cpu::activation::avx2::compiled(),
+                 "the AVX-512 quick_gelu is not compiled in or this CPU lacks AVX-512"))
     return;
-  }
   std::vector<float> x;
   for (int64_t i = 0; i <= 200000; ++i) x.push_back(static_cast<float>(-100.0 + 200.0 * double(i) / 200000.0));
   uint32_t state = 12345u;
@@ -1385,11 +1388,10 @@ TEST_CASE("attention matches a naive reference at tiny and ViT-like head sizes")
 }
 
 namespace {
-// Whether CpuBackend::attention runs attention_avx512.cpp's heads here (and says so, where not).
+// Whether CpuBackend::attention runs attention_avx512.cpp's heads here.
 bool avx512_attention_runs_here() {
-  const bool runs = cpu::attention_avx512::compiled() && std::string(cpu::gemm::isa_in_use()) == "avx512";
-  if (!runs) MESSAGE("SKIPPED: this CPU or build runs attention through Eigen's GEMMs");
-  return runs;
+  return runs_here(cpu::attention_avx512::compiled() && std::string(cpu::gemm::isa_in_use()) == "avx512",
+                   "this CPU or build runs attention through Eigen's GEMMs");
 }
 }  // namespace
 
