@@ -166,17 +166,12 @@ void for_each_head(int64_t count, int64_t work, Scratch make_scratch, Body body)
   }
 }
 
-// True when attention_avx512.cpp's kernels run these heads: float32, a head_dim they
-// take, a CPU with AVX-512, and our AVX-512 kernels in use (MMS_CPU_GEMM=avx512-eigen
+// True when attention_avx512.cpp's kernels run float32 heads of these sizes: a head_dim
+// they take, a CPU with AVX-512, and our AVX-512 kernels in use (MMS_CPU_GEMM=avx512-eigen
 // turns them off with our GEMM, for like-for-like comparisons).
-template <typename T>
 bool avx512_heads(const AttentionDims& n) {
-  if constexpr (!std::is_same_v<T, float>) {
-    return false;
-  } else {
-    return attention_avx512::compiled() && attention_avx512::takes(n.d, n.lk) &&
-           std::strcmp(gemm::isa_in_use(), "avx512") == 0;
-  }
+  return attention_avx512::compiled() && attention_avx512::takes(n.d, n.lk) &&
+         std::strcmp(gemm::isa_in_use(), "avx512") == 0;
 }
 
 template <typename T, typename L>
@@ -191,7 +186,7 @@ void attention_typed(const Tensor& q, const Tensor& k, const Tensor& v, const ui
   };
   const int64_t heads = n.batch * n.heads;
   if constexpr (std::is_same_v<T, float>) {
-    if (avx512_heads<T>(n)) {
+    if (avx512_heads(n)) {
       struct Floats {
         std::vector<float> scratch;
         std::vector<double> lse;
@@ -237,7 +232,7 @@ void attention_backward_typed(const Tensor& grad_out, const Tensor& q, const Ten
   };
   const int64_t heads = n.batch * n.heads;
   if constexpr (std::is_same_v<T, float>) {
-    if (avx512_heads<T>(n)) {
+    if (avx512_heads(n)) {
       auto make_floats = [&] { return std::vector<float>(attention_avx512::scratch_floats(n.lq, n.lk, n.d)); };
       for_each_head(heads, heads * n.lq * n.lk * n.d, make_floats, [&](int64_t bh, std::vector<float>& scratch) {
         const attention_avx512::HeadShape shape{n.lq, n.lk, n.d, keep_all + (bh / n.heads) * n.lk, causal, scale};

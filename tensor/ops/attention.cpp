@@ -186,8 +186,6 @@ Tensor empty_heads_last(const Shape& shape, DType dtype, Device device) {
 bool last_dim_contiguous(const Tensor& t) { return t.stride(3) == 1 || t.size(3) == 1; }
 // An operand of such a kernel: the view itself when it takes it, else a copy.
 Tensor view_operand(const Tensor& t) { return last_dim_contiguous(t) ? t : t.contiguous(); }
-// t in `dtype`: itself when it already is (cast always copies).
-Tensor in_dtype(const Tensor& t, DType dtype) { return t.dtype() == dtype ? t : cast(t, dtype); }
 // An operand of the device's fused kernel: as it reads them (views), else contiguous.
 Tensor fused_operand(const Tensor& t, bool views) { return views ? view_operand(t) : t.contiguous(); }
 
@@ -198,7 +196,7 @@ void tiles_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
                            "fixed between forward and backward");
   MMS_CHECK(out.dtype() == grads.grad_q.dtype(), "attention backward: the tiles write gradients in the output's "
             "dtype (", dtype_name(out.dtype()), "), not ", dtype_name(grads.grad_q.dtype()));
-  const Tensor dout = view_operand(in_dtype(grad_out, out.dtype()));
+  const Tensor dout = view_operand(grad_out.to(out.dtype()));
   backend_for(q.device()).attention_tiles_backward(dout, view_operand(q), view_operand(k), view_operand(v),
                                                    view_operand(out), lse, attention_key_mask(key_keep), causal,
                                                    scale, grads.grad_q, grads.grad_k, grads.grad_v);
@@ -211,7 +209,7 @@ void fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
                     const Tensor& lse, const Tensor& key_keep, bool causal, double scale, AttentionGrads& grads) {
   const bool views = fused_reads_views(q, k);
   backend_for(q.device()).attention_backward(
-      fused_operand(in_dtype(grad_out, out.dtype()), views), fused_operand(q, views), fused_operand(k, views),
+      fused_operand(grad_out.to(out.dtype()), views), fused_operand(q, views), fused_operand(k, views),
       fused_operand(v, views), fused_operand(out, views), lse, key_keep.defined() ? key_keep.contiguous() : key_keep,
       causal, scale, grads.grad_q, grads.grad_k, grads.grad_v);
 }
